@@ -1,0 +1,419 @@
+//! Executions (one run of a plan) and the registry that keeps them.
+
+use crate::plan::Plan;
+use crate::Reply;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Done,
+    Aborted,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Aborted => "aborted",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, Status::Done | Status::Aborted)
+    }
+}
+
+/// How a step is shown by `RG.GETEXECUTION`.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    pub kind: &'static str,
+    pub name: String,
+    pub arg: String,
+}
+
+/// A callback run once when the execution finishes.
+pub type DoneCallback = Box<dyn FnOnce(&Execution) + Send>;
+
+struct Inner {
+    status: Status,
+    results: Vec<Reply>,
+    errors: Vec<String>,
+    total_ms: u64,
+    read_ms: u64,
+    waiters: Vec<DoneCallback>,
+}
+
+pub struct Execution {
+    pub id: String,
+    pub registered: bool,
+    pub steps: Vec<StepInfo>,
+    inner: Mutex<Inner>,
+    abort: Arc<AtomicBool>,
+    interrupter: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+/// What happened to an abort request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AbortOutcome {
+    /// The execution had not started; it is now `aborted`.
+    AbortedBeforeStart,
+    /// It is running; it was asked to stop and will finish soon.
+    Stopping,
+    /// It had already finished.
+    AlreadyFinished,
+}
+
+impl Execution {
+    pub fn new(id: String, plan: &Plan, registered: bool) -> Execution {
+        let steps = plan
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                kind: s.kind.name(),
+                name: s.name.clone(),
+                arg: s.arg(),
+            })
+            .collect();
+        Execution {
+            id,
+            registered,
+            steps,
+            inner: Mutex::new(Inner {
+                status: Status::Created,
+                results: Vec::new(),
+                errors: Vec::new(),
+                total_ms: 0,
+                read_ms: 0,
+                waiters: Vec::new(),
+            }),
+            abort: Arc::new(AtomicBool::new(false)),
+            interrupter: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// The flag a pipeline polls to stop early.
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
+    }
+
+    /// Installs the function that interrupts running user code (for Python,
+    /// an asynchronous exception in the worker thread).
+    pub fn set_interrupter(&self, f: Option<Box<dyn Fn() + Send + Sync>>) {
+        *self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// Moves `created` to `running`; false if the execution was aborted first.
+    pub fn start(&self) -> bool {
+        let mut g = self.lock();
+        if g.status != Status::Created {
+            return false;
+        }
+        g.status = Status::Running;
+        true
+    }
+
+    /// Records the outcome, marks the execution `done` and runs the waiters.
+    pub fn finish(&self, results: Vec<Reply>, errors: Vec<String>, total_ms: u64, read_ms: u64) {
+        self.set_interrupter(None);
+        let waiters = {
+            let mut g = self.lock();
+            if g.status.finished() {
+                return;
+            }
+            g.status = Status::Done;
+            g.results = results;
+            g.errors = errors;
+            g.total_ms = total_ms;
+            g.read_ms = read_ms;
+            std::mem::take(&mut g.waiters)
+        };
+        for w in waiters {
+            w(self);
+        }
+    }
+
+    /// Asks the execution to stop.
+    pub fn abort(&self) -> AbortOutcome {
+        self.abort.store(true, Ordering::SeqCst);
+        let waiters = {
+            let mut g = self.lock();
+            match g.status {
+                Status::Done | Status::Aborted => return AbortOutcome::AlreadyFinished,
+                Status::Running => None,
+                Status::Created => {
+                    g.status = Status::Aborted;
+                    Some(std::mem::take(&mut g.waiters))
+                }
+            }
+        };
+        match waiters {
+            Some(ws) => {
+                for w in ws {
+                    w(self);
+                }
+                AbortOutcome::AbortedBeforeStart
+            }
+            None => {
+                if let Some(f) = &*self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) {
+                    f();
+                }
+                AbortOutcome::Stopping
+            }
+        }
+    }
+
+    /// Runs `cb` when the execution finishes. If it already has, `cb` is
+    /// handed back so the caller can act on the spot.
+    pub fn when_done(&self, cb: DoneCallback) -> Option<DoneCallback> {
+        let mut g = self.lock();
+        if g.status.finished() {
+            Some(cb)
+        } else {
+            g.waiters.push(cb);
+            None
+        }
+    }
+
+    /// `[results, errors]`, the reply of a finished execution.
+    pub fn results_reply(&self) -> Reply {
+        let g = self.lock();
+        Reply::Array(vec![
+            Reply::Array(g.results.clone()),
+            Reply::Array(g.errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect()),
+        ])
+    }
+
+    /// A snapshot for `RG.GETEXECUTION`.
+    pub fn snapshot(&self) -> Snapshot {
+        let g = self.lock();
+        Snapshot {
+            status: g.status,
+            results: g.results.len(),
+            errors: g.errors.clone(),
+            total_ms: g.total_ms,
+            read_ms: g.read_ms,
+        }
+    }
+}
+
+pub struct Snapshot {
+    pub status: Status,
+    pub results: usize,
+    pub errors: Vec<String>,
+    pub total_ms: u64,
+    pub read_ms: u64,
+}
+
+/// Why an execution could not be dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DropError {
+    NotFound,
+    Running,
+}
+
+/// The registry of executions, capped by `MaxExecutions`.
+pub struct Executions {
+    inner: Mutex<Registry>,
+    max: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<String, Arc<Execution>>,
+    order: VecDeque<String>,
+}
+
+impl Executions {
+    pub fn new(max: usize) -> Executions {
+        Executions {
+            inner: Mutex::new(Registry::default()),
+            max: AtomicUsize::new(max),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, e: Arc<Execution>) {
+        {
+            let mut g = self.lock();
+            g.order.push_back(e.id.clone());
+            g.by_id.insert(e.id.clone(), e);
+        }
+        self.evict();
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Execution>> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// All executions, oldest first.
+    pub fn list(&self) -> Vec<Arc<Execution>> {
+        let g = self.lock();
+        g.order
+            .iter()
+            .filter_map(|id| g.by_id.get(id).cloned())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes a finished execution.
+    pub fn drop_execution(&self, id: &str) -> Result<(), DropError> {
+        let mut g = self.lock();
+        let e = g.by_id.get(id).ok_or(DropError::NotFound)?;
+        if !e.status().finished() {
+            return Err(DropError::Running);
+        }
+        g.by_id.remove(id);
+        g.order.retain(|x| x != id);
+        Ok(())
+    }
+
+    /// Removes an execution whatever its state (used when the script that
+    /// created it failed).
+    pub fn forget(&self, id: &str) {
+        let mut g = self.lock();
+        g.by_id.remove(id);
+        g.order.retain(|x| x != id);
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+        self.evict();
+    }
+
+    /// Drops the oldest finished executions while the registry is over its cap.
+    pub fn evict(&self) {
+        let max = self.max.load(Ordering::Relaxed);
+        let mut g = self.lock();
+        let mut excess = g.by_id.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        let mut keep = VecDeque::with_capacity(g.order.len());
+        let order = std::mem::take(&mut g.order);
+        for id in order {
+            let finished = g.by_id.get(&id).is_some_and(|e| e.status().finished());
+            if excess > 0 && finished {
+                g.by_id.remove(&id);
+                excess -= 1;
+            } else {
+                keep.push_back(id);
+            }
+        }
+        g.order = keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn exec(id: &str) -> Arc<Execution> {
+        let plan = Plan {
+            reader: "r".into(),
+            steps: vec![],
+            desc: None,
+        };
+        Arc::new(Execution::new(id.into(), &plan, false))
+    }
+
+    #[test]
+    fn lifecycle_and_waiters() {
+        let e = exec("a");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        assert!(e
+            .when_done(Box::new(move |_| {
+                h.fetch_add(1, Ordering::SeqCst);
+            }))
+            .is_none());
+        assert!(e.start());
+        assert_eq!(e.status(), Status::Running);
+        e.finish(vec![Reply::Int(1)], vec!["err".into()], 3, 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            e.results_reply(),
+            Reply::Array(vec![
+                Reply::Array(vec![Reply::Int(1)]),
+                Reply::Array(vec![Reply::bulk("err")])
+            ])
+        );
+        assert!(e.when_done(Box::new(|_| {})).is_some());
+        assert_eq!(e.abort(), AbortOutcome::AlreadyFinished);
+    }
+
+    #[test]
+    fn abort_before_start_marks_aborted_and_runs_waiters() {
+        let e = exec("a");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        e.when_done(Box::new(move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(e.abort(), AbortOutcome::AbortedBeforeStart);
+        assert_eq!(e.status(), Status::Aborted);
+        assert!(!e.start());
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn abort_while_running_interrupts() {
+        let e = exec("a");
+        e.start();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        e.set_interrupter(Some(Box::new(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        })));
+        assert_eq!(e.abort(), AbortOutcome::Stopping);
+        assert!(e.abort_flag().load(Ordering::SeqCst));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn registry_evicts_oldest_finished_only() {
+        let reg = Executions::new(2);
+        let a = exec("a");
+        let b = exec("b");
+        let c = exec("c");
+        reg.add(a.clone());
+        reg.add(b.clone());
+        b.finish(vec![], vec![], 0, 0);
+        reg.add(c.clone());
+        // a is still running, so b (finished) goes first.
+        let ids: Vec<_> = reg.list().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(reg.drop_execution("a"), Err(DropError::Running));
+        assert_eq!(reg.drop_execution("zz"), Err(DropError::NotFound));
+        a.finish(vec![], vec![], 0, 0);
+        reg.set_max(1);
+        let ids: Vec<_> = reg.list().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, vec!["c"]);
+        assert_eq!(reg.drop_execution("c"), Err(DropError::Running));
+    }
+}

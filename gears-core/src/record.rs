@@ -1,0 +1,271 @@
+//! Records: the values that flow between the steps of a pipeline.
+//!
+//! Readers produce native records (strings, keys with their values...); a host
+//! language wraps its own objects in [`Record::Host`]. Native records have a
+//! stable binary encoding ([`Record::encode`]) so that the cluster layer can
+//! move them between shards; host objects bring their own through
+//! [`HostValue::encode`].
+
+use std::any::Any;
+use std::fmt;
+
+/// An object owned by the host language (for Python, a `Py<PyAny>`).
+///
+/// The core never looks inside; it only asks the host the few questions a
+/// step needs answered.
+pub trait HostValue: Send + Sync + fmt::Debug + 'static {
+    fn as_any(&self) -> &dyn Any;
+    /// If the object is a list, its elements in order; otherwise the object
+    /// itself back. `flatmap` uses this.
+    fn into_list(self: Box<Self>) -> Result<Vec<Record>, HostObject>;
+    /// The reply a client sees for this object. Called with whatever lock the
+    /// host needs already held by the caller.
+    fn to_reply(&self) -> crate::Reply;
+    /// Bytes that `decode` on another shard turns back into the object.
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        Err("this record type can not be sent to another shard".into())
+    }
+}
+
+pub type HostObject = Box<dyn HostValue>;
+
+/// The value of a key as read by KeysReader.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub key: Vec<u8>,
+    /// `None` when the reader was asked not to read values.
+    pub value: Option<KeyValue>,
+    /// The event that triggered the read, `None` for batch runs.
+    pub event: Option<String>,
+}
+
+/// What KeysReader found under a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    String(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A key of a type whose value is not read (set, zset, stream, module).
+    Other(&'static str),
+    /// The key does not exist (any more).
+    Missing,
+}
+
+impl KeyValue {
+    /// The type name a KeysReader record carries.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            KeyValue::String(_) => "string",
+            KeyValue::List(_) => "list",
+            KeyValue::Hash(_) => "hash",
+            KeyValue::Other(t) => t,
+            KeyValue::Missing => "empty",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Record {
+    Null,
+    /// Bytes; a host shows them as text when they are UTF-8.
+    Str(Vec<u8>),
+    Long(i64),
+    Double(f64),
+    List(Vec<Record>),
+    /// A record tagged with a grouping key (output of extract-key steps).
+    Keyed(String, Box<Record>),
+    /// A key and its value, as KeysReader produces them.
+    Key(Box<KeyEntry>),
+    /// A failure; error records skip every step and end in the errors list.
+    Error(String),
+    Host(HostObject),
+}
+
+impl Record {
+    pub fn is_error(&self) -> bool {
+        matches!(self, Record::Error(_))
+    }
+
+    /// The reply a native record gets (host objects answer for themselves).
+    pub fn to_reply(&self) -> crate::Reply {
+        use crate::Reply;
+        match self {
+            Record::Null => Reply::Null,
+            Record::Str(s) => Reply::Bulk(s.clone()),
+            Record::Long(i) => Reply::Int(*i),
+            Record::Double(d) => Reply::from_float(*d),
+            Record::List(l) => Reply::Array(l.iter().map(Record::to_reply).collect()),
+            Record::Keyed(k, v) => Reply::Array(vec![Reply::bulk(k.as_bytes()), v.to_reply()]),
+            Record::Key(e) => Reply::Array(vec![
+                Reply::Bulk(e.key.clone()),
+                match &e.value {
+                    Some(KeyValue::String(s)) => Reply::Bulk(s.clone()),
+                    Some(KeyValue::List(l)) => {
+                        Reply::Array(l.iter().map(|x| Reply::Bulk(x.clone())).collect())
+                    }
+                    Some(KeyValue::Hash(h)) => Reply::Array(
+                        h.iter()
+                            .map(|(f, v)| {
+                                Reply::Array(vec![Reply::Bulk(f.clone()), Reply::Bulk(v.clone())])
+                            })
+                            .collect(),
+                    ),
+                    _ => Reply::Null,
+                },
+            ]),
+            Record::Error(e) => Reply::Error(e.clone()),
+            Record::Host(h) => h.to_reply(),
+        }
+    }
+
+    /// Appends the binary form of a native record to `out`.
+    ///
+    /// Layout: one tag byte, then the payload; lengths and integers are
+    /// little-endian u64/i64. Host records are encoded by the host.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        match self {
+            Record::Null => out.push(0),
+            Record::Str(s) => {
+                out.push(1);
+                bytes(out, s);
+            }
+            Record::Long(i) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Record::Double(d) => {
+                out.push(3);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            Record::List(l) => {
+                out.push(4);
+                out.extend_from_slice(&(l.len() as u64).to_le_bytes());
+                for r in l {
+                    r.encode(out)?;
+                }
+            }
+            Record::Keyed(k, v) => {
+                out.push(5);
+                bytes(out, k.as_bytes());
+                v.encode(out)?;
+            }
+            Record::Error(e) => {
+                out.push(6);
+                bytes(out, e.as_bytes());
+            }
+            Record::Host(h) => {
+                out.push(7);
+                bytes(out, &h.encode()?);
+            }
+            Record::Key(_) => return Err("key records are read locally only".into()),
+        }
+        Ok(())
+    }
+
+    /// Reads a record written by [`Record::encode`]. Host payloads are handed
+    /// to `host` to rebuild.
+    pub fn decode(
+        input: &mut &[u8],
+        host: &dyn Fn(&[u8]) -> Result<HostObject, String>,
+    ) -> Result<Record, String> {
+        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+            if input.len() < n {
+                return Err("truncated record".into());
+            }
+            let (head, tail) = input.split_at(n);
+            *input = tail;
+            Ok(head)
+        }
+        fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
+            Ok(u64::from_le_bytes(take(input, 8)?.try_into().unwrap()))
+        }
+        fn bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
+            let n = u64_of(input)? as usize;
+            take(input, n)
+        }
+        fn text(input: &mut &[u8]) -> Result<String, String> {
+            String::from_utf8(bytes(input)?.to_vec()).map_err(|_| "bad utf-8 in record".into())
+        }
+        let tag = take(input, 1)?[0];
+        Ok(match tag {
+            0 => Record::Null,
+            1 => Record::Str(bytes(input)?.to_vec()),
+            2 => Record::Long(u64_of(input)? as i64),
+            3 => Record::Double(f64::from_bits(u64_of(input)?)),
+            4 => {
+                let n = u64_of(input)? as usize;
+                let mut l = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    l.push(Record::decode(input, host)?);
+                }
+                Record::List(l)
+            }
+            5 => {
+                let k = text(input)?;
+                Record::Keyed(k, Box::new(Record::decode(input, host)?))
+            }
+            6 => Record::Error(text(input)?),
+            7 => Record::Host(host(bytes(input)?)?),
+            t => return Err(format!("unknown record tag {t}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reply;
+
+    fn roundtrip(r: &Record) -> Record {
+        let mut buf = Vec::new();
+        r.encode(&mut buf).unwrap();
+        let mut input = &buf[..];
+        let back = Record::decode(&mut input, &|_| Err("no host".into())).unwrap();
+        assert!(input.is_empty());
+        back
+    }
+
+    #[test]
+    fn native_records_roundtrip() {
+        let r = Record::List(vec![
+            Record::Null,
+            Record::Str(b"a\0b".to_vec()),
+            Record::Long(-7),
+            Record::Double(2.5),
+            Record::Keyed("k".into(), Box::new(Record::Error("e".into()))),
+        ]);
+        assert_eq!(roundtrip(&r).to_reply(), r.to_reply());
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_not_a_panic() {
+        let mut buf = Vec::new();
+        Record::Str(b"hello".to_vec()).encode(&mut buf).unwrap();
+        for cut in 0..buf.len() {
+            let mut input = &buf[..cut];
+            assert!(Record::decode(&mut input, &|_| Err("x".into())).is_err());
+        }
+        let mut bad: &[u8] = &[99];
+        assert_eq!(
+            Record::decode(&mut bad, &|_| Err("x".into())).unwrap_err(),
+            "unknown record tag 99"
+        );
+    }
+
+    #[test]
+    fn key_records_reply_as_pairs() {
+        let r = Record::Key(Box::new(KeyEntry {
+            key: b"k".to_vec(),
+            value: Some(KeyValue::String(b"v".to_vec())),
+            event: None,
+        }));
+        assert_eq!(
+            r.to_reply(),
+            Reply::Array(vec![Reply::bulk("k"), Reply::bulk("v")])
+        );
+    }
+}
