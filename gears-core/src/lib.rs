@@ -11,6 +11,7 @@
 //! Nothing here takes a lock that belongs to Redis or to Python: whoever drives
 //! a pipeline decides under which lock each batch runs.
 
+pub mod engine;
 pub mod execution;
 pub mod glob;
 pub mod id;
@@ -20,5 +21,6 @@ pub mod pool;
 pub mod record;
 pub mod reply;
 
+pub use engine::{Engine, Reader};
 pub use record::{HostObject, HostValue, Record};
 pub use reply::Reply;

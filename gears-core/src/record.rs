@@ -15,9 +15,6 @@ use std::fmt;
 /// step needs answered.
 pub trait HostValue: Send + Sync + fmt::Debug + 'static {
     fn as_any(&self) -> &dyn Any;
-    /// If the object is a list, its elements in order; otherwise the object
-    /// itself back. `flatmap` uses this.
-    fn into_list(self: Box<Self>) -> Result<Vec<Record>, HostObject>;
     /// The reply a client sees for this object. Called with whatever lock the
     /// host needs already held by the caller.
     fn to_reply(&self) -> crate::Reply;

@@ -1,1 +1,105 @@
+//! The gears Redis module (`MODULE LIST` name: `rg`).
+//!
+//! This crate is glue: it parses module arguments with `gears-config`, starts
+//! the engine of `gears-core` and the Python runtime of `gears-python`, gives
+//! that runtime its view of Redis ([`host::ModuleHost`]), and exposes the
+//! `RG.*` commands. It is the only crate that depends on `redis-module`.
 
+mod commands;
+mod host;
+mod redis;
+
+use gears_cluster::Topology;
+use gears_config::GearsConfig;
+use gears_core::Engine;
+use once_cell::sync::{Lazy, OnceCell};
+#[allow(unused_imports)] // used inside the redis_module! expansion
+use redis_module::AclCategory;
+use redis_module::{redis_module, Context, RedisString, Status};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+static CONFIG: OnceCell<RwLock<GearsConfig>> = OnceCell::new();
+static ENGINE: OnceCell<Arc<Engine>> = OnceCell::new();
+static TOPOLOGY: Lazy<RwLock<Topology>> = Lazy::new(|| RwLock::new(Topology::default()));
+
+pub(crate) fn config() -> RwLockReadGuard<'static, GearsConfig> {
+    CONFIG
+        .get()
+        .expect("configured at load")
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn engine() -> &'static Engine {
+    ENGINE.get().expect("started at load")
+}
+
+pub(crate) fn topology() -> RwLockReadGuard<'static, Topology> {
+    TOPOLOGY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn on_worker_panic(message: &str) {
+    redis::log("warning", &format!("a worker job panicked: {message}"));
+}
+
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    redis::init(ctx.ctx);
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
+    let cfg = match GearsConfig::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            redis::log("warning", &format!("could not load the module: {e}"));
+            return Status::Err;
+        }
+    };
+    let settings = cfg.settings().clone();
+    let _ = CONFIG.set(RwLock::new(cfg));
+    let engine = match Engine::new(
+        settings.executionthreads as usize,
+        settings.maxexecutions as usize,
+        on_worker_panic,
+    ) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            redis::log(
+                "warning",
+                &format!("could not start the worker threads: {e}"),
+            );
+            return Status::Err;
+        }
+    };
+    let _ = ENGINE.set(engine.clone());
+    if let Err(e) = gears_python::initialize(Arc::new(host::ModuleHost), engine) {
+        redis::log("warning", &format!("could not start Python: {e}"));
+        return Status::Err;
+    }
+    redis::log(
+        "notice",
+        &format!(
+            "module loaded: {} execution threads, Python runtime ready",
+            settings.executionthreads
+        ),
+    );
+    Status::Ok
+}
+
+redis_module! {
+    name: "rg",
+    version: 10000,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [],
+    init: init,
+    commands: [
+        ["rg.pyexecute", commands::pyexecute, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.dumpexecutions", commands::dump_executions, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.getexecution", commands::get_execution, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.getresults", commands::get_results, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.getresultsblocking", commands::get_results_blocking, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.dropexecution", commands::drop_execution, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.abortexecution", commands::abort_execution, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
+    ],
+}

@@ -1,0 +1,49 @@
+//! The engine: the pieces every command and every language binding shares.
+
+use crate::execution::Executions;
+use crate::id::IdGen;
+use crate::pool::WorkerPool;
+use crate::Record;
+
+/// The source of an execution's records. `next_batch` is called on a worker
+/// thread with no lock held; a reader takes the locks it needs itself.
+pub trait Reader: Send {
+    /// The next records, or `None` at the end of the input.
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String>;
+}
+
+/// A reader over records known in advance (tests, triggers).
+pub struct VecReader(pub Option<Vec<Record>>);
+
+impl Reader for VecReader {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        Ok(self.0.take())
+    }
+}
+
+pub struct Engine {
+    pub executions: Executions,
+    pub execution_ids: IdGen,
+    pub pool: WorkerPool,
+    /// This node's id: forty zeros off-cluster.
+    pub node_id: String,
+}
+
+impl Engine {
+    pub fn new(
+        threads: usize,
+        max_executions: usize,
+        on_panic: fn(&str),
+    ) -> std::io::Result<Engine> {
+        Ok(Engine {
+            executions: Executions::new(max_executions),
+            execution_ids: IdGen::new(),
+            pool: WorkerPool::new("gears-worker", threads, on_panic)?,
+            node_id: crate::id::LOCAL_NODE_ID.to_owned(),
+        })
+    }
+
+    pub fn next_execution_id(&self) -> String {
+        self.execution_ids.next(&self.node_id)
+    }
+}

@@ -1,0 +1,134 @@
+//! Conversions between native records, Python objects and replies.
+
+use gears_core::record::{KeyEntry, KeyValue};
+use gears_core::{HostValue, Record, Reply};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::{intern, IntoPyObjectExt};
+use std::any::Any;
+
+/// A Python object travelling through a pipeline.
+#[derive(Debug)]
+pub struct PyValue(pub Py<PyAny>);
+
+impl HostValue for PyValue {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn to_reply(&self) -> Reply {
+        Python::with_gil(|py| py_to_reply(self.0.bind(py)))
+    }
+}
+
+pub fn host(obj: Bound<'_, PyAny>) -> Record {
+    Record::Host(Box::new(PyValue(obj.unbind())))
+}
+
+/// Text as `str` when it is UTF-8, as `bytearray` otherwise.
+pub fn bytes_to_py<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyAny> {
+    match std::str::from_utf8(b) {
+        Ok(s) => PyString::new(py, s).into_any(),
+        Err(_) => PyByteArray::new(py, b).into_any(),
+    }
+}
+
+fn key_entry_to_py<'py>(py: Python<'py>, e: KeyEntry) -> PyResult<Bound<'py, PyAny>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "key"), bytes_to_py(py, &e.key))?;
+    if let Some(value) = e.value {
+        let ty = value.type_name();
+        let v: Bound<'py, PyAny> = match value {
+            KeyValue::String(s) => bytes_to_py(py, &s),
+            KeyValue::List(l) => PyList::new(py, l.iter().map(|x| bytes_to_py(py, x)))?.into_any(),
+            KeyValue::Hash(h) => {
+                let hd = PyDict::new(py);
+                for (f, v) in h {
+                    hd.set_item(bytes_to_py(py, &f), bytes_to_py(py, &v))?;
+                }
+                hd.into_any()
+            }
+            KeyValue::Other(_) | KeyValue::Missing => py.None().into_bound(py),
+        };
+        d.set_item(intern!(py, "value"), v)?;
+        d.set_item(intern!(py, "type"), ty)?;
+    }
+    match e.event {
+        Some(ev) => d.set_item(intern!(py, "event"), ev)?,
+        None => d.set_item(intern!(py, "event"), py.None())?,
+    }
+    Ok(d.into_any())
+}
+
+/// Turns a record into the Python object a user callback receives.
+pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match r {
+        Record::Null => py.None().into_bound(py),
+        Record::Str(s) => bytes_to_py(py, &s),
+        Record::Long(i) => i.into_bound_py_any(py)?,
+        // 1.2 hands doubles to Python as integers (truncated).
+        Record::Double(d) => (d as i64).into_bound_py_any(py)?,
+        Record::List(l) => {
+            let out = PyList::empty(py);
+            for x in l {
+                out.append(record_to_py(py, x)?)?;
+            }
+            out.into_any()
+        }
+        Record::Keyed(k, v) => {
+            let d = PyDict::new(py);
+            d.set_item(intern!(py, "key"), k)?;
+            d.set_item(intern!(py, "value"), record_to_py(py, *v)?)?;
+            d.into_any()
+        }
+        Record::Key(e) => key_entry_to_py(py, *e)?,
+        Record::Error(e) => return Err(crate::native::GearsError::new_err(e)),
+        Record::Host(h) => match h.as_any().downcast_ref::<PyValue>() {
+            Some(v) => v.0.clone_ref(py).into_bound(py),
+            None => return Err(crate::native::GearsError::new_err("foreign host record")),
+        },
+    })
+}
+
+/// The reply a Python result gets (1.2's conversion table).
+pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Reply {
+    if let Ok(l) = obj.downcast::<PyList>() {
+        return Reply::Array(l.iter().map(|x| py_to_reply(&x)).collect());
+    }
+    if obj.is_instance_of::<PyBool>() || obj.is_instance_of::<PyInt>() {
+        return match obj.extract::<i64>() {
+            Ok(i) => Reply::Int(i),
+            Err(_) => Reply::bulk(obj.to_string()),
+        };
+    }
+    if let Ok(f) = obj.downcast::<PyFloat>() {
+        return Reply::from_float(f.value());
+    }
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        return Reply::Bulk(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = obj.downcast::<PyString>() {
+        return match s.to_str() {
+            Ok(s) => Reply::from_result_text(s),
+            Err(_) => Reply::bulk(s.to_string_lossy().as_bytes()),
+        };
+    }
+    Reply::bulk("PY RECORD")
+}
+
+/// The Python value of a command reply (for `execute`).
+pub fn reply_to_py(py: Python<'_>, r: Reply) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match r {
+        Reply::Null => py.None().into_bound(py),
+        Reply::Int(i) => i.into_bound_py_any(py)?,
+        Reply::Bulk(b) => bytes_to_py(py, &b),
+        Reply::Status(s) | Reply::Error(s) => PyString::new(py, &s).into_any(),
+        Reply::Array(items) => {
+            let out = PyList::empty(py);
+            for x in items {
+                out.append(reply_to_py(py, x)?)?;
+            }
+            out.into_any()
+        }
+    })
+}

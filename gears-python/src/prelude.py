@@ -1,0 +1,294 @@
+# The Python side of the gears runtime: GearsBuilder and the helpers every
+# RG.PYEXECUTE script sees as globals. Native pieces come from `redisgears`,
+# a module the Rust runtime builds before this file runs.
+#
+# Each operation appends primitive steps `(kind, callback_name, function,
+# extra)` to the builder; `run()` hands them to the native runner, which
+# turns them into a gears-core plan. The composite operations (aggregate,
+# count, sort...) are written here in terms of the primitive ones, with the
+# same step layout RedisGears 1.2 shows in RG.GETEXECUTION.
+
+import copy as _copy
+import redisgears as _native
+from redisgears import (
+    GearsError,
+    ForceStoppedError,
+    GearsFlatError,
+    execute,
+    log as _native_log,
+    hashtag,
+    configGet,
+)
+
+_PY_READERS = ('ShardsIDReader', 'KeysOnlyReader')
+_READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader',
+            'ShardsIDReader', 'CommandReader')
+
+_LOG_LEVELS = ('debug', 'verbose', 'notice', 'warning')
+
+
+def log(message, level='notice'):
+    if level not in _LOG_LEVELS:
+        raise GearsError("unknown log level '%s', expected one of debug, verbose, notice, warning" % (level,))
+    _native_log(str(message), level)
+
+
+def Log(message, level='notice'):
+    _native_log('Log is deprecated, use log instead', 'warning')
+    log(message, level)
+
+
+def gearsConfigGet(key, default=None):
+    value = configGet(key)
+    return default if value is None else value
+
+
+def ConfigGet(key):
+    _native_log('ConfigGet is deprecated, use configGet instead', 'warning')
+    return configGet(key)
+
+
+def GearsConfigGet(key, default=None):
+    _native_log('GearsConfigGet is deprecated, use gearsConfigGet instead', 'warning')
+    return gearsConfigGet(key, default)
+
+
+def flat_error(msg):
+    raise GearsFlatError(msg)
+
+
+def _not_yet(name):
+    def stub(*args, **kwargs):
+        raise GearsError('%s is not implemented yet' % name)
+    stub.__name__ = name
+    return stub
+
+
+atomic = _not_yet('atomic')
+call_next = _not_yet('call_next')
+override_reply = _not_yet('override_reply')
+get_command = _not_yet('get_command')
+registerTE = _not_yet('registerTE')
+gearsFuture = _not_yet('gearsFuture')
+runCoroutine = _not_yet('runCoroutine')
+getGearsSession = _not_yet('getGearsSession')
+setGearsSession = _not_yet('setGearsSession')
+registerGearsThread = _not_yet('registerGearsThread')
+
+
+def isAsyncAllow():
+    return False
+
+
+def isInAtomicBlock():
+    return False
+
+
+def _argc(op, args, n):
+    if len(args) != n:
+        raise GearsError('wrong number of args to %s function' % op)
+
+
+def _func(op, f):
+    if not callable(f):
+        raise GearsError('%s argument must be a function' % op)
+
+
+def _shards_id_reader():
+    res = execute('RG.INFOCLUSTER')
+    if res == 'no cluster mode':
+        yield '1'
+    else:
+        yield res[1]
+
+
+def _keys_only_reader(pattern='*', count=1000, noScan=False, patternGenerator=None):
+    if patternGenerator is not None:
+        pattern, noScan = patternGenerator()
+
+    def gen():
+        if noScan:
+            if execute('EXISTS', pattern) == 1:
+                yield pattern
+            return
+        cursor = '0'
+        while True:
+            cursor, keys = execute('SCAN', cursor, 'MATCH', pattern, 'COUNT', str(count))
+            for k in keys:
+                yield k
+            if cursor == '0':
+                break
+    return gen
+
+
+class GearsBuilder(object):
+    def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
+        if not isinstance(reader, str):
+            raise GearsError('reader argument must be a string')
+        if reader not in _READERS:
+            raise GearsError('The given reader does not exists')
+        self.reader = reader
+        self.defaultArg = defaultArg
+        self.desc = desc
+        self.steps = [('map', 'RedisGearsPy_ToPyRecordMapper', None, None)]
+
+    def _step(self, kind, name, f=None, extra=None):
+        self.steps.append((kind, name, f, extra))
+        return self
+
+    # Primitive operations.
+
+    def map(self, *args):
+        _argc('map', args, 1)
+        _func('map', args[0])
+        return self._step('map', 'RedisGearsPy_PyCallbackMapper', args[0])
+
+    def filter(self, *args):
+        _argc('filter', args, 1)
+        _func('filter', args[0])
+        return self._step('filter', 'RedisGearsPy_PyCallbackFilter', args[0])
+
+    def foreach(self, *args):
+        _argc('foreach', args, 1)
+        _func('foreach', args[0])
+        return self._step('foreach', 'RedisGearsPy_PyCallbackForEach', args[0])
+
+    def flatmap(self, *args):
+        _argc('flatmap', args, 1)
+        _func('flatmap', args[0])
+        self._step('map', 'RedisGearsPy_PyCallbackFlatMapper', args[0])
+        return self._step('flatmap', 'flatmap')
+
+    def accumulate(self, *args):
+        _argc('accumulate', args, 1)
+        _func('accumulate', args[0])
+        return self._step('accumulate', 'RedisGearsPy_PyCallbackAccumulate', args[0])
+
+    def _grouping(self, op, args):
+        _argc(op, args, 2)
+        extractor, reducer = args
+        if not callable(extractor) or not callable(reducer):
+            raise GearsError('groupby extractor|reducer argument must be a function')
+        return extractor, reducer
+
+    def localgroupby(self, *args):
+        extractor, reducer = self._grouping('localgroupby', args)
+        self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', extractor)
+        self._step('accumulatebykey', 'RedisGearsPy_PyCallbackAccumulateByKey', reducer)
+        return self._step('map', 'RedisGearsPy_ToPyRecordMapper')
+
+    def groupby(self, *args):
+        extractor, reducer = self._grouping('groupby', args)
+        self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', extractor)
+        self._step('repartition', 'repartition')
+        self._step('accumulatebykey', 'RedisGearsPy_PyCallbackAccumulateByKey', reducer)
+        return self._step('map', 'RedisGearsPy_ToPyRecordMapper')
+
+    def batchgroupby(self, *args):
+        _argc('batchgroupby', args, 2)
+        extractor, reducer = args
+        if not callable(extractor):
+            raise GearsError('batchgroupby extractor argument must be a function')
+        if not callable(reducer):
+            raise GearsError('batchgroupby reducer argument must be a function')
+        self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', extractor)
+        self._step('repartition', 'repartition')
+        self._step('group', 'group')
+        self._step('reduce', 'RedisGearsPy_PyCallbackReducer', reducer)
+        return self._step('map', 'RedisGearsPy_ToPyRecordMapper')
+
+    def limit(self, *args):
+        if len(args) not in (1, 2):
+            raise GearsError('wrong number of args to limit function')
+        length = args[0]
+        offset = args[1] if len(args) == 2 else 0
+        for n in (length, offset):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise GearsError('limit argument must be a number')
+            if n < 0:
+                raise GearsError('limit argument must be a non negative number')
+        return self._step('limit', 'limit', None, (offset, length))
+
+    def collect(self, *args):
+        _argc('collect', args, 0)
+        return self._step('collect', 'collect')
+
+    def repartition(self, *args):
+        _argc('repartition', args, 1)
+        _func('repartition', args[0])
+        self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', args[0])
+        self._step('repartition', 'repartition')
+        return self._step('map', 'GetValueMapper')
+
+    # Composite operations, built from the primitive ones.
+
+    def aggregate(self, zero, seqOp, combOp):
+        _func('aggregate', seqOp)
+        _func('aggregate', combOp)
+        self.accumulate(lambda a, r: seqOp(a if a else _copy.deepcopy(zero), r))
+        self.collect()
+        return self.accumulate(lambda a, r: combOp(a if a else _copy.deepcopy(zero), r))
+
+    def _localAggregateby(self, extractor, zero, aggregator):
+        return self.localgroupby(
+            extractor, lambda k, a, r: aggregator(k, a if a else _copy.deepcopy(zero), r))
+
+    def aggregateby(self, extractor, zero, seqOp, combOp):
+        self._localAggregateby(extractor, zero, seqOp)
+        return self.groupby(
+            lambda r: r['key'],
+            lambda k, a, r: combOp(k, a if a else _copy.deepcopy(zero), r['value']))
+
+    def count(self):
+        self.accumulate(lambda a, r: 1 + (a if a else 0))
+        self.collect()
+        return self.accumulate(lambda a, r: r + (a if a else 0))
+
+    def countby(self, extractor=lambda x: x):
+        return self.aggregateby(extractor, 0, lambda k, a, r: 1 + a, lambda k, a, r: r + a)
+
+    def sort(self, reverse=True):
+        self.aggregate([], lambda a, r: a + [r], lambda a, r: a + r)
+        self.map(lambda r: sorted(r, reverse=reverse))
+        return self.flatmap(lambda r: r)
+
+    def distinct(self):
+        self.aggregate(set(), lambda a, r: a | set([r]), lambda a, r: a | r)
+        return self.flatmap(lambda x: list(x))
+
+    def avg(self, extractor=lambda x: float(x)):
+        self.map(extractor)
+        self.aggregate((0, 0),
+                       lambda a, r: (a[0] + r, a[1] + 1),
+                       lambda a, r: (a[0] + r[0], a[1] + r[1]))
+        return self.map(lambda x: x[0] / x[1])
+
+    # Actions.
+
+    def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
+        if convertToStr:
+            self.map(lambda x: str(x))
+        if collect:
+            self.collect()
+        reader = self.reader
+        if arg is None:
+            arg = self.defaultArg
+        if reader == 'ShardsIDReader':
+            reader, arg = 'PythonReader', _shards_id_reader
+        elif reader == 'KeysOnlyReader':
+            options = {}
+            if 'pattern' in kwargs:
+                options['pattern'] = kwargs.pop('pattern')
+            elif arg is not None:
+                options['pattern'] = arg
+            for name in ('count', 'noScan', 'patternGenerator'):
+                if name in kwargs:
+                    options[name] = kwargs.pop(name)
+            reader, arg = 'PythonReader', _keys_only_reader(**options)
+        return _native.run(reader, arg, self.steps, self.desc, kwargs)
+
+    def register(self, *args, **kwargs):
+        raise GearsError('register is not implemented yet')
+
+
+GB = GearsBuilder

@@ -1,0 +1,113 @@
+//! Running one execution on a worker thread.
+
+use crate::native::ForceStoppedError;
+use gears_core::execution::Execution;
+use gears_core::pipeline::Pipeline;
+use gears_core::plan::Plan;
+use gears_core::{Reader, Reply};
+use pyo3::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+extern "C" {
+    fn PyThread_get_thread_ident() -> std::os::raw::c_ulong;
+}
+
+/// Runs `f` holding the GIL, with `in_python` raised so that an abort may
+/// interrupt it; a pending interruption that did not fire is cleared before
+/// the GIL is released, so it never leaks into unrelated code.
+fn in_gil<R>(
+    in_python: &AtomicBool,
+    ident: std::os::raw::c_ulong,
+    f: impl FnOnce(Python<'_>) -> R,
+) -> R {
+    Python::with_gil(|py| {
+        in_python.store(true, Ordering::SeqCst);
+        let r = f(py);
+        in_python.store(false, Ordering::SeqCst);
+        // SAFETY: we hold the GIL; a NULL exception clears any pending
+        // asynchronous exception of that thread (our own).
+        unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
+        r
+    })
+}
+
+pub fn run(exec: Arc<Execution>, plan: Plan, reader: Box<dyn Reader>) {
+    let started = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| drive(&exec, &plan, reader)));
+    let (results, mut errors, read) = match outcome {
+        Ok(Some(r)) => r,
+        // Aborted before it started: nothing to record.
+        Ok(None) => (Vec::new(), Vec::new(), Duration::ZERO),
+        Err(_) => (
+            Vec::new(),
+            vec!["internal error: the execution panicked (see the Redis log)".into()],
+            Duration::ZERO,
+        ),
+    };
+    if exec.abort_flag().load(Ordering::SeqCst) && errors.is_empty() {
+        errors.push("Execution was aborted".into());
+    }
+    Python::with_gil(|_py| drop(plan));
+    exec.finish(
+        results,
+        errors,
+        started.elapsed().as_millis() as u64,
+        read.as_millis() as u64,
+    );
+    crate::engine().executions.evict();
+}
+
+type Outcome = (Vec<Reply>, Vec<String>, Duration);
+
+fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Option<Outcome> {
+    if !exec.start() {
+        Python::with_gil(|_py| drop(reader));
+        return None;
+    }
+    // SAFETY: a plain query of the calling thread's id.
+    let ident = unsafe { PyThread_get_thread_ident() };
+    let in_python = Arc::new(AtomicBool::new(false));
+    let flag = in_python.clone();
+    exec.set_interrupter(Some(Box::new(move || {
+        Python::with_gil(|py| {
+            if flag.load(Ordering::SeqCst) {
+                let exc = py.get_type::<ForceStoppedError>();
+                // SAFETY: we hold the GIL and `ident` is a live Python thread
+                // (it is inside `in_gil`, as `flag` says under this GIL).
+                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr()) };
+            }
+        })
+    })));
+    let mut pipe = Pipeline::new(plan, exec.abort_flag());
+    let mut read = Duration::ZERO;
+    while !pipe.input_closed() {
+        let t = Instant::now();
+        let batch = reader.next_batch();
+        read += t.elapsed();
+        match batch {
+            Err(e) => {
+                pipe.errors.push(e);
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+        }
+    }
+    let (results, errors) = in_gil(&in_python, ident, |_py| {
+        drop(reader);
+        if !exec.abort_flag().load(Ordering::SeqCst) {
+            pipe.finish();
+        }
+        let results: Vec<Reply> = std::mem::take(&mut pipe.results)
+            .iter()
+            .map(|r| r.to_reply())
+            .collect();
+        let errors = std::mem::take(&mut pipe.errors);
+        drop(pipe);
+        (results, errors)
+    });
+    Some((results, errors, read))
+}
