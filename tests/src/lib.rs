@@ -1,1 +1,274 @@
+//! Test support: a throwaway `redis-server` with the module loaded, and a
+//! minimal RESP2 client. No mocks: every test talks to a real server.
+//!
+//! The module is found through `GEARS_MODULE` (set by `cargo xtask test`),
+//! or else in `target/release` then `target/debug`.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A RESP2 value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// The text of a status or bulk reply; panics otherwise.
+    pub fn text(&self) -> String {
+        match self {
+            Value::Status(s) => s.clone(),
+            Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Value::Int(i) => *i,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+
+    pub fn array(&self) -> &[Value] {
+        match self {
+            Value::Array(a) => a,
+            other => panic!("expected an array, got {other:?}"),
+        }
+    }
+
+    pub fn error(&self) -> String {
+        match self {
+            Value::Error(e) => e.clone(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// Texts of an array of bulk/status replies.
+    pub fn texts(&self) -> Vec<String> {
+        self.array().iter().map(Value::text).collect()
+    }
+
+    /// For a `[results, errors]` reply: the results as text.
+    pub fn results(&self) -> Vec<String> {
+        self.array()[0].texts()
+    }
+
+    /// For a `[results, errors]` reply: the errors.
+    pub fn errors(&self) -> Vec<String> {
+        self.array()[1].texts()
+    }
+}
+
+/// Builds a [`Value`] for comparisons: `bulk("x")`.
+pub fn bulk(s: &str) -> Value {
+    Value::Bulk(s.as_bytes().to_vec())
+}
+
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> std::io::Result<Client> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_nodelay(true)?;
+        Ok(Client {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    pub fn set_timeout(&self, t: Duration) {
+        self.writer.set_read_timeout(Some(t)).unwrap();
+    }
+
+    /// Sends one command without reading its reply.
+    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            let a = a.as_ref();
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&buf).expect("write to redis");
+    }
+
+    pub fn read(&mut self) -> Value {
+        self.try_read().expect("read from redis")
+    }
+
+    pub fn try_read(&mut self) -> std::io::Result<Value> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        if line.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let line = line.trim_end_matches("\r\n");
+        let (kind, rest) = line.split_at(1);
+        Ok(match kind {
+            "+" => Value::Status(rest.to_owned()),
+            "-" => Value::Error(rest.to_owned()),
+            ":" => Value::Int(rest.parse().expect("integer reply")),
+            "$" => {
+                let n: i64 = rest.parse().expect("bulk length");
+                if n < 0 {
+                    Value::Nil
+                } else {
+                    let mut b = vec![0; n as usize + 2];
+                    self.reader.read_exact(&mut b)?;
+                    b.truncate(n as usize);
+                    Value::Bulk(b)
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().expect("array length");
+                if n < 0 {
+                    Value::Nil
+                } else {
+                    let mut items = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        items.push(self.try_read()?);
+                    }
+                    Value::Array(items)
+                }
+            }
+            other => panic!("unknown reply type {other:?} in {line:?}"),
+        })
+    }
+
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Value {
+        self.send(args);
+        self.read()
+    }
+
+    /// `RG.PYEXECUTE script [extra...]`.
+    pub fn py(&mut self, script: &str) -> Value {
+        self.cmd(&["RG.PYEXECUTE", script])
+    }
+}
+
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The path of the built module.
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("GEARS_MODULE") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target");
+    for profile in ["release", "debug"] {
+        let p = root.join(profile).join("libgears_module.so");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("the module is not built: run `cargo xtask test` (or build gears-module first)");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server on 127.0.0.1 with the module loaded, in its own temporary
+/// directory; killed and cleaned up on drop.
+pub struct Server {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Server {
+    /// Starts a server with the module and these module arguments.
+    pub fn start(module_args: &[&str]) -> Server {
+        Server::try_start(module_args)
+            .unwrap_or_else(|log| panic!("redis-server did not start:\n{log}"))
+    }
+
+    /// Like [`Server::start`], but returns the server log when it fails to start.
+    pub fn try_start(module_args: &[&str]) -> Result<Server, String> {
+        let n = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("gears-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut load = vec![module_path().to_string_lossy().into_owned()];
+        load.extend(module_args.iter().map(|s| s.to_string()));
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", &dir.to_string_lossy()])
+            .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
+            .arg("--loadmodule")
+            .args(&load)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("could not run redis-server: {e}"))?;
+        let mut server = Server { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return Err(server.log());
+            }
+            if let Ok(mut c) = Client::connect(port) {
+                if c.cmd(&["PING"]) == Value::Status("PONG".into()) {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out; log:\n{}", server.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port).expect("connect to the test server")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+    }
+
+    /// Waits until `cond` holds, up to `secs` seconds.
+    pub fn wait_for(&self, secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
