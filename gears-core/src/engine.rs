@@ -10,6 +10,13 @@ use crate::Record;
 pub trait Reader: Send {
     /// The next records, or `None` at the end of the input.
     fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String>;
+
+    /// Whether reading is worth overlapping with processing: the runner then
+    /// reads the next batches on a helper thread while the current one is
+    /// processed. Readers that need the host language's lock say no.
+    fn prefetch(&self) -> bool {
+        false
+    }
 }
 
 /// A reader over records known in advance (tests, triggers).

@@ -191,6 +191,10 @@ fn read_values(ctx: *mut raw::RedisModuleCtx, keys: Vec<(Vec<u8>, isize)>) -> Ve
 }
 
 impl Reader for KeysReader {
+    fn prefetch(&self) -> bool {
+        !self.spec.no_scan
+    }
+
     fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
         if self.done {
             return Ok(None);

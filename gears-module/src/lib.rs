@@ -86,7 +86,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 redis_module! {
     name: "rg",
     version: 10000,
-    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    // Not RedisAlloc: its global used_memory counter becomes a contended
+    // cache line when the reader and the Python worker allocate in parallel.
+    allocator: (std::alloc::System, std::alloc::System),
     data_types: [],
     init: init,
     commands: [

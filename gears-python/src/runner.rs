@@ -4,7 +4,7 @@ use crate::native::ForceStoppedError;
 use gears_core::execution::Execution;
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::Plan;
-use gears_core::{Reader, Reply};
+use gears_core::{Reader, Record, Reply};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,17 +83,51 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
     })));
     let mut pipe = Pipeline::new(plan, exec.abort_flag());
     let mut read = Duration::ZERO;
-    while !pipe.input_closed() {
-        let t = Instant::now();
-        let batch = reader.next_batch();
-        read += t.elapsed();
-        match batch {
-            Err(e) => {
-                pipe.errors.push(e);
-                break;
+    if reader.prefetch() {
+        // Read ahead on a helper thread (Redis lock) while this one runs the
+        // steps (GIL). The bounded channel keeps at most two batches waiting;
+        // dropping the receiver stops the helper.
+        let (tx, rx) = crossbeam_channel::bounded::<Result<Option<Vec<Record>>, String>>(2);
+        let reader_ref = &mut reader;
+        std::thread::scope(|s| {
+            let helper = s.spawn(move || {
+                let mut spent = Duration::ZERO;
+                loop {
+                    let t = Instant::now();
+                    let batch = reader_ref.next_batch();
+                    spent += t.elapsed();
+                    let last = !matches!(batch, Ok(Some(_)));
+                    if tx.send(batch).is_err() || last {
+                        return spent;
+                    }
+                }
+            });
+            while !pipe.input_closed() {
+                match rx.recv() {
+                    Ok(Ok(Some(b))) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+                    Ok(Err(e)) => {
+                        pipe.errors.push(e);
+                        break;
+                    }
+                    Ok(Ok(None)) | Err(_) => break,
+                }
             }
-            Ok(None) => break,
-            Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+            drop(rx);
+            read = helper.join().unwrap_or_default();
+        });
+    } else {
+        while !pipe.input_closed() {
+            let t = Instant::now();
+            let batch = reader.next_batch();
+            read += t.elapsed();
+            match batch {
+                Err(e) => {
+                    pipe.errors.push(e);
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+            }
         }
     }
     let (results, errors) = in_gil(&in_python, ident, |_py| {
