@@ -7,7 +7,7 @@ use crate::redis::{self, Blocked};
 use gears_core::execution::{AbortOutcome, DropError, Execution};
 use gears_core::Reply;
 use redis_module::raw;
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -38,7 +38,14 @@ fn arity(args: &[RedisString], ok: impl Fn(usize) -> bool) -> Result<(), Reply> 
     if ok(args.len()) {
         Ok(())
     } else {
-        Err(err(RedisError::WrongArity.to_string()))
+        let name = args
+            .first()
+            .map(text)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Err(err(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        )))
     }
 }
 

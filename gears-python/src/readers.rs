@@ -12,6 +12,9 @@ const BATCH: usize = 256;
 pub struct PyGenReader {
     func: Option<Py<PyAny>>,
     iter: Option<Py<PyAny>>,
+    /// An error raised after some items of a batch: reported on the next call
+    /// so that the items before it are processed first.
+    failed: Option<String>,
 }
 
 impl PyGenReader {
@@ -19,12 +22,16 @@ impl PyGenReader {
         PyGenReader {
             func: Some(func),
             iter: None,
+            failed: None,
         }
     }
 }
 
 impl Reader for PyGenReader {
     fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         Python::with_gil(|py| {
             if let Some(f) = self.func.take() {
                 let produced = f.bind(py).call0().map_err(|e| error_text(py, &e))?;
@@ -48,7 +55,12 @@ impl Reader for PyGenReader {
                     }
                     Err(e) => {
                         self.iter = None;
-                        return Err(error_text(py, &e));
+                        let text = error_text(py, &e);
+                        if out.is_empty() {
+                            return Err(text);
+                        }
+                        self.failed = Some(text);
+                        break;
                     }
                 }
             }

@@ -168,7 +168,8 @@ static SERVERS: AtomicUsize = AtomicUsize::new(0);
 /// The path of the built module.
 pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("GEARS_MODULE") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        return p.canonicalize().unwrap_or(p);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
