@@ -125,11 +125,14 @@ fn make_reader(
     }
 }
 
+/// One step as the prelude describes it: `(kind, callback name, function,
+/// (offset, length) for limit)`.
+type StepTuple = (String, String, Option<Py<PyAny>>, Option<(usize, usize)>);
+
 fn make_steps(steps: &Bound<'_, PyList>) -> PyResult<Vec<Step>> {
     let mut out = Vec::with_capacity(steps.len());
     for item in steps.iter() {
-        let (kind, name, func, extra): (String, String, Option<Py<PyAny>>, Option<(usize, usize)>) =
-            item.extract()?;
+        let (kind, name, func, extra): StepTuple = item.extract()?;
         let step_kind = match kind.as_str() {
             "map" => StepKind::Map,
             "filter" => StepKind::Filter,

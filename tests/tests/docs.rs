@@ -1,0 +1,69 @@
+//! Runs the examples of docs/guide.md against a real server.
+
+use gears_tests::{Server, Value};
+
+struct Example {
+    setup: Vec<String>,
+    script: String,
+    results: Vec<String>,
+}
+
+/// Splits the guide into fenced blocks and pairs each `python` block with
+/// the `results` block right after it and the `redis` blocks before it.
+fn examples(text: &str) -> Vec<Example> {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        match (&mut current, line.strip_prefix("```")) {
+            (None, Some(lang)) => current = Some((lang.trim().to_owned(), String::new())),
+            (Some(_), Some("")) => blocks.push(current.take().unwrap()),
+            (Some((_, body)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut setup = Vec::new();
+    for (i, (lang, body)) in blocks.iter().enumerate() {
+        match lang.as_str() {
+            "redis" => setup.extend(body.lines().map(str::to_owned)),
+            "python" => {
+                let results = match blocks.get(i + 1) {
+                    Some((l, b)) if l == "results" => b.lines().map(str::to_owned).collect(),
+                    _ => panic!("python block without a results block:\n{body}"),
+                };
+                out.push(Example {
+                    setup: std::mem::take(&mut setup),
+                    script: body.clone(),
+                    results,
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn guide_examples_give_the_documented_results() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/guide.md");
+    let examples = examples(&std::fs::read_to_string(path).unwrap());
+    assert!(
+        examples.len() >= 6,
+        "found only {} examples",
+        examples.len()
+    );
+    for ex in examples {
+        let s = Server::start(&[]);
+        let mut c = s.client();
+        for cmd in &ex.setup {
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            assert!(!matches!(c.cmd(&args), Value::Error(_)), "{cmd}");
+        }
+        let r = c.py(&ex.script);
+        assert!(matches!(r, Value::Array(_)), "{}: {r:?}", ex.script);
+        assert_eq!(r.results(), ex.results, "{}", ex.script);
+    }
+}
