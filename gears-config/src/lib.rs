@@ -55,6 +55,16 @@ const fn int(
     }
 }
 
+const fn text(name: &'static str, default: &'static str) -> Spec {
+    Spec {
+        name,
+        default,
+        kind: Kind::Text,
+        runtime: false,
+        owner: Owner::Python,
+    }
+}
+
 /// Every built-in option with its default, type, range and mutability.
 pub const SPECS: &[Spec] = &[
     int("MaxExecutions", "1000", 1, true, Owner::Engine),
@@ -87,27 +97,9 @@ pub const SPECS: &[Spec] = &[
         Owner::Python,
     ),
     int("OverridePythonAllocators", "1", 0, false, Owner::Python),
-    Spec {
-        name: "PythonInstallationDir",
-        default: "/var/opt/redislabs/modules/rg",
-        kind: Kind::Text,
-        runtime: false,
-        owner: Owner::Python,
-    },
-    Spec {
-        name: "DependenciesUrl",
-        default: "",
-        kind: Kind::Text,
-        runtime: false,
-        owner: Owner::Python,
-    },
-    Spec {
-        name: "DependenciesSha256",
-        default: "",
-        kind: Kind::Text,
-        runtime: false,
-        owner: Owner::Python,
-    },
+    text("PythonInstallationDir", "/var/opt/redislabs/modules/rg"),
+    text("DependenciesUrl", ""),
+    text("DependenciesSha256", ""),
 ];
 
 /// Finds a built-in option, ignoring case (as load arguments and

@@ -64,6 +64,15 @@ fn reply_when_done(ctx: &Context, exec: &Arc<Execution>, make: fn(&Execution) ->
     Reply::Null
 }
 
+/// Whether the client may be blocked (not inside MULTI, Lua, or a context
+/// that denies blocking).
+fn can_block(ctx: &Context) -> bool {
+    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI
+        | raw::REDISMODULE_CTX_FLAGS_LUA
+        | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+    redis::context_flags(ctx.ctx) & forbidden == 0
+}
+
 fn find(id: &str, missing: &str) -> Result<Arc<Execution>, Reply> {
     crate::engine()
         .executions
@@ -124,11 +133,7 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Reply> {
 }
 
 fn pyexecute_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> {
-    let flags = redis::context_flags(ctx.ctx);
-    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI
-        | raw::REDISMODULE_CTX_FLAGS_LUA
-        | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
-    if flags & forbidden != 0 {
+    if !can_block(ctx) {
         return Err(err(
             "Can not run gears inside a multi exec, lua, or when blocking is not allowed",
         ));
@@ -267,12 +272,7 @@ pub fn get_results_blocking(ctx: &Context, args: Vec<RedisString>) -> RedisResul
         if e.status().finished() {
             return Ok(e.results_reply());
         }
-        if redis::context_flags(ctx.ctx)
-            & (raw::REDISMODULE_CTX_FLAGS_MULTI
-                | raw::REDISMODULE_CTX_FLAGS_LUA
-                | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING)
-            != 0
-        {
+        if !can_block(ctx) {
             return Err(err("execution is still running"));
         }
         Ok(reply_when_done(ctx, &e, |e| e.results_reply()))
@@ -299,13 +299,7 @@ pub fn abort_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         match e.abort() {
             AbortOutcome::AlreadyFinished | AbortOutcome::AbortedBeforeStart => Ok(ok()),
             AbortOutcome::Stopping => {
-                let flags = redis::context_flags(ctx.ctx);
-                if flags
-                    & (raw::REDISMODULE_CTX_FLAGS_MULTI
-                        | raw::REDISMODULE_CTX_FLAGS_LUA
-                        | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING)
-                    != 0
-                {
+                if !can_block(ctx) {
                     return Ok(ok());
                 }
                 Ok(reply_when_done(ctx, &e, |_| ok()))

@@ -171,18 +171,19 @@ class GearsBuilder(object):
             raise GearsError('groupby extractor|reducer argument must be a function')
         return extractor, reducer
 
-    def localgroupby(self, *args):
-        extractor, reducer = self._grouping('localgroupby', args)
+    def _groupby(self, op, args, repartition):
+        extractor, reducer = self._grouping(op, args)
         self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', extractor)
+        if repartition:
+            self._step('repartition', 'repartition')
         self._step('accumulatebykey', 'RedisGearsPy_PyCallbackAccumulateByKey', reducer)
         return self._step('map', 'RedisGearsPy_ToPyRecordMapper')
 
+    def localgroupby(self, *args):
+        return self._groupby('localgroupby', args, repartition=False)
+
     def groupby(self, *args):
-        extractor, reducer = self._grouping('groupby', args)
-        self._step('extractkey', 'RedisGearsPy_PyCallbackExtractor', extractor)
-        self._step('repartition', 'repartition')
-        self._step('accumulatebykey', 'RedisGearsPy_PyCallbackAccumulateByKey', reducer)
-        return self._step('map', 'RedisGearsPy_ToPyRecordMapper')
+        return self._groupby('groupby', args, repartition=True)
 
     def batchgroupby(self, *args):
         _argc('batchgroupby', args, 2)
