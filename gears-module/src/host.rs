@@ -13,7 +13,7 @@ use std::os::raw::{c_char, c_void};
 /// How many keys one batch reads under the Redis lock. Small enough that
 /// other clients wait well under a millisecond, large enough to amortize the
 /// lock and the MGET.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
 
 pub struct ModuleHost;
 
@@ -237,6 +237,10 @@ impl Reader for KeysReader {
                 .zip(read_values(ctx, keys).into_iter().map(Some))
                 .collect()
         });
+        // The lock is a plain mutex: a reader that re-locks at once can keep
+        // the main thread waiting for several batches. Step aside briefly so
+        // the clients queued on the main thread are served between batches.
+        std::thread::sleep(std::time::Duration::from_micros(20));
         if keys.is_empty() && self.done {
             return Ok(None);
         }
