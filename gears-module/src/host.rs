@@ -43,6 +43,14 @@ impl RedisHost for ModuleHost {
     fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader> {
         Box::new(KeysReader::new(spec))
     }
+
+    fn lock(&self) {
+        redis::acquire();
+    }
+
+    fn unlock(&self) {
+        redis::release();
+    }
 }
 
 pub struct KeysReader {

@@ -61,11 +61,12 @@ fn thread_ctx() -> *mut raw::RedisModuleCtx {
     })
 }
 
-/// Runs `f` with the Redis lock held and a context valid for calls.
-/// Reentrant; on the main thread the lock is already held.
-pub fn with_lock<R>(f: impl FnOnce(*mut raw::RedisModuleCtx) -> R) -> R {
+/// Takes the Redis lock for this thread (reentrant; a no-op on the main
+/// thread, which always holds it) and returns a context valid for calls.
+/// Every `acquire` is paired with a [`release`].
+pub fn acquire() -> *mut raw::RedisModuleCtx {
     if on_main_thread() {
-        return f(main_ctx());
+        return main_ctx();
     }
     let ctx = thread_ctx();
     let depth = LOCK_DEPTH.with(|d| d.get());
@@ -74,17 +75,34 @@ pub fn with_lock<R>(f: impl FnOnce(*mut raw::RedisModuleCtx) -> R) -> R {
         unsafe { raw::RedisModule_ThreadSafeContextLock.unwrap()(ctx) };
     }
     LOCK_DEPTH.with(|d| d.set(depth + 1));
-    struct Unlock(*mut raw::RedisModuleCtx, u32);
-    impl Drop for Unlock {
+    ctx
+}
+
+/// Releases one [`acquire`] of this thread.
+pub fn release() {
+    if on_main_thread() {
+        return;
+    }
+    let depth = LOCK_DEPTH.with(|d| d.get());
+    debug_assert!(depth > 0, "release without acquire");
+    let depth = depth.saturating_sub(1);
+    LOCK_DEPTH.with(|d| d.set(depth));
+    if depth == 0 {
+        // SAFETY: this thread locked it in `acquire`.
+        unsafe { raw::RedisModule_ThreadSafeContextUnlock.unwrap()(thread_ctx()) };
+    }
+}
+
+/// Runs `f` with the Redis lock held and a context valid for calls.
+pub fn with_lock<R>(f: impl FnOnce(*mut raw::RedisModuleCtx) -> R) -> R {
+    struct Release;
+    impl Drop for Release {
         fn drop(&mut self) {
-            LOCK_DEPTH.with(|d| d.set(self.1));
-            if self.1 == 0 {
-                // SAFETY: this thread locked it above.
-                unsafe { raw::RedisModule_ThreadSafeContextUnlock.unwrap()(self.0) };
-            }
+            release();
         }
     }
-    let _unlock = Unlock(ctx, depth);
+    let ctx = acquire();
+    let _release = Release;
     f(ctx)
 }
 

@@ -56,6 +56,11 @@ pub trait RedisHost: Send + Sync + 'static {
     fn hashtag(&self) -> String;
     /// A reader over the keyspace.
     fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader>;
+    /// Takes the Redis lock for the calling thread (reentrant; `atomic()`).
+    /// Called without the GIL.
+    fn lock(&self);
+    /// Releases one [`RedisHost::lock`].
+    fn unlock(&self);
 }
 
 struct Runtime {

@@ -67,6 +67,37 @@ fn log(message: &str, level: &str) -> PyResult<()> {
     Ok(())
 }
 
+thread_local! {
+    /// Whether this thread is inside `with atomic():`.
+    static IN_ATOMIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Enters `with atomic():`: takes the Redis lock (releasing the GIL while
+/// waiting for it, to keep the lock order) until the block ends.
+#[pyfunction]
+fn atomic_enter(py: Python<'_>) -> PyResult<()> {
+    if IN_ATOMIC.with(|a| a.get()) {
+        return Err(GearsError::new_err("Already inside an atomic block"));
+    }
+    let h = host();
+    py.allow_threads(move || h.lock());
+    IN_ATOMIC.with(|a| a.set(true));
+    Ok(())
+}
+
+#[pyfunction]
+fn atomic_exit() {
+    if IN_ATOMIC.with(|a| a.replace(false)) {
+        host().unlock();
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "isInAtomicBlock")]
+fn is_in_atomic_block() -> bool {
+    IN_ATOMIC.with(|a| a.get())
+}
+
 #[pyfunction]
 fn hashtag() -> String {
     host().hashtag()
@@ -235,6 +266,9 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(execute, &m)?)?;
     m.add_function(wrap_pyfunction!(log, &m)?)?;
     m.add_function(wrap_pyfunction!(hashtag, &m)?)?;
+    m.add_function(wrap_pyfunction!(atomic_enter, &m)?)?;
+    m.add_function(wrap_pyfunction!(atomic_exit, &m)?)?;
+    m.add_function(wrap_pyfunction!(is_in_atomic_block, &m)?)?;
     m.add_function(wrap_pyfunction!(config_get, &m)?)?;
     m.add_function(wrap_pyfunction!(run, &m)?)?;
     py.import("sys")?

@@ -18,6 +18,7 @@ from redisgears import (
     log as _native_log,
     hashtag,
     configGet,
+    isInAtomicBlock,
 )
 
 _PY_READERS = ('ShardsIDReader', 'KeysOnlyReader')
@@ -64,7 +65,19 @@ def _not_yet(name):
     return stub
 
 
-atomic = _not_yet('atomic')
+class atomic(object):
+    '''`with atomic():` holds the Redis lock for the whole block, so no other
+    client sees the block half done.'''
+
+    def __enter__(self):
+        _native.atomic_enter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _native.atomic_exit()
+        return False
+
+
 call_next = _not_yet('call_next')
 override_reply = _not_yet('override_reply')
 get_command = _not_yet('get_command')
@@ -77,10 +90,6 @@ registerGearsThread = _not_yet('registerGearsThread')
 
 
 def isAsyncAllow():
-    return False
-
-
-def isInAtomicBlock():
     return False
 
 

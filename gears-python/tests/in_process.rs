@@ -55,6 +55,11 @@ impl RedisHost for FakeHost {
             event: None,
         }))])))
     }
+
+    // Nothing to lock in the fake: there is no other client.
+    fn lock(&self) {}
+
+    fn unlock(&self) {}
 }
 
 fn gears_cluster_tag() -> String {

@@ -1,0 +1,96 @@
+//! The runtime functions of the seed page: atomic, hashtag, configGet,
+//! gearsConfigGet, log, execute.
+
+use gears_tests::{bulk, Server, Value};
+use std::time::{Duration, Instant};
+
+#[test]
+fn atomic_block_is_never_seen_half_done() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let script = "import time\n\
+def step(x):\n    with atomic():\n        execute('SET', 'a', '1')\n        time.sleep(0.5)\n        execute('SET', 'b', '1')\n\
+GB('PythonReader').foreach(step).run(lambda: iter([1]))";
+    let id = c.cmd(&["RG.PYEXECUTE", script, "UNBLOCKING"]).text();
+    let mut other = s.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut blocked_for = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        let r = other.cmd(&["MGET", "a", "b"]);
+        blocked_for = blocked_for.max(t.elapsed());
+        match r.array() {
+            [Value::Nil, Value::Nil] => {}
+            [a, b] if *a == bulk("1") && *b == bulk("1") => break,
+            half => panic!("saw a half-done atomic block: {half:?}"),
+        }
+        assert!(Instant::now() < deadline, "the block never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The other client waited for the block rather than seeing inside it.
+    assert!(blocked_for >= Duration::from_millis(100), "{blocked_for:?}");
+    assert_eq!(
+        c.cmd(&["RG.GETRESULTSBLOCKING", &id]).errors(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn atomic_nesting_and_flags() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let e = c
+        .py("with atomic():\n    with atomic():\n        pass")
+        .error();
+    assert!(e.contains("Already inside an atomic block"), "{e}");
+    // The failed inner block left the outer one properly closed.
+    assert_eq!(
+        c.py("with atomic():\n    execute('SET', 'x', 1)"),
+        Value::Status("OK".into())
+    );
+    let r = c.py(
+        "def f(x):\n    with atomic():\n        inside = isInAtomicBlock()\n    return [inside, isInAtomicBlock()]\n\
+GB('PythonReader').map(f).run(lambda: iter([1]))",
+    );
+    assert_eq!(r.results(), ["[True, False]"]);
+    let r = c.py(
+        "def f(x):\n    with atomic():\n        with atomic():\n            pass\n\
+GB('PythonReader').map(f).run(lambda: iter([1]))",
+    );
+    assert!(
+        r.errors()[0].contains("Already inside an atomic block"),
+        "{:?}",
+        r.errors()
+    );
+    // And the worker released the lock: the server still answers.
+    assert_eq!(c.cmd(&["GET", "x"]), bulk("1"));
+}
+
+/// The examples of the runtime page, as documented.
+#[test]
+fn seed_runtime_examples() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // execute
+    let r = c.py("GB('PythonReader').map(lambda x: execute('PING')).run(lambda: iter([1]))");
+    assert_eq!(r.results(), ["PONG"]);
+    // atomic: increments two keys atomically
+    let script = "def transaction(_):\n    with atomic():\n        execute('INCR', f'{{{hashtag()}}}:foo')\n        execute('INCR', f'{{{hashtag()}}}:bar')\n\ngb = GB('ShardsIDReader')\ngb.foreach(transaction)\ngb.run()";
+    assert_eq!(c.py(script).results(), ["1"]);
+    assert_eq!(
+        c.cmd(&["MGET", "{06S}:foo", "{06S}:bar"]),
+        Value::Array(vec![bulk("1"), bulk("1")])
+    );
+    // configGet / gearsConfigGet
+    let r = c.py("GB('PythonReader').run(lambda: iter([configGet('ProfileExecutions'), gearsConfigGet('foo', default='bar'), configGet('nope')]))");
+    assert_eq!(r.results(), ["0", "bar", "None"]);
+    // log every key
+    c.cmd(&["SET", "logged", "v"]);
+    let r = c.py("GB().foreach(lambda x: log(f\"{x['key']}: {x['value']}\")).run()");
+    assert_eq!(r.results().len(), 3);
+    assert!(s.wait_for(5, || s.log().contains("GEARS: logged: v")));
+    // Log is a deprecated alias that still logs.
+    assert_eq!(c.py("Log('old style')"), Value::Status("OK".into()));
+    assert!(s.wait_for(5, || s.log().contains("GEARS: old style")));
+    assert!(s.log().contains("Log is deprecated"));
+}
