@@ -209,6 +209,16 @@ impl Server {
 
     /// Like [`Server::start`], but returns the server log when it fails to start.
     pub fn try_start(module_args: &[&str]) -> Result<Server, String> {
+        Server::try_start_with(&[], module_args)
+    }
+
+    /// Starts a server with extra server arguments (before `--loadmodule`).
+    pub fn start_with(server_args: &[&str], module_args: &[&str]) -> Server {
+        Server::try_start_with(server_args, module_args)
+            .unwrap_or_else(|log| panic!("redis-server did not start:\n{log}"))
+    }
+
+    fn try_start_with(server_args: &[&str], module_args: &[&str]) -> Result<Server, String> {
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("gears-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -220,6 +230,7 @@ impl Server {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &dir.to_string_lossy()])
             .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
+            .args(server_args)
             .arg("--loadmodule")
             .args(&load)
             .stdout(Stdio::null())

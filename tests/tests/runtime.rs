@@ -94,3 +94,30 @@ fn seed_runtime_examples() {
     assert!(s.wait_for(5, || s.log().contains("GEARS: old style")));
     assert!(s.log().contains("Log is deprecated"));
 }
+
+#[test]
+fn hashtag_keys_land_in_the_local_lowest_slot() {
+    let s = Server::start_with(&["--cluster-enabled", "yes"], &[]);
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        Value::Status("OK".into())
+    );
+    let tag = c
+        .py("GB('PythonReader').run(lambda: iter([hashtag()]))")
+        .results()[0]
+        .clone();
+    assert_eq!(c.cmd(&["CLUSTER", "KEYSLOT", &tag]).int(), 0);
+    assert!(s.wait_for(10, || c
+        .cmd(&["CLUSTER", "INFO"])
+        .text()
+        .contains("cluster_state:ok")));
+    assert_eq!(
+        c.py("execute('SET', '{%s}x' % hashtag(), 'v')"),
+        Value::Status("OK".into())
+    );
+    let key = format!("{{{tag}}}x");
+    assert_eq!(c.cmd(&["CLUSTER", "KEYSLOT", &key]).int(), 0);
+    assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "0"]).int(), 1);
+    assert_eq!(c.cmd(&["GET", &key]), bulk("v"));
+}
