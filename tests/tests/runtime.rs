@@ -121,3 +121,37 @@ fn hashtag_keys_land_in_the_local_lowest_slot() {
     assert_eq!(c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "0"]).int(), 1);
     assert_eq!(c.cmd(&["GET", &key]), bulk("v"));
 }
+
+#[test]
+fn atomic_writes_replicate_as_one_transaction() {
+    let master = Server::start(&[]);
+    let replica = Server::start(&[]);
+    let mut r = replica.client();
+    r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    assert!(replica.wait_for(20, || r
+        .cmd(&["INFO", "replication"])
+        .text()
+        .contains("master_link_status:up")));
+    let mut monitor = replica.client();
+    assert_eq!(monitor.cmd(&["MONITOR"]), Value::Status("OK".into()));
+    let script = "def t(_):\n    with atomic():\n        execute('INCR', 'ta')\n        execute('INCR', 'tb')\nGB('ShardsIDReader').foreach(t).run()";
+    assert_eq!(master.client().py(script).results(), ["1"]);
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|l: &String| l.contains("\"EXEC\"")) {
+        seen.push(monitor.read().text());
+        assert!(seen.len() < 50, "no EXEC in {seen:?}");
+    }
+    let tail: Vec<&str> = seen[seen.len() - 4..]
+        .iter()
+        .map(|l| l.split_once("] ").map_or("", |(_, cmd)| cmd))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "\"MULTI\"",
+            "\"INCR\" \"ta\"",
+            "\"INCR\" \"tb\"",
+            "\"EXEC\""
+        ]
+    );
+}
