@@ -373,4 +373,60 @@ mod tests {
         assert_eq!(c.set("PythonAttemptTraceback", "0"), Ok(SetOutcome::Ok));
         assert_eq!(c.settings().pythonattempttraceback, 0);
     }
+
+    #[test]
+    fn every_option_parses_its_default_and_follows_its_rules() {
+        for spec in SPECS {
+            let mut c = GearsConfig::default();
+            let default = parse(spec, spec.default).expect("default parses");
+            assert_eq!(c.get(spec.name), Some(default.clone()), "{}", spec.name);
+            // Load arguments accept any case and a valid value.
+            let good = match spec.kind {
+                Kind::Int { min } => (min + 1).to_string(),
+                Kind::Text => "/some/where".to_string(),
+            };
+            let loaded = GearsConfig::from_args(&[spec.name.to_uppercase(), good.clone()]).unwrap();
+            assert_eq!(loaded.get(spec.name), parse(spec, &good), "{}", spec.name);
+            if let Kind::Int { min } = spec.kind {
+                let low = (min - 1).to_string();
+                assert!(
+                    GearsConfig::from_args(&[spec.name, &low]).is_err(),
+                    "{} below min",
+                    spec.name
+                );
+                assert!(
+                    GearsConfig::from_args(&[spec.name, "1x"]).is_err(),
+                    "{} not a number",
+                    spec.name
+                );
+            }
+            // Runtime changes: accepted for runtime options, refused otherwise.
+            let outcome = c.set(spec.name, &good);
+            if spec.runtime {
+                assert_eq!(outcome, Ok(SetOutcome::Ok), "{}", spec.name);
+                assert_eq!(c.get(spec.name), parse(spec, &good), "{}", spec.name);
+                if let Kind::Int { min } = spec.kind {
+                    assert!(
+                        c.set(spec.name, &(min - 1).to_string()).is_err(),
+                        "{}",
+                        spec.name
+                    );
+                    assert_eq!(
+                        c.get(spec.name),
+                        parse(spec, &good),
+                        "{} unchanged",
+                        spec.name
+                    );
+                }
+            } else {
+                let e = outcome.unwrap_err().0;
+                assert!(
+                    e.contains("not modifiable at runtime")
+                        || e.contains("is not configurable at runtime"),
+                    "{e}"
+                );
+                assert_eq!(c.get(spec.name), Some(default), "{} unchanged", spec.name);
+            }
+        }
+    }
 }
