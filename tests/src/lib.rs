@@ -219,10 +219,26 @@ impl Server {
     }
 
     fn try_start_with(server_args: &[&str], module_args: &[&str]) -> Result<Server, String> {
+        // A port found free may be taken by a parallel test's server before
+        // ours binds it: retry with another port when that happens.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Server::spawn(server_args, module_args)? {
+                Ok(server) => return Ok(server),
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => return Err(log),
+            }
+        }
+        Err(last)
+    }
+
+    /// One attempt: `Ok(Err(log))` when the server exited during start-up.
+    fn spawn(server_args: &[&str], module_args: &[&str]) -> Result<Result<Server, String>, String> {
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("gears-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.canonicalize().unwrap();
         let port = free_port();
         let mut load = vec![module_path().to_string_lossy().into_owned()];
         load.extend(module_args.iter().map(|s| s.to_string()));
@@ -241,17 +257,29 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(_)) = server.child.try_wait() {
-                return Err(server.log());
+                return Ok(Err(server.log()));
             }
-            if let Ok(mut c) = Client::connect(port) {
-                if c.cmd(&["PING"]) == Value::Status("PONG".into()) {
-                    return Ok(server);
-                }
+            if server.is_mine() {
+                return Ok(Ok(server));
             }
             if Instant::now() > deadline {
                 return Err(format!("timed out; log:\n{}", server.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server answering on our port is the one we started (and
+    /// not a parallel test's server that got the same port).
+    fn is_mine(&self) -> bool {
+        let Ok(mut c) = Client::connect(self.port) else {
+            return false;
+        };
+        c.set_timeout(Duration::from_secs(5));
+        c.send(&["CONFIG", "GET", "dir"]);
+        match c.try_read() {
+            Ok(Value::Array(a)) if a.len() == 2 => a[1].text() == self.dir.to_string_lossy(),
+            _ => false,
         }
     }
 
@@ -279,6 +307,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server that exited before its test ended crashed: show why.
+        if let Ok(Some(status)) = self.child.try_wait() {
+            eprintln!(
+                "redis-server on port {} exited early ({status}); its log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
