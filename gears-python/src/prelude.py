@@ -147,31 +147,26 @@ class GearsBuilder(object):
 
     # Primitive operations.
 
+    def _one_callback(self, op, args, kind, name):
+        _argc(op, args, 1)
+        _func(op, args[0])
+        return self._step(kind, name, args[0])
+
     def map(self, *args):
-        _argc('map', args, 1)
-        _func('map', args[0])
-        return self._step('map', 'RedisGearsPy_PyCallbackMapper', args[0])
+        return self._one_callback('map', args, 'map', 'RedisGearsPy_PyCallbackMapper')
 
     def filter(self, *args):
-        _argc('filter', args, 1)
-        _func('filter', args[0])
-        return self._step('filter', 'RedisGearsPy_PyCallbackFilter', args[0])
+        return self._one_callback('filter', args, 'filter', 'RedisGearsPy_PyCallbackFilter')
 
     def foreach(self, *args):
-        _argc('foreach', args, 1)
-        _func('foreach', args[0])
-        return self._step('foreach', 'RedisGearsPy_PyCallbackForEach', args[0])
+        return self._one_callback('foreach', args, 'foreach', 'RedisGearsPy_PyCallbackForEach')
 
     def flatmap(self, *args):
-        _argc('flatmap', args, 1)
-        _func('flatmap', args[0])
-        self._step('map', 'RedisGearsPy_PyCallbackFlatMapper', args[0])
+        self._one_callback('flatmap', args, 'map', 'RedisGearsPy_PyCallbackFlatMapper')
         return self._step('flatmap', 'flatmap')
 
     def accumulate(self, *args):
-        _argc('accumulate', args, 1)
-        _func('accumulate', args[0])
-        return self._step('accumulate', 'RedisGearsPy_PyCallbackAccumulate', args[0])
+        return self._one_callback('accumulate', args, 'accumulate', 'RedisGearsPy_PyCallbackAccumulate')
 
     def _grouping(self, op, args):
         _argc(op, args, 2)

@@ -283,6 +283,20 @@ impl Server {
         }
     }
 
+    /// Starts a server replicating `master` and waits until the link is up.
+    pub fn replica_of(master: &Server) -> Server {
+        let replica = Server::start(&[]);
+        let mut c = replica.client();
+        c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+        let up = replica.wait_for(20, || {
+            c.cmd(&["INFO", "replication"])
+                .text()
+                .contains("master_link_status:up")
+        });
+        assert!(up, "the replica did not connect to its master");
+        replica
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(self.port).expect("connect to the test server")
     }

@@ -133,10 +133,14 @@ fn results_drop_and_their_errors() {
 fn abort_interrupts_a_running_python_step() {
     let s = Server::start(&[]);
     let mut c = s.client();
-    let id = unblocking(&mut c, "def spin(x):\n    while True:\n        pass\nGB('PythonReader').map(spin).run(lambda: iter([1]))");
-    assert!(s.wait_for(10, || {
-        c.cmd(&["RG.GETEXECUTION", &id]).array()[0].array()[3].array()[1].text() == "running"
-    }));
+    let id = unblocking(&mut c, "def spin(x):\n    execute('SET', 'spinning', '1')\n    while True:\n        pass\nGB('PythonReader').map(spin).run(lambda: iter([1]))");
+    // Abort once the step is inside Python (not merely `running`).
+    let mut probe = s.client();
+    assert!(s.wait_for(10, || probe.cmd(&["EXISTS", "spinning"]) == Value::Int(1)));
+    assert_eq!(
+        c.cmd(&["RG.GETEXECUTION", &id]).array()[0].array()[3].array()[1].text(),
+        "running"
+    );
     // The server keeps answering while the step spins.
     assert_eq!(s.client().cmd(&["PING"]), Value::Status("PONG".into()));
     assert_eq!(

@@ -189,13 +189,8 @@ fn execute_and_log() {
 #[test]
 fn execute_writes_are_replicated() {
     let master = Server::start(&[]);
-    let replica = Server::start(&[]);
+    let replica = Server::replica_of(&master);
     let mut r = replica.client();
-    r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
-    assert!(replica.wait_for(20, || {
-        let info = r.cmd(&["INFO", "replication"]).text();
-        info.contains("master_link_status:up")
-    }));
     let mut m = master.client();
     m.py("execute('SET', 'body_key', 'b')");
     m.py("GB('PythonReader').foreach(lambda x: execute('SET', 'step_key', x)).run(lambda: iter(['s']))");

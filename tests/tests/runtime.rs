@@ -7,28 +7,36 @@ use std::time::{Duration, Instant};
 #[test]
 fn atomic_block_is_never_seen_half_done() {
     let s = Server::start(&[]);
+    // The observer polls from before the block starts until after it ends,
+    // so one of its reads necessarily waits for the block.
+    let mut other = s.client();
+    let observer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut blocked_for = Duration::ZERO;
+        loop {
+            let t = Instant::now();
+            let r = other.cmd(&["MGET", "a", "b"]);
+            blocked_for = blocked_for.max(t.elapsed());
+            match r.array() {
+                [Value::Nil, Value::Nil] => {}
+                [a, b] if *a == bulk("1") && *b == bulk("1") => return blocked_for,
+                half => panic!("saw a half-done atomic block: {half:?}"),
+            }
+            assert!(Instant::now() < deadline, "the block never completed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
     let mut c = s.client();
     let script = "import time\n\
 def step(x):\n    with atomic():\n        execute('SET', 'a', '1')\n        time.sleep(0.5)\n        execute('SET', 'b', '1')\n\
 GB('PythonReader').foreach(step).run(lambda: iter([1]))";
     let id = c.cmd(&["RG.PYEXECUTE", script, "UNBLOCKING"]).text();
-    let mut other = s.client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut blocked_for = Duration::ZERO;
-    loop {
-        let t = Instant::now();
-        let r = other.cmd(&["MGET", "a", "b"]);
-        blocked_for = blocked_for.max(t.elapsed());
-        match r.array() {
-            [Value::Nil, Value::Nil] => {}
-            [a, b] if *a == bulk("1") && *b == bulk("1") => break,
-            half => panic!("saw a half-done atomic block: {half:?}"),
-        }
-        assert!(Instant::now() < deadline, "the block never completed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // The other client waited for the block rather than seeing inside it.
-    assert!(blocked_for >= Duration::from_millis(100), "{blocked_for:?}");
+    let blocked_for = observer
+        .join()
+        .expect("the observer saw no half-done block");
+    // The observer waited for the block rather than seeing inside it.
+    assert!(blocked_for >= Duration::from_millis(300), "{blocked_for:?}");
     assert_eq!(
         c.cmd(&["RG.GETRESULTSBLOCKING", &id]).errors(),
         Vec::<String>::new()
@@ -125,13 +133,7 @@ fn hashtag_keys_land_in_the_local_lowest_slot() {
 #[test]
 fn atomic_writes_replicate_as_one_transaction() {
     let master = Server::start(&[]);
-    let replica = Server::start(&[]);
-    let mut r = replica.client();
-    r.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
-    assert!(replica.wait_for(20, || r
-        .cmd(&["INFO", "replication"])
-        .text()
-        .contains("master_link_status:up")));
+    let replica = Server::replica_of(&master);
     let mut monitor = replica.client();
     assert_eq!(monitor.cmd(&["MONITOR"]), Value::Status("OK".into()));
     let script = "def t(_):\n    with atomic():\n        execute('INCR', 'ta')\n        execute('INCR', 'tb')\nGB('ShardsIDReader').foreach(t).run()";
