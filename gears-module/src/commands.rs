@@ -55,7 +55,11 @@ fn text(s: &RedisString) -> String {
 
 /// Blocks the client until `exec` finishes, then replies `make(exec)`.
 /// Replies at once when it has already finished.
-fn reply_when_done(ctx: &Context, exec: &Arc<Execution>, make: fn(&Execution) -> Reply) -> Reply {
+fn reply_when_done(
+    ctx: &Context,
+    exec: &Arc<Execution>,
+    make: impl FnOnce(&Execution) -> Reply + Send + 'static,
+) -> Reply {
     let blocked = Blocked::new(ctx.ctx);
     let cb: gears_core::execution::DoneCallback = Box::new(move |e| blocked.reply(&make(e)));
     if let Some(cb) = exec.when_done(cb) {
@@ -157,15 +161,11 @@ fn pyexecute_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> {
     if opts.unblocking {
         return Ok(Reply::bulk(exec.id.as_bytes()));
     }
-    let blocked = Blocked::new(ctx.ctx);
-    let cb: gears_core::execution::DoneCallback = Box::new(move |e| {
-        blocked.reply(&e.results_reply());
+    // A blocking run is dropped once done, before its client sees the reply.
+    Ok(reply_when_done(ctx, &exec, |e| {
         crate::engine().executions.forget(&e.id);
-    });
-    if let Some(cb) = exec.when_done(cb) {
-        cb(&exec);
-    }
-    Ok(Reply::Null)
+        e.results_reply()
+    }))
 }
 
 pub fn pyexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -353,10 +353,10 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 Err(e) if e.0.starts_with("Failed setting config value for key") => err(e.0),
                 Err(e) => err(format!("(error) {}", e.0)),
             });
-            let max = cfg.settings().maxexecutions as usize;
-            drop(cfg);
-            crate::engine().executions.set_max(max);
         }
+        // Apply what changed: MaxExecutions evicts at once.
+        let max = crate::config().settings().maxexecutions as usize;
+        crate::engine().executions.set_max(max);
         Ok(Reply::Array(out))
     })
 }

@@ -1,6 +1,6 @@
 //! User callbacks as gears-core [`Callable`]s.
 
-use crate::convert::{host, record_to_py, PyValue};
+use crate::convert::{host, host_to_py, record_to_py};
 use crate::errors::error_text;
 use gears_core::plan::{Callable, StepResult};
 use gears_core::Record;
@@ -23,14 +23,12 @@ pub struct PyStep {
     pub shape: Shape,
 }
 
+/// A borrowed record as a callback argument.
 fn arg(py: Python<'_>, r: &Record) -> PyResult<Py<PyAny>> {
     match r {
-        Record::Host(h) => match h.as_any().downcast_ref::<PyValue>() {
-            Some(v) => Ok(v.0.clone_ref(py)),
-            None => Err(crate::native::GearsError::new_err("foreign host record")),
-        },
+        Record::Host(h) => Ok(host_to_py(py, h)?.unbind()),
         // Callbacks normally see converted records; convert on the fly otherwise.
-        other => Ok(record_to_py(py, clone_native(other))?.unbind()),
+        other => owned_arg(py, clone_native(other)),
     }
 }
 
@@ -47,14 +45,9 @@ fn clone_native(r: &Record) -> Record {
     }
 }
 
+/// An owned record as a callback argument.
 fn owned_arg(py: Python<'_>, r: Record) -> PyResult<Py<PyAny>> {
-    match r {
-        Record::Host(h) => match h.as_any().downcast_ref::<PyValue>() {
-            Some(v) => Ok(v.0.clone_ref(py)),
-            None => Err(crate::native::GearsError::new_err("foreign host record")),
-        },
-        other => Ok(record_to_py(py, other)?.unbind()),
-    }
+    Ok(record_to_py(py, r)?.unbind())
 }
 
 fn opt_arg(py: Python<'_>, r: Option<Record>) -> PyResult<Py<PyAny>> {

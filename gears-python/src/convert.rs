@@ -1,7 +1,7 @@
 //! Conversions between native records, Python objects and replies.
 
 use gears_core::record::{KeyEntry, KeyValue};
-use gears_core::{HostValue, Record, Reply};
+use gears_core::{HostObject, HostValue, Record, Reply};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use pyo3::{intern, IntoPyObjectExt};
@@ -83,11 +83,16 @@ pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
         }
         Record::Key(e) => key_entry_to_py(py, *e)?,
         Record::Error(e) => return Err(crate::native::GearsError::new_err(e)),
-        Record::Host(h) => match h.as_any().downcast_ref::<PyValue>() {
-            Some(v) => v.0.clone_ref(py).into_bound(py),
-            None => return Err(crate::native::GearsError::new_err("foreign host record")),
-        },
+        Record::Host(h) => host_to_py(py, &h)?,
     })
+}
+
+/// The Python object inside a host record.
+pub fn host_to_py<'py>(py: Python<'py>, h: &HostObject) -> PyResult<Bound<'py, PyAny>> {
+    match h.as_any().downcast_ref::<PyValue>() {
+        Some(v) => Ok(v.0.clone_ref(py).into_bound(py)),
+        None => Err(crate::native::GearsError::new_err("foreign host record")),
+    }
 }
 
 /// The reply a Python result gets (1.2's conversion table).

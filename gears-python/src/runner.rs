@@ -61,6 +61,7 @@ pub fn run(exec: Arc<Execution>, plan: Plan, reader: Box<dyn Reader>) {
 }
 
 type Outcome = (Vec<Reply>, Vec<String>, Duration);
+type Batch = Result<Option<Vec<Record>>, String>;
 
 fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Option<Outcome> {
     if !exec.start() {
@@ -82,12 +83,24 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
         })
     })));
     let mut pipe = Pipeline::new(plan, exec.abort_flag());
+    let mut consume = |next: &mut dyn FnMut() -> Batch| {
+        while !pipe.input_closed() {
+            match next() {
+                Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+                Ok(None) => break,
+                Err(e) => {
+                    pipe.errors.push(e);
+                    break;
+                }
+            }
+        }
+    };
     let mut read = Duration::ZERO;
     if reader.prefetch() {
         // Read ahead on a helper thread (Redis lock) while this one runs the
         // steps (GIL). The bounded channel keeps at most two batches waiting;
         // dropping the receiver stops the helper.
-        let (tx, rx) = crossbeam_channel::bounded::<Result<Option<Vec<Record>>, String>>(2);
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(2);
         let reader_ref = &mut reader;
         std::thread::scope(|s| {
             let helper = s.spawn(move || {
@@ -102,33 +115,17 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
                     }
                 }
             });
-            while !pipe.input_closed() {
-                match rx.recv() {
-                    Ok(Ok(Some(b))) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
-                    Ok(Err(e)) => {
-                        pipe.errors.push(e);
-                        break;
-                    }
-                    Ok(Ok(None)) | Err(_) => break,
-                }
-            }
+            consume(&mut || rx.recv().unwrap_or(Ok(None)));
             drop(rx);
             read = helper.join().unwrap_or_default();
         });
     } else {
-        while !pipe.input_closed() {
+        consume(&mut || {
             let t = Instant::now();
             let batch = reader.next_batch();
             read += t.elapsed();
-            match batch {
-                Err(e) => {
-                    pipe.errors.push(e);
-                    break;
-                }
-                Ok(None) => break,
-                Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
-            }
-        }
+            batch
+        });
     }
     let (results, errors) = in_gil(&in_python, ident, |_py| {
         drop(reader);
