@@ -3,7 +3,9 @@
 use crate::execution::Executions;
 use crate::id::IdGen;
 use crate::pool::WorkerPool;
+use crate::registration::Registrations;
 use crate::Record;
+use std::sync::atomic::AtomicUsize;
 
 /// The source of an execution's records. `next_batch` is called on a worker
 /// thread with no lock held; a reader takes the locks it needs itself.
@@ -32,6 +34,11 @@ pub struct Engine {
     pub executions: Executions,
     pub execution_ids: IdGen,
     pub pool: WorkerPool,
+    pub registrations: Registrations,
+    /// Registration ids have their own counter (1.2 keeps them apart).
+    pub registration_ids: IdGen,
+    /// `MaxExecutionsPerRegistration`, kept here for the event paths.
+    pub max_per_registration: AtomicUsize,
     /// This node's id: forty zeros off-cluster.
     pub node_id: String,
 }
@@ -46,11 +53,18 @@ impl Engine {
             executions: Executions::new(max_executions),
             execution_ids: IdGen::new(),
             pool: WorkerPool::new("gears-worker", threads, on_panic)?,
+            registrations: Registrations::default(),
+            registration_ids: IdGen::new(),
+            max_per_registration: AtomicUsize::new(1000),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
         })
     }
 
     pub fn next_execution_id(&self) -> String {
         self.execution_ids.next(&self.node_id)
+    }
+
+    pub fn next_registration_id(&self) -> String {
+        self.registration_ids.next(&self.node_id)
     }
 }

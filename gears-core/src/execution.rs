@@ -37,6 +37,18 @@ pub struct StepInfo {
     pub arg: String,
 }
 
+/// How `RG.GETEXECUTION` shows the steps of `plan`.
+pub fn step_infos(plan: &Plan) -> Arc<[StepInfo]> {
+    plan.steps
+        .iter()
+        .map(|s| StepInfo {
+            kind: s.kind.name(),
+            name: s.name.clone(),
+            arg: s.arg(),
+        })
+        .collect()
+}
+
 /// A callback run once when the execution finishes.
 pub type DoneCallback = Box<dyn FnOnce(&Execution) + Send>;
 
@@ -52,7 +64,7 @@ struct Inner {
 pub struct Execution {
     pub id: String,
     pub registered: bool,
-    pub steps: Vec<StepInfo>,
+    pub steps: Arc<[StepInfo]>,
     inner: Mutex<Inner>,
     abort: Arc<AtomicBool>,
     interrupter: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -71,15 +83,12 @@ pub enum AbortOutcome {
 
 impl Execution {
     pub fn new(id: String, plan: &Plan, registered: bool) -> Execution {
-        let steps = plan
-            .steps
-            .iter()
-            .map(|s| StepInfo {
-                kind: s.kind.name(),
-                name: s.name.clone(),
-                arg: s.arg(),
-            })
-            .collect();
+        Execution::with_steps(id, step_infos(plan), registered)
+    }
+
+    /// An execution whose step descriptions were computed once, ahead of
+    /// time (registrations run the same plan many times).
+    pub fn with_steps(id: String, steps: Arc<[StepInfo]>, registered: bool) -> Execution {
         Execution {
             id,
             registered,
@@ -189,6 +198,25 @@ impl Execution {
         }
     }
 
+    /// The first error of a finished execution, if any.
+    pub fn first_error(&self) -> Option<String> {
+        self.lock().errors.first().cloned()
+    }
+
+    /// The results of a finished execution.
+    pub fn results(&self) -> Vec<Reply> {
+        self.lock().results.clone()
+    }
+
+    /// The errors of a finished execution.
+    pub fn errors(&self) -> Vec<String> {
+        self.lock().errors.clone()
+    }
+
+    pub fn total_ms(&self) -> u64 {
+        self.lock().total_ms
+    }
+
     /// `[results, errors]`, the reply of a finished execution.
     pub fn results_reply(&self) -> Reply {
         let g = self.lock();
@@ -236,6 +264,18 @@ pub struct Executions {
 struct Registry {
     by_id: HashMap<String, Arc<Execution>>,
     order: VecDeque<String>,
+}
+
+impl Registry {
+    /// Removes `id`; its place in `order` is cleaned up lazily, so removing
+    /// one execution among thousands stays cheap.
+    fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+        if self.order.len() > 2 * self.by_id.len() + 64 {
+            let by_id = &self.by_id;
+            self.order.retain(|x| by_id.contains_key(x));
+        }
+    }
 }
 
 impl Executions {
@@ -287,17 +327,14 @@ impl Executions {
         if !e.status().finished() {
             return Err(DropError::Running);
         }
-        g.by_id.remove(id);
-        g.order.retain(|x| x != id);
+        g.remove(id);
         Ok(())
     }
 
     /// Removes an execution whatever its state (used when the script that
     /// created it failed).
     pub fn forget(&self, id: &str) {
-        let mut g = self.lock();
-        g.by_id.remove(id);
-        g.order.retain(|x| x != id);
+        self.lock().remove(id);
     }
 
     pub fn set_max(&self, max: usize) {
@@ -316,8 +353,8 @@ impl Executions {
         let mut keep = VecDeque::with_capacity(g.order.len());
         let order = std::mem::take(&mut g.order);
         for id in order {
-            let finished = g.by_id.get(&id).is_some_and(|e| e.status().finished());
-            if excess > 0 && finished {
+            let Some(e) = g.by_id.get(&id) else { continue };
+            if excess > 0 && e.status().finished() {
                 g.by_id.remove(&id);
                 excess -= 1;
             } else {

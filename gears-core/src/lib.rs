@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod pool;
 pub mod record;
+pub mod registration;
 pub mod reply;
 
 pub use engine::{Engine, Reader};

@@ -46,6 +46,26 @@ impl WorkerPool {
         // The receivers live as long as the pool, so sending cannot fail.
         let _ = self.tx.send(Box::new(job));
     }
+
+    /// A handle that submits to this pool and can be moved into jobs.
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// A clonable way to submit jobs to a [`WorkerPool`].
+#[derive(Clone)]
+pub struct PoolHandle {
+    tx: Sender<Job>,
+}
+
+impl PoolHandle {
+    pub fn submit(&self, job: impl FnOnce() + Send + 'static) {
+        // If the pool is gone the job is dropped: nothing could run it.
+        let _ = self.tx.send(Box::new(job));
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ pub enum Record {
     Keyed(String, Box<Record>),
     /// A key and its value, as KeysReader produces them.
     Key(Box<KeyEntry>),
+    /// Named fields (a dictionary for the host; stream messages).
+    Dict(Vec<(Vec<u8>, Record)>),
     /// A failure; error records skip every step and end in the errors list.
     Error(String),
     Host(HostObject),
@@ -110,6 +112,11 @@ impl Record {
                     _ => Reply::Null,
                 },
             ]),
+            Record::Dict(d) => Reply::Array(
+                d.iter()
+                    .map(|(k, v)| Reply::Array(vec![Reply::Bulk(k.clone()), v.to_reply()]))
+                    .collect(),
+            ),
             Record::Error(e) => Reply::Error(e.clone()),
             Record::Host(h) => h.to_reply(),
         }
@@ -157,6 +164,14 @@ impl Record {
             Record::Host(h) => {
                 out.push(7);
                 bytes(out, &h.encode()?);
+            }
+            Record::Dict(d) => {
+                out.push(8);
+                out.extend_from_slice(&(d.len() as u64).to_le_bytes());
+                for (k, v) in d {
+                    bytes(out, k);
+                    v.encode(out)?;
+                }
             }
             Record::Key(_) => return Err("key records are read locally only".into()),
         }
@@ -207,6 +222,15 @@ impl Record {
             }
             6 => Record::Error(text(input)?),
             7 => Record::Host(host(bytes(input)?)?),
+            8 => {
+                let n = u64_of(input)? as usize;
+                let mut d = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let k = bytes(input)?.to_vec();
+                    d.push((k, Record::decode(input, host)?));
+                }
+                Record::Dict(d)
+            }
             t => return Err(format!("unknown record tag {t}")),
         })
     }
@@ -234,6 +258,7 @@ mod tests {
             Record::Long(-7),
             Record::Double(2.5),
             Record::Keyed("k".into(), Box::new(Record::Error("e".into()))),
+            Record::Dict(vec![(b"f".to_vec(), Record::Str(b"v".to_vec()))]),
         ]);
         assert_eq!(roundtrip(&r).to_reply(), r.to_reply());
     }

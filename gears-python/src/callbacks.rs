@@ -40,6 +40,11 @@ fn clone_native(r: &Record) -> Record {
         Record::Double(d) => Record::Double(*d),
         Record::List(l) => Record::List(l.iter().map(clone_native).collect()),
         Record::Keyed(k, v) => Record::Keyed(k.clone(), Box::new(clone_native(v))),
+        Record::Dict(d) => Record::Dict(
+            d.iter()
+                .map(|(k, v)| (k.clone(), clone_native(v)))
+                .collect(),
+        ),
         Record::Error(e) => Record::Error(e.clone()),
         Record::Key(_) | Record::Host(_) => Record::Null,
     }

@@ -82,6 +82,13 @@ pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
             d.into_any()
         }
         Record::Key(e) => key_entry_to_py(py, *e)?,
+        Record::Dict(fields) => {
+            let d = PyDict::new(py);
+            for (k, v) in fields {
+                d.set_item(bytes_to_py(py, &k), record_to_py(py, v)?)?;
+            }
+            d.into_any()
+        }
         Record::Error(e) => return Err(crate::native::GearsError::new_err(e)),
         Record::Host(h) => host_to_py(py, &h)?,
     })
