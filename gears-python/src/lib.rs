@@ -11,14 +11,17 @@
 //! reads input batches before taking the GIL.
 
 mod callbacks;
+mod command;
 pub mod convert;
 mod errors;
 mod native;
 mod readers;
+mod register;
 mod runner;
 
-use gears_core::execution::Execution;
+use gears_core::execution::{Execution, Status};
 use gears_core::plan::Plan;
+use gears_core::registration::{Mode, Outcome, ReaderArgs, Registration};
 use gears_core::{Engine, Reader, Reply};
 use once_cell::sync::OnceCell;
 use pyo3::prelude::*;
@@ -27,6 +30,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::sync::Arc;
 
+pub use command::{CallNext, CommandCtx};
 pub use errors::error_text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,15 @@ pub trait RedisHost: Send + Sync + 'static {
     fn lock(&self);
     /// Releases one [`RedisHost::lock`].
     fn unlock(&self);
+    /// Checks a registration against the registrations already applied
+    /// (hooked command exists, trigger name free...). `session` is the
+    /// registering session; called from the script body, lock held.
+    fn check_registration(
+        &self,
+        args: &ReaderArgs,
+        mode: Mode,
+        session: &str,
+    ) -> Result<(), String>;
 }
 
 struct Runtime {
@@ -103,10 +116,38 @@ pub struct PendingRun {
     reader: Box<dyn Reader>,
 }
 
+/// A registration made by a script body, applied by the host once the
+/// script has succeeded.
+pub struct PendingRegistration {
+    pub reg: Arc<Registration>,
+    on_registered: Option<Py<PyAny>>,
+}
+
+impl PendingRegistration {
+    /// Runs the `onRegistered` callback, if any; its errors are logged.
+    pub fn on_registered(&self) {
+        let Some(f) = &self.on_registered else { return };
+        Python::with_gil(|py| {
+            if let Err(e) = f.bind(py).call0() {
+                host().log(
+                    LogLevel::Warning,
+                    &format!(
+                        "onRegistered of registration {} failed: {}",
+                        self.reg.id,
+                        error_text(py, &e)
+                    ),
+                );
+            }
+        });
+    }
+}
+
 /// State of the script body being run on this thread.
 #[derive(Default)]
 pub(crate) struct ScriptCtx {
     pub(crate) run: Option<PendingRun>,
+    pub(crate) registrations: Vec<PendingRegistration>,
+    pub(crate) session: String,
 }
 
 thread_local! {
@@ -116,6 +157,7 @@ thread_local! {
 /// What a script body did.
 pub struct ScriptOutcome {
     pub run: Option<PendingRun>,
+    pub registrations: Vec<PendingRegistration>,
 }
 
 /// Re-opens libpython with `RTLD_GLOBAL`, so that the C extension modules of
@@ -203,11 +245,16 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         .map_err(|_| "the Python runtime is already initialized".to_string())
 }
 
-/// Runs an RG.PYEXECUTE script body in fresh globals. The caller holds the
-/// Redis lock (it is the Redis main thread).
-pub fn exec_script(code: &str) -> Result<ScriptOutcome, String> {
+/// Runs an RG.PYEXECUTE script body of session `session` in fresh globals.
+/// The caller holds the Redis lock (it is the Redis main thread).
+pub fn exec_script(code: &str, session: &str) -> Result<ScriptOutcome, String> {
     let code = CString::new(code).map_err(|_| "the script contains a NUL byte".to_string())?;
-    SCRIPT.with(|s| *s.borrow_mut() = Some(ScriptCtx::default()));
+    SCRIPT.with(|s| {
+        *s.borrow_mut() = Some(ScriptCtx {
+            session: session.to_owned(),
+            ..ScriptCtx::default()
+        })
+    });
     let result = Python::with_gil(|py| -> Result<(), String> {
         let globals = runtime()
             .prelude
@@ -221,14 +268,91 @@ pub fn exec_script(code: &str) -> Result<ScriptOutcome, String> {
             .map_err(|e| error_text(py, &e))
     });
     let ctx = SCRIPT.with(|s| s.borrow_mut().take()).unwrap_or_default();
-    result.map(|()| ScriptOutcome { run: ctx.run })
+    match result {
+        Ok(()) => Ok(ScriptOutcome {
+            run: ctx.run,
+            registrations: ctx.registrations,
+        }),
+        Err(e) => {
+            // Python objects of a failed script go with the GIL held.
+            Python::with_gil(|_py| drop(ctx));
+            Err(e)
+        }
+    }
 }
 
 /// Registers a prepared execution and starts it on the worker pool.
 pub fn submit(pending: PendingRun) {
     let engine = engine();
     engine.executions.add(pending.execution.clone());
-    engine
-        .pool
-        .submit(move || runner::run(pending.execution, pending.plan, pending.reader));
+    engine.pool.submit(move || {
+        let PendingRun {
+            execution,
+            plan,
+            reader,
+        } = pending;
+        runner::run(&execution, &plan, reader, None);
+        Python::with_gil(|_py| drop(plan));
+    });
+}
+
+/// A new execution of `reg`, counted as triggered, kept for
+/// `RG.DUMPEXECUTIONS` and counted in the statistics when it ends.
+fn new_registered_execution(reg: &Arc<Registration>) -> Arc<Execution> {
+    let engine = engine();
+    let exec = Arc::new(Execution::with_steps(
+        engine.next_execution_id(),
+        reg.steps.clone(),
+        true,
+    ));
+    reg.on_trigger();
+    let r = reg.clone();
+    // First waiter: the statistics are up to date before anyone else hears
+    // that the execution ended.
+    let _ = exec.when_done(Box::new(move |e| {
+        let outcome = if e.status() == Status::Aborted {
+            Outcome::Aborted
+        } else {
+            match e.first_error() {
+                Some(err) => Outcome::Failure(err),
+                None => Outcome::Success,
+            }
+        };
+        r.on_done(&outcome, e.total_ms());
+    }));
+    engine.executions.add(exec.clone());
+    let max = engine
+        .max_per_registration
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for old in reg.track(exec.clone(), max) {
+        engine.executions.forget(&old);
+    }
+    exec
+}
+
+/// Runs an execution of `reg` over `reader` on this thread, now (`sync`
+/// registrations). The caller holds the Redis lock and not the GIL.
+pub fn run_inline(
+    reg: &Arc<Registration>,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+) -> Arc<Execution> {
+    let exec = new_registered_execution(reg);
+    runner::run(&exec, &reg.plan, reader, command);
+    exec
+}
+
+/// Queues an execution of `reg` over `reader` on the worker pool (in
+/// trigger order when the registration is ordered).
+pub fn run_queued(
+    reg: &Arc<Registration>,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+) -> Arc<Execution> {
+    let exec = new_registered_execution(reg);
+    let (e, r) = (exec.clone(), reg.clone());
+    reg.submit(&engine().pool, move || {
+        runner::run(&e, &r.plan, reader, command);
+    });
+    exec
 }

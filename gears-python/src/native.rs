@@ -1,7 +1,7 @@
 //! The `redisgears` Python module: the native half of the runtime API.
 
 use crate::callbacks::{PyStep, Shape, ToPython};
-use crate::convert::reply_to_py;
+use crate::convert::{py_to_reply, reply_to_py};
 use crate::readers::PyGenReader;
 use crate::{host, KeysReaderSpec, LogLevel, PendingRun, SCRIPT};
 use gears_core::execution::Execution;
@@ -23,6 +23,33 @@ create_exception!(
     "Raised inside a step when RG.ABORTEXECUTION stops its execution."
 );
 
+/// A command's arguments as `execute` passes them: bytes as they are,
+/// anything else through `str()`.
+fn argv_of(args: &Bound<'_, PyTuple>, first: Option<&str>) -> PyResult<Vec<Vec<u8>>> {
+    let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len() + 1);
+    if let Some(f) = first {
+        argv.push(f.as_bytes().to_vec());
+    }
+    for a in args.iter() {
+        if let Ok(b) = a.downcast::<PyBytes>() {
+            argv.push(b.as_bytes().to_vec());
+        } else if let Ok(b) = a.downcast::<PyByteArray>() {
+            argv.push(b.to_vec());
+        } else {
+            argv.push(a.str()?.to_string_lossy().as_bytes().to_vec());
+        }
+    }
+    Ok(argv)
+}
+
+/// A command reply as Python sees it; a top-level error raises.
+fn reply_or_raise(py: Python<'_>, reply: Reply) -> PyResult<Bound<'_, PyAny>> {
+    match reply {
+        Reply::Error(e) => Err(GearsError::new_err(e)),
+        r => reply_to_py(py, r),
+    }
+}
+
 /// `execute(command, *args)`: runs a Redis command and returns its reply.
 #[pyfunction]
 #[pyo3(signature = (command, *args))]
@@ -34,24 +61,35 @@ fn execute<'py>(
     let Ok(cmd) = command.downcast::<PyString>() else {
         return Err(GearsError::new_err("the given command must be a string"));
     };
-    let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len() + 1);
-    argv.push(cmd.to_str()?.as_bytes().to_vec());
-    for a in args.iter() {
-        if let Ok(b) = a.downcast::<PyBytes>() {
-            argv.push(b.as_bytes().to_vec());
-        } else if let Ok(b) = a.downcast::<PyByteArray>() {
-            argv.push(b.to_vec());
-        } else {
-            argv.push(a.str()?.to_string_lossy().as_bytes().to_vec());
-        }
-    }
+    let argv = argv_of(args, Some(cmd.to_str()?))?;
     let h = host();
     // Never wait for the Redis lock while holding the GIL.
     let reply = py.allow_threads(move || h.call(&argv));
-    match reply {
-        Reply::Error(e) => Err(GearsError::new_err(e)),
-        r => reply_to_py(py, r),
-    }
+    reply_or_raise(py, reply)
+}
+
+/// `call_next(*args)`: inside a command hook, runs the next hook or the
+/// hooked command itself with `args`.
+#[pyfunction]
+#[pyo3(signature = (*args))]
+fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+    let ctx = crate::command::current();
+    let Some(next) = ctx.as_deref().and_then(|c| c.next()) else {
+        return Err(GearsError::new_err("Can not get CommandHook ctx"));
+    };
+    let argv = argv_of(args, None)?;
+    let reply = py.allow_threads(move || next.call_next(argv));
+    reply_or_raise(py, reply)
+}
+
+/// `override_reply(value)`: the reply the client of the linked command gets.
+#[pyfunction]
+fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let Some(ctx) = crate::command::current() else {
+        return Err(GearsError::new_err("Can not get command ctx"));
+    };
+    ctx.override_reply(py_to_reply(value))
+        .map_err(GearsError::new_err)
 }
 
 #[pyfunction]
@@ -160,7 +198,7 @@ fn make_reader(
 /// (offset, length) for limit)`.
 type StepTuple = (String, String, Option<Py<PyAny>>, Option<(usize, usize)>);
 
-fn make_steps(steps: &Bound<'_, PyList>) -> PyResult<Vec<Step>> {
+pub(crate) fn make_steps(steps: &Bound<'_, PyList>) -> PyResult<Vec<Step>> {
     let mut out = Vec::with_capacity(steps.len());
     for item in steps.iter() {
         let (kind, name, func, extra): StepTuple = item.extract()?;
@@ -271,6 +309,9 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(is_in_atomic_block, &m)?)?;
     m.add_function(wrap_pyfunction!(config_get, &m)?)?;
     m.add_function(wrap_pyfunction!(run, &m)?)?;
+    m.add_function(wrap_pyfunction!(crate::register::register, &m)?)?;
+    m.add_function(wrap_pyfunction!(call_next, &m)?)?;
+    m.add_function(wrap_pyfunction!(override_reply, &m)?)?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("redisgears", m)?;

@@ -78,8 +78,7 @@ class atomic(object):
         return False
 
 
-call_next = _not_yet('call_next')
-override_reply = _not_yet('override_reply')
+from redisgears import call_next, override_reply
 get_command = _not_yet('get_command')
 registerTE = _not_yet('registerTE')
 gearsFuture = _not_yet('gearsFuture')
@@ -292,8 +291,17 @@ class GearsBuilder(object):
             reader, arg = 'PythonReader', _keys_only_reader(**options)
         return _native.run(reader, arg, self.steps, self.desc, kwargs)
 
-    def register(self, *args, **kwargs):
-        raise GearsError('register is not implemented yet')
+    def register(self, prefix='*', convertToStr=True, collect=True, **kwargs):
+        if 'regex' in kwargs:
+            # 1.2's deprecated name for prefix.
+            prefix = kwargs.pop('regex')
+        if convertToStr:
+            self.map(lambda x: str(x))
+        if collect:
+            self.collect()
+        if self.reader in _PY_READERS:
+            raise GearsError('given reader does not exists or does not support register')
+        return _native.register(self.reader, prefix, self.steps, self.desc, kwargs)
 
 
 GB = GearsBuilder

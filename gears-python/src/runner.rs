@@ -1,5 +1,6 @@
 //! Running one execution on a worker thread.
 
+use crate::command::{CommandCtx, CURRENT_COMMAND};
 use crate::native::ForceStoppedError;
 use gears_core::execution::Execution;
 use gears_core::pipeline::Pipeline;
@@ -34,9 +35,18 @@ fn in_gil<R>(
     })
 }
 
-pub fn run(exec: Arc<Execution>, plan: Plan, reader: Box<dyn Reader>) {
+/// Runs `exec` to its end on this thread, with `command` as the command
+/// context its steps see (`override_reply`, `call_next`).
+pub fn run(
+    exec: &Arc<Execution>,
+    plan: &Plan,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+) {
     let started = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| drive(&exec, &plan, reader)));
+    let previous = CURRENT_COMMAND.with(|c| c.replace(command));
+    let outcome = catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader)));
+    CURRENT_COMMAND.with(|c| c.replace(previous));
     let (results, mut errors, read) = match outcome {
         Ok(Some(r)) => r,
         // Aborted before it started: nothing to record.
@@ -50,7 +60,6 @@ pub fn run(exec: Arc<Execution>, plan: Plan, reader: Box<dyn Reader>) {
     if exec.abort_flag().load(Ordering::SeqCst) && errors.is_empty() {
         errors.push("Execution was aborted".into());
     }
-    Python::with_gil(|_py| drop(plan));
     exec.finish(
         results,
         errors,

@@ -3,8 +3,9 @@
 
 use gears_core::engine::VecReader;
 use gears_core::record::{KeyEntry, KeyValue};
+use gears_core::registration::{Mode, ReaderArgs};
 use gears_core::{Engine, Reader, Record, Reply};
-use gears_python::{KeysReaderSpec, LogLevel, RedisHost};
+use gears_python::{CommandCtx, KeysReaderSpec, LogLevel, RedisHost};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,15 @@ impl RedisHost for FakeHost {
     fn lock(&self) {}
 
     fn unlock(&self) {}
+
+    fn check_registration(&self, args: &ReaderArgs, _: Mode, _: &str) -> Result<(), String> {
+        match args {
+            ReaderArgs::Trigger { name, .. } if name == "taken" => {
+                Err("trigger already registered".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn gears_cluster_tag() -> String {
@@ -67,7 +77,7 @@ fn gears_cluster_tag() -> String {
 }
 
 fn run_to_end(script: &str) -> Reply {
-    let outcome = gears_python::exec_script(script).expect("the script runs");
+    let outcome = gears_python::exec_script(script, "s").expect("the script runs");
     let run = outcome.run.expect("the script calls run()");
     let exec = run.execution.clone();
     let (tx, rx) = mpsc::channel();
@@ -115,18 +125,166 @@ fn python_runtime_in_process() {
     );
 
     // Errors: a failing command raises; the script error carries the traceback.
-    let err = gears_python::exec_script("execute('NOPE')").err().unwrap();
+    let err = gears_python::exec_script("execute('NOPE')", "s")
+        .err()
+        .unwrap();
     assert!(err.contains("ERR unknown command"), "{err}");
-    let err = gears_python::exec_script("GB().run()\nGB().run()")
+    let err = gears_python::exec_script("GB().run()\nGB().run()", "s")
         .err()
         .unwrap();
     assert!(
         err.contains("Can not run more then 1 executions in a single script"),
         "{err}"
     );
-    assert!(gears_python::exec_script("x = 1").unwrap().run.is_none());
+    assert!(gears_python::exec_script("x = 1", "s")
+        .unwrap()
+        .run
+        .is_none());
 
     // log() and hashtag() go through the host.
-    gears_python::exec_script("log('hi', level='warning')\nassert hashtag() == '06S'").unwrap();
+    gears_python::exec_script("log('hi', level='warning')\nassert hashtag() == '06S'", "s")
+        .unwrap();
     assert_eq!(host.logs.lock().unwrap().as_slice(), ["Warning: hi"]);
+
+    // register(): checked arguments, applied by the host later.
+    let out = gears_python::exec_script(
+        "GB('CommandReader').map(lambda x: x[1] + '!').register(trigger='shout', mode='sync')\n\
+         GB('CommandReader').register(trigger='other', onRegistered=lambda: log('ready'))",
+        "sess",
+    )
+    .unwrap();
+    assert!(out.run.is_none());
+    assert_eq!(out.registrations.len(), 2);
+    let shout = out.registrations[0].reg.clone();
+    assert_eq!(shout.mode, Mode::Sync);
+    assert_eq!(shout.session, "sess");
+    assert_eq!(
+        shout.args,
+        ReaderArgs::Trigger {
+            name: "shout".into(),
+            inorder: false
+        }
+    );
+    out.registrations[1].on_registered();
+    assert!(host
+        .logs
+        .lock()
+        .unwrap()
+        .contains(&"Notice: ready".to_string()));
+    let record = Record::List(vec![
+        Record::Str(b"shout".to_vec()),
+        Record::Str(b"hi".to_vec()),
+    ]);
+    let exec = gears_python::run_inline(&shout, Box::new(VecReader(Some(vec![record]))), None);
+    assert_eq!(
+        exec.results_reply(),
+        Reply::Array(vec![
+            Reply::Array(vec![Reply::bulk("hi!")]),
+            Reply::Array(vec![])
+        ])
+    );
+    let stats = shout.stats();
+    assert_eq!((stats.triggered, stats.success, stats.failures), (1, 1, 0));
+
+    // override_reply and call_next need a command context.
+    let out = gears_python::exec_script(
+        "GB('CommandReader').foreach(lambda x: override_reply(x[1])).foreach(lambda x: override_reply('again')).register(trigger='o', mode='sync')",
+        "s",
+    )
+    .unwrap();
+    let o = out.registrations[0].reg.clone();
+    let rec = || {
+        Box::new(VecReader(Some(vec![Record::List(vec![
+            Record::Str(b"o".to_vec()),
+            Record::Str(b"-ERR no".to_vec()),
+        ])])))
+    };
+    let ctx = Arc::new(CommandCtx::new(None));
+    let exec = gears_python::run_inline(&o, rec(), Some(ctx.clone()));
+    assert_eq!(ctx.take_override(), Some(Reply::Error("ERR no".into())));
+    let errors = exec.errors();
+    assert!(
+        errors[0].contains("Can only override reply once"),
+        "{errors:?}"
+    );
+    let exec = gears_python::run_inline(&o, rec(), None);
+    assert!(exec.errors()[0].contains("Can not get command ctx"));
+    assert_eq!(o.stats().failures, 2);
+    assert!(o
+        .stats()
+        .last_error
+        .unwrap()
+        .contains("Can not get command ctx"));
+
+    // Argument errors, with 1.2's texts.
+    for (script, expected) in [
+        (
+            "GB().register(eventTypes=3)",
+            "given eventTypes is not iterable",
+        ),
+        ("GB().register(keyTypes=['str'])", "unknown key type"),
+        (
+            "GB().register(keyTypes=[1])",
+            "given key type is not string",
+        ),
+        ("GB().register(readValue=1)", "readValue is not boolean"),
+        (
+            "GB().register(commands=[None])",
+            "given command type is not string",
+        ),
+        ("GB().register(prefix=1)", "regex argument must be a string"),
+        (
+            "GB('StreamReader').register(batch='x')",
+            "batch argument must be a number",
+        ),
+        (
+            "GB('StreamReader').register(onFailedPolicy='x')",
+            "onFailedPolicy must be Continue/Abort/Retry",
+        ),
+        (
+            "GB('StreamReader').register(onFailedPolicy='retry', mode='sync')",
+            "ExecutionMode sync can only be combined with OnFailedPolicy Continue",
+        ),
+        (
+            "GB('StreamReader').register(trimStream=1)",
+            "pyTrimmStream argument must be a boolean",
+        ),
+        (
+            "GB('CommandReader').register()",
+            "no trigger or hook argument was given",
+        ),
+        (
+            "GB('CommandReader').register(trigger=1)",
+            "trigger argument is not string",
+        ),
+        (
+            "GB('CommandReader').register(trigger='t', hook='set')",
+            "trigger argument can not be given with keyprefix or hook",
+        ),
+        (
+            "GB('CommandReader').register(trigger='t', inorder=1)",
+            "inorder argument is be boolean",
+        ),
+        (
+            "GB('CommandReader').register(trigger='taken')",
+            "trigger already registered",
+        ),
+        (
+            "GB('CommandReader').register(trigger='t')\nGB('CommandReader').register(trigger='t')",
+            "trigger already registered in this session",
+        ),
+        (
+            "GB('PythonReader').register()",
+            "given reader does not exists or does not support register",
+        ),
+        (
+            "GB().register(mode='later')",
+            "unknown execution mode 'later'",
+        ),
+    ] {
+        let err = gears_python::exec_script(script, "s")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains(expected), "{script}: {err}");
+    }
 }
