@@ -11,30 +11,37 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-type Handler = fn(&Context, &[RedisString]) -> Result<Reply, Reply>;
+pub(crate) type Handler = fn(&Context, &[RedisString]) -> Result<Reply, Reply>;
+
+/// What a handler returns when it blocked the client and the reply comes
+/// later. A status with a NUL byte: no command can produce it.
+const LATER: &str = "\0later";
+
+pub(crate) fn later() -> Reply {
+    Reply::Status(LATER.into())
+}
 
 /// Runs a handler, catching panics, and writes its reply.
-fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult {
+pub(crate) fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult {
     let r = match catch_unwind(AssertUnwindSafe(|| f(ctx, &args))) {
         Ok(Ok(r)) | Ok(Err(r)) => r,
         Err(_) => Reply::Error("ERR internal error in the gears module (see the Redis log)".into()),
     };
-    // `Reply::Null` doubles as "already answered" for blocking commands.
-    if r != Reply::Null {
+    if !matches!(&r, Reply::Status(s) if s == LATER) {
         redis::reply(ctx.ctx, &r);
     }
     Ok(RedisValue::NoReply)
 }
 
-fn err(msg: impl Into<String>) -> Reply {
+pub(crate) fn err(msg: impl Into<String>) -> Reply {
     Reply::Error(msg.into())
 }
 
-fn ok() -> Reply {
+pub(crate) fn ok() -> Reply {
     Reply::Status("OK".into())
 }
 
-fn arity(args: &[RedisString], ok: impl Fn(usize) -> bool) -> Result<(), Reply> {
+pub(crate) fn arity(args: &[RedisString], ok: impl Fn(usize) -> bool) -> Result<(), Reply> {
     if ok(args.len()) {
         Ok(())
     } else {
@@ -49,13 +56,13 @@ fn arity(args: &[RedisString], ok: impl Fn(usize) -> bool) -> Result<(), Reply> 
     }
 }
 
-fn text(s: &RedisString) -> String {
+pub(crate) fn text(s: &RedisString) -> String {
     s.to_string_lossy()
 }
 
 /// Blocks the client until `exec` finishes, then replies `make(exec)`.
 /// Replies at once when it has already finished.
-fn reply_when_done(
+pub(crate) fn reply_when_done(
     ctx: &Context,
     exec: &Arc<Execution>,
     make: impl FnOnce(&Execution) -> Reply + Send + 'static,
@@ -65,12 +72,12 @@ fn reply_when_done(
     if let Some(cb) = exec.when_done(cb) {
         cb(exec);
     }
-    Reply::Null
+    later()
 }
 
 /// Whether the client may be blocked (not inside MULTI, Lua, or a context
 /// that denies blocking).
-fn can_block(ctx: &Context) -> bool {
+pub(crate) fn can_block(ctx: &Context) -> bool {
     let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI
         | raw::REDISMODULE_CTX_FLAGS_LUA
         | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
@@ -86,6 +93,10 @@ fn find(id: &str, missing: &str) -> Result<Arc<Execution>, Reply> {
 
 struct PyExecuteArgs {
     unblocking: bool,
+    id: Option<String>,
+    desc: Option<String>,
+    upgrade: bool,
+    replace_with: Option<String>,
     requirements: Vec<String>,
 }
 
@@ -99,6 +110,10 @@ fn valid_session_id(id: &str) -> bool {
 fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Reply> {
     let mut out = PyExecuteArgs {
         unblocking: false,
+        id: None,
+        desc: None,
+        upgrade: false,
+        replace_with: None,
         requirements: Vec::new(),
     };
     let mut i = 2;
@@ -117,14 +132,12 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Reply> {
                         "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']",
                     ));
                 }
+                out.id = Some(id);
             }
-            "DESCRIPTION" => {
-                value("DESCRIPTION is missing")?;
-            }
-            "REPLACE_WITH" => {
-                value("REPLACE_WITH is missing")?;
-            }
-            "UPGRADE" | "FORCE_REINSTALL_REQUIREMENTS" => {}
+            "DESCRIPTION" => out.desc = Some(value("DESCRIPTION is missing")?),
+            "REPLACE_WITH" => out.replace_with = Some(value("REPLACE_WITH is missing")?),
+            "UPGRADE" => out.upgrade = true,
+            "FORCE_REINSTALL_REQUIREMENTS" => {}
             "REQUIREMENTS" => {
                 out.requirements = args[i + 1..].iter().map(text).collect();
                 break;
@@ -152,12 +165,50 @@ fn pyexecute_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> {
     let script = args[1]
         .try_as_str()
         .map_err(|_| err("the script is not valid UTF-8"))?;
-    let outcome = gears_python::exec_script(script).map_err(err)?;
+    let regs = &crate::engine().registrations;
+    let session = opts
+        .id
+        .clone()
+        .unwrap_or_else(crate::registrations::random_session_id);
+    let exists = regs.session(&session).is_some();
+    if exists && !opts.upgrade {
+        return Err(err(format!("Session {session} already exists")));
+    }
+    let mut replaced = (exists && opts.upgrade).then(|| session.clone());
+    if let Some(old) = &opts.replace_with {
+        if regs.session(old).is_none() {
+            return Err(err(format!(
+                "Can not replace with {old}, session does not exists."
+            )));
+        }
+        if exists && old != &session {
+            return Err(err(format!(
+                "Can not replace an existing session {session} with {old}"
+            )));
+        }
+        replaced = Some(old.clone());
+    }
+    let outcome = crate::registrations::while_replacing(replaced.clone(), || {
+        gears_python::exec_script(script, &session)
+    })
+    .map_err(err)?;
+    let registered = !outcome.registrations.is_empty();
+    if registered {
+        crate::registrations::apply(
+            &session,
+            opts.desc.clone(),
+            replaced.as_deref(),
+            outcome.registrations,
+        );
+    }
     let Some(run) = outcome.run else {
         return Ok(ok());
     };
     let exec = run.execution.clone();
     gears_python::submit(run);
+    if registered {
+        return Ok(ok());
+    }
     if opts.unblocking {
         return Ok(Reply::bulk(exec.id.as_bytes()));
     }
@@ -355,8 +406,7 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             });
         }
         // Apply what changed: MaxExecutions evicts at once.
-        let max = crate::config().settings().maxexecutions as usize;
-        crate::engine().executions.set_max(max);
+        crate::apply_limits();
         Ok(Reply::Array(out))
     })
 }
@@ -364,12 +414,5 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn info_cluster(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |_, _| {
         Ok(Reply::Status("no cluster mode".into()))
-    })
-}
-
-pub fn dump_registrations(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guarded(ctx, args, |_, args| {
-        arity(args, |n| n == 1)?;
-        Ok(Reply::Array(Vec::new()))
     })
 }

@@ -44,6 +44,19 @@ impl RedisHost for ModuleHost {
         Box::new(KeysReader::new(spec))
     }
 
+    fn stream_reader(&self, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader> {
+        Box::new(crate::streams::StreamRunReader::new(key, from))
+    }
+
+    fn check_registration(
+        &self,
+        args: &gears_core::registration::ReaderArgs,
+        mode: gears_core::registration::Mode,
+        session: &str,
+    ) -> Result<(), String> {
+        crate::registrations::check(args, mode, session)
+    }
+
     fn lock(&self) {
         redis::acquire();
     }
@@ -58,6 +71,8 @@ pub struct KeysReader {
     glob: Glob,
     cursor: SendPtr<raw::RedisModuleScanCursor>,
     done: bool,
+    /// The event that triggered this read (registrations).
+    event: Option<String>,
 }
 
 impl KeysReader {
@@ -69,8 +84,40 @@ impl KeysReader {
             spec,
             cursor: SendPtr(cursor),
             done: false,
+            event: None,
         }
     }
+
+    /// Reads one key when an execution triggered by `event` starts.
+    pub fn for_event(key: Vec<u8>, event: String, read_value: bool) -> KeysReader {
+        let mut r = KeysReader::new(KeysReaderSpec {
+            pattern: key,
+            no_scan: true,
+            read_value,
+        });
+        r.event = Some(event);
+        r
+    }
+}
+
+/// The record of `key` for an event, read now (lock held).
+pub fn key_record(
+    ctx: *mut raw::RedisModuleCtx,
+    key: &[u8],
+    event: &str,
+    read_value: bool,
+) -> Record {
+    let value = read_value.then(|| {
+        let ty = key_type(ctx, key);
+        read_values(ctx, vec![(key.to_vec(), ty)])
+            .pop()
+            .unwrap_or(KeyValue::Missing)
+    });
+    Record::Key(Box::new(KeyEntry {
+        key: key.to_vec(),
+        value,
+        event: Some(event.to_owned()),
+    }))
 }
 
 impl Drop for KeysReader {
@@ -112,7 +159,7 @@ extern "C" fn on_key(
     }
 }
 
-fn key_type(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> isize {
+pub fn key_type(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> isize {
     // SAFETY: lock held by the caller; the string and key are freed here.
     unsafe {
         let s =
@@ -248,7 +295,9 @@ impl Reader for KeysReader {
         // The lock is a plain mutex: a reader that re-locks at once can keep
         // the main thread waiting for several batches. Step aside briefly so
         // the clients queued on the main thread are served between batches.
-        std::thread::sleep(std::time::Duration::from_micros(20));
+        if !self.spec.no_scan {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
         if keys.is_empty() && self.done {
             return Ok(None);
         }
@@ -258,7 +307,7 @@ impl Reader for KeysReader {
                     Record::Key(Box::new(KeyEntry {
                         key,
                         value,
-                        event: None,
+                        event: self.event.clone(),
                     }))
                 })
                 .collect(),

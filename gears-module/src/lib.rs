@@ -6,8 +6,12 @@
 //! `RG.*` commands. It is the only crate that depends on `redis-module`.
 
 mod commands;
+mod events;
+mod hooks;
 mod host;
 mod redis;
+mod registrations;
+mod streams;
 
 use gears_cluster::Topology;
 use gears_config::GearsConfig;
@@ -15,7 +19,7 @@ use gears_core::Engine;
 use once_cell::sync::{Lazy, OnceCell};
 #[allow(unused_imports)] // used inside the redis_module! expansion
 use redis_module::AclCategory;
-use redis_module::{redis_module, Context, RedisString, Status};
+use redis_module::{raw, redis_module, Context, RedisString, Status};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 static CONFIG: OnceCell<RwLock<GearsConfig>> = OnceCell::new();
@@ -36,6 +40,18 @@ pub(crate) fn engine() -> &'static Engine {
 
 pub(crate) fn topology() -> RwLockReadGuard<'static, Topology> {
     TOPOLOGY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands the limits of the configuration to the engine (at load and after
+/// RG.CONFIGSET).
+pub(crate) fn apply_limits() {
+    let s = config().settings().clone();
+    let engine = engine();
+    engine.executions.set_max(s.maxexecutions as usize);
+    engine.max_per_registration.store(
+        s.maxexecutionsperregistration.max(0) as usize,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 fn on_worker_panic(message: &str) {
@@ -69,6 +85,22 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         }
     };
     let _ = ENGINE.set(engine.clone());
+    apply_limits();
+    // SAFETY: module load, main thread, valid context; the callbacks are
+    // plain functions that live as long as the module.
+    unsafe {
+        let events = raw::REDISMODULE_NOTIFY_ALL | raw::REDISMODULE_NOTIFY_KEY_MISS;
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
+            ctx.ctx,
+            events,
+            Some(events::on_keyspace_event),
+        );
+        raw::RedisModule_RegisterCommandFilter.unwrap()(
+            ctx.ctx,
+            Some(hooks::command_filter),
+            raw::REDISMODULE_CMDFILTER_NOSELF as i32,
+        );
+    }
     if let Err(e) = gears_python::initialize(Arc::new(host::ModuleHost), engine) {
         redis::log("warning", &format!("could not start Python: {e}"));
         return Status::Err;
@@ -102,6 +134,13 @@ redis_module! {
         ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.dumpregistrations", registrations::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.unregister", registrations::unregister_command, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pauseregistrations", registrations::pause, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.unpauseregistrations", registrations::unpause, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.clearregistrationsstats", registrations::clear_stats, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.trigger", registrations::trigger, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.triggeronkey", registrations::trigger, "readonly", 2, 2, 1, AclCategory::None],
+        ["rg.innerhook", hooks::inner_hook, "", 0, 0, 0, AclCategory::None],
     ],
 }

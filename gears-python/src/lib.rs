@@ -60,6 +60,8 @@ pub trait RedisHost: Send + Sync + 'static {
     fn hashtag(&self) -> String;
     /// A reader over the keyspace.
     fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader>;
+    /// A reader over the messages of stream `key` after id `from`.
+    fn stream_reader(&self, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader>;
     /// Takes the Redis lock for the calling thread (reentrant; `atomic()`).
     /// Called without the GIL.
     fn lock(&self);
@@ -330,6 +332,29 @@ fn new_registered_execution(reg: &Arc<Registration>) -> Arc<Execution> {
     exec
 }
 
+thread_local! {
+    /// Registrations whose executions run on this thread right now.
+    static RUNNING: RefCell<Vec<*const Registration>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether an execution of `reg` is running on this thread: an event it
+/// raises itself (its own `execute('expire', key)`) must not trigger it
+/// again, or it would never end.
+pub fn is_running_here(reg: &Registration) -> bool {
+    RUNNING.with(|r| r.borrow().contains(&(reg as *const Registration)))
+}
+
+fn run_marked(
+    exec: &Arc<Execution>,
+    reg: &Arc<Registration>,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+) {
+    RUNNING.with(|r| r.borrow_mut().push(Arc::as_ptr(reg)));
+    runner::run(exec, &reg.plan, reader, command);
+    RUNNING.with(|r| r.borrow_mut().pop());
+}
+
 /// Runs an execution of `reg` over `reader` on this thread, now (`sync`
 /// registrations). The caller holds the Redis lock and not the GIL.
 pub fn run_inline(
@@ -338,7 +363,7 @@ pub fn run_inline(
     command: Option<Arc<CommandCtx>>,
 ) -> Arc<Execution> {
     let exec = new_registered_execution(reg);
-    runner::run(&exec, &reg.plan, reader, command);
+    run_marked(&exec, reg, reader, command);
     exec
 }
 
@@ -351,8 +376,6 @@ pub fn run_queued(
 ) -> Arc<Execution> {
     let exec = new_registered_execution(reg);
     let (e, r) = (exec.clone(), reg.clone());
-    reg.submit(&engine().pool, move || {
-        runner::run(&e, &r.plan, reader, command);
-    });
+    reg.submit(&engine().pool, move || run_marked(&e, &r, reader, command));
     exec
 }

@@ -187,6 +187,20 @@ fn make_reader(
             }
             Ok(Box::new(PyGenReader::new(arg.clone().unbind())))
         }
+        "StreamReader" => {
+            let key = match arg.downcast::<PyString>() {
+                Ok(s) => s.to_str()?.as_bytes().to_vec(),
+                Err(_) => return Err(GearsError::new_err("stream name argument must be a string")),
+            };
+            let from = match kwargs.get_item("fromId")? {
+                None => b"0-0".to_vec(),
+                Some(v) => match v.downcast::<PyString>() {
+                    Ok(s) => s.to_str()?.as_bytes().to_vec(),
+                    Err(_) => return Err(GearsError::new_err("fromId argument must be a string")),
+                },
+            };
+            Ok(host().stream_reader(key, from))
+        }
         "CommandReader" => Err(GearsError::new_err("reader do not support run")),
         _ => Err(GearsError::new_err(
             "Given reader do not support run or not exists",

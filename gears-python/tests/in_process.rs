@@ -62,6 +62,10 @@ impl RedisHost for FakeHost {
 
     fn unlock(&self) {}
 
+    fn stream_reader(&self, _: Vec<u8>, _: Vec<u8>) -> Box<dyn Reader> {
+        Box::new(VecReader(None))
+    }
+
     fn check_registration(&self, args: &ReaderArgs, _: Mode, _: &str) -> Result<(), String> {
         match args {
             ReaderArgs::Trigger { name, .. } if name == "taken" => {

@@ -1,0 +1,513 @@
+//! StreamReader: `run()` over one stream and registrations that consume
+//! streams through a consumer group.
+//!
+//! Each (registration, stream) pair has one consumer state. At most one
+//! execution per stream is in flight. An execution reads with XREADGROUP
+//! (the consumer's pending entries first after a (re)start, new ones
+//! after), and only once it succeeded are its messages acknowledged (and
+//! trimmed). A failed batch stays pending in the group, so nothing is lost:
+//! `retry` reads it again, a restart reads it again.
+
+use crate::redis;
+use gears_core::registration::{Mode, OnFailed, ReaderArgs, Registration, StreamStatus};
+use gears_core::{Reader, Record, Reply};
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const GROUP: &str = "__gears_consumer_group__";
+pub const CONSUMER: &str = "__gears_client__";
+
+fn call(args: &[&[u8]]) -> Reply {
+    redis::call(&args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
+}
+
+/// Stream entries of an XREAD/XREADGROUP reply as records; also returns
+/// their ids.
+fn entries(reply: Reply, key: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
+    let mut records = Vec::new();
+    let mut ids = Vec::new();
+    let Reply::Array(streams) = reply else {
+        return (records, ids);
+    };
+    for s in streams {
+        let Reply::Array(mut pair) = s else { continue };
+        let Some(Reply::Array(items)) = pair.pop() else {
+            continue;
+        };
+        for item in items {
+            let Reply::Array(mut e) = item else { continue };
+            let fields = match e.pop() {
+                Some(Reply::Array(f)) => f,
+                _ => Vec::new(),
+            };
+            let Some(Reply::Bulk(id)) = e.pop() else {
+                continue;
+            };
+            let mut value = Vec::with_capacity(fields.len() / 2);
+            let mut it = fields.into_iter();
+            while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (it.next(), it.next()) {
+                value.push((f, Record::Str(v)));
+            }
+            ids.push(id.clone());
+            records.push(Record::Dict(vec![
+                (b"id".to_vec(), Record::Str(id)),
+                (b"key".to_vec(), Record::Str(key.to_vec())),
+                (b"value".to_vec(), Record::Dict(value)),
+            ]));
+        }
+    }
+    (records, ids)
+}
+
+/// `GB('StreamReader').run(key, fromId=...)`: every message after `from`.
+pub struct StreamRunReader {
+    key: Vec<u8>,
+    from: Vec<u8>,
+    done: bool,
+}
+
+impl StreamRunReader {
+    pub fn new(key: Vec<u8>, from: Vec<u8>) -> StreamRunReader {
+        StreamRunReader {
+            key,
+            from,
+            done: false,
+        }
+    }
+}
+
+impl Reader for StreamRunReader {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let reply = call(&[
+            b"XREAD", b"COUNT", b"1024", b"STREAMS", &self.key, &self.from,
+        ]);
+        if let Reply::Error(e) = reply {
+            return Err(e);
+        }
+        let (records, ids) = entries(reply, &self.key);
+        match ids.last() {
+            Some(last) if records.len() == 1024 => self.from = last.clone(),
+            _ => self.done = true,
+        }
+        Ok((!records.is_empty()).then_some(records))
+    }
+}
+
+/// What one batch read, shared between its reader and its completion.
+#[derive(Default)]
+struct BatchInfo {
+    ids: Vec<Vec<u8>>,
+}
+
+/// Reads one batch of a registration through the consumer group.
+struct GroupReader {
+    key: Vec<u8>,
+    batch: usize,
+    pending_first: bool,
+    info: Arc<Mutex<BatchInfo>>,
+    done: bool,
+}
+
+impl GroupReader {
+    fn read(&self, from: &[u8]) -> Reply {
+        let count = self.batch.to_string();
+        let mut args: Vec<&[u8]> = vec![
+            b"XREADGROUP",
+            b"GROUP",
+            GROUP.as_bytes(),
+            CONSUMER.as_bytes(),
+        ];
+        if from == b">" {
+            args.extend([b"COUNT".as_slice(), count.as_bytes()]);
+        }
+        args.extend([b"STREAMS".as_slice(), &self.key, from]);
+        let reply = call(&args);
+        match &reply {
+            Reply::Error(e) if e.starts_with("NOGROUP") => {
+                let created = call(&[b"XGROUP", b"CREATE", &self.key, GROUP.as_bytes(), b"0"]);
+                if let Reply::Error(e) = created {
+                    return Reply::Error(e);
+                }
+                call(&args)
+            }
+            _ => reply,
+        }
+    }
+}
+
+impl Reader for GroupReader {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        let mut got = (Vec::new(), Vec::new());
+        if self.pending_first {
+            match self.read(b"0") {
+                Reply::Error(e) => return Err(e),
+                r => got = entries(r, &self.key),
+            }
+        }
+        if got.0.is_empty() {
+            match self.read(b">") {
+                Reply::Error(e) => return Err(e),
+                r => got = entries(r, &self.key),
+            }
+        }
+        let (records, ids) = got;
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).ids = ids;
+        Ok((!records.is_empty()).then_some(records))
+    }
+}
+
+/// A registration's consumer of one stream.
+#[derive(Default)]
+struct Consumer {
+    running: bool,
+    /// Messages added since the last batch started (an estimate).
+    unread: usize,
+    timer: bool,
+    /// Read the pending entries first (first batch, after retry/unpause).
+    pending_first: bool,
+}
+
+type ConsumerKey = (String, Vec<u8>);
+
+static CONSUMERS: Lazy<Mutex<HashMap<ConsumerKey, Consumer>>> = Lazy::new(Default::default);
+
+fn consumers() -> std::sync::MutexGuard<'static, HashMap<ConsumerKey, Consumer>> {
+    CONSUMERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Params {
+    batch: usize,
+    duration_ms: u64,
+    on_failed: OnFailed,
+    retry_s: u64,
+    trim: bool,
+}
+
+fn params(reg: &Registration) -> Option<Params> {
+    match &reg.args {
+        ReaderArgs::Stream {
+            batch,
+            duration_ms,
+            on_failed,
+            retry_interval_s,
+            trim,
+            ..
+        } => Some(Params {
+            batch: *batch,
+            duration_ms: *duration_ms,
+            on_failed: *on_failed,
+            retry_s: *retry_interval_s,
+            trim: *trim,
+        }),
+        _ => None,
+    }
+}
+
+/// A message was added to `key`, which `reg` consumes. Lock held.
+pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
+    let Some(p) = params(reg) else { return };
+    if reg.stream_status() != StreamStatus::Ok {
+        return;
+    }
+    let start = {
+        let mut all = consumers();
+        let c = all
+            .entry((reg.id.clone(), key.to_vec()))
+            .or_insert_with(|| Consumer {
+                pending_first: true,
+                ..Consumer::default()
+            });
+        c.unread += 1;
+        if c.running {
+            false
+        } else if c.pending_first || c.unread >= p.batch {
+            c.running = true;
+            true
+        } else {
+            if p.duration_ms > 0 && !c.timer {
+                c.timer = true;
+                arm(
+                    reg.clone(),
+                    key.to_vec(),
+                    Duration::from_millis(p.duration_ms),
+                    false,
+                );
+            }
+            false
+        }
+    };
+    if start {
+        start_batch(reg, key);
+    }
+}
+
+/// After `delay`, starts a batch if the consumer is idle and has messages
+/// (duration timer) or unconditionally after a failure (`retry`).
+fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
+    after(delay, move || {
+        redis::with_lock(|_| {
+            if reg.is_unregistered() {
+                return;
+            }
+            if retry {
+                if reg.stream_status() != StreamStatus::WaitingForRetry {
+                    return;
+                }
+                reg.set_stream_status(StreamStatus::Ok);
+            }
+            let start = {
+                let mut all = consumers();
+                let c = all.entry((reg.id.clone(), key.clone())).or_default();
+                c.timer = false;
+                c.pending_first |= retry;
+                let go = !c.running && (retry || c.unread > 0);
+                c.running |= go;
+                go
+            };
+            if start && reg.stream_status() == StreamStatus::Ok {
+                start_batch(&reg, &key);
+            } else if start {
+                consumers()
+                    .entry((reg.id.clone(), key.clone()))
+                    .or_default()
+                    .running = false;
+            }
+        });
+    });
+}
+
+type TimerJob = Box<dyn FnOnce() + Send>;
+
+/// One thread runs every stream timer (duration flushes, retries).
+static TIMER: Lazy<crossbeam_channel::Sender<(Instant, TimerJob)>> = Lazy::new(|| {
+    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, TimerJob)>();
+    let spawned = std::thread::Builder::new()
+        .name("gears-timer".into())
+        .spawn(move || {
+            let mut due: Vec<(Instant, TimerJob)> = Vec::new();
+            loop {
+                let next = due.iter().map(|(t, _)| *t).min();
+                let msg = match next {
+                    Some(t) => rx.recv_deadline(t),
+                    None => rx
+                        .recv()
+                        .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+                };
+                match msg {
+                    Ok(job) => due.push(job),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+                let now = Instant::now();
+                let (ready, later): (Vec<_>, Vec<_>) =
+                    due.into_iter().partition(|(t, _)| *t <= now);
+                due = later;
+                for (_, job) in ready {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        redis::log("warning", "a stream timer panicked");
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        redis::log("warning", "could not start the stream timer thread");
+    }
+    tx
+});
+
+/// Runs `job` on the timer thread after `delay`.
+fn after(delay: Duration, job: impl FnOnce() + Send + 'static) {
+    let _ = TIMER.send((Instant::now() + delay, Box::new(job)));
+}
+
+/// Starts one execution for `key` (the consumer is marked running).
+fn start_batch(reg: &Arc<Registration>, key: &[u8]) {
+    let Some(p) = params(reg) else { return };
+    let pending_first = {
+        let mut all = consumers();
+        let c = all.entry((reg.id.clone(), key.to_vec())).or_default();
+        std::mem::take(&mut c.pending_first)
+    };
+    let info = Arc::new(Mutex::new(BatchInfo::default()));
+    let reader = Box::new(GroupReader {
+        key: key.to_vec(),
+        batch: p.batch,
+        pending_first,
+        info: info.clone(),
+        done: false,
+    });
+    let (r, k) = (reg.clone(), key.to_vec());
+    if reg.mode == Mode::Sync {
+        let exec = gears_python::run_inline(reg, reader, None);
+        finish_batch(&r, &k, &exec, &info);
+    } else {
+        let exec = gears_python::run_queued(reg, reader, None);
+        let cb: gears_core::execution::DoneCallback =
+            Box::new(move |e| finish_batch(&r, &k, e, &info));
+        if let Some(cb) = exec.when_done(cb) {
+            cb(&exec);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The id right after `id` (`ms-seq` → `ms-(seq+1)`).
+fn next_id(id: &[u8]) -> Option<Vec<u8>> {
+    let s = std::str::from_utf8(id).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    let seq: u64 = seq.parse().ok()?;
+    Some(format!("{ms}-{}", seq.checked_add(1)?).into_bytes())
+}
+
+fn ack(key: &[u8], ids: &[Vec<u8>], trim: bool) {
+    let Some(last) = ids.last() else { return };
+    let mut args = vec![b"XACK".to_vec(), key.to_vec(), GROUP.as_bytes().to_vec()];
+    args.extend(ids.iter().cloned());
+    redis::call(&args);
+    if trim {
+        if let Some(min) = next_id(last) {
+            call(&[b"XTRIM", key, b"MINID", &min]);
+        }
+    }
+}
+
+fn finish_batch(
+    reg: &Arc<Registration>,
+    key: &[u8],
+    exec: &gears_core::execution::Execution,
+    info: &Mutex<BatchInfo>,
+) {
+    let Some(p) = params(reg) else { return };
+    let ids = std::mem::take(&mut info.lock().unwrap_or_else(|e| e.into_inner()).ids);
+    redis::with_lock(|_| {
+        match exec.first_error() {
+            None => ack(key, &ids, p.trim),
+            Some(e) if e.starts_with("PAUSE") => reg.set_stream_status(StreamStatus::Paused),
+            Some(_) => match p.on_failed {
+                OnFailed::Continue => ack(key, &ids, p.trim),
+                OnFailed::Abort => reg.set_stream_status(StreamStatus::Aborted),
+                OnFailed::Retry => {
+                    reg.set_stream_status(StreamStatus::WaitingForRetry);
+                    arm(
+                        reg.clone(),
+                        key.to_vec(),
+                        Duration::from_secs(p.retry_s),
+                        true,
+                    );
+                }
+            },
+        }
+        if let Some(ms) = ids.first().and_then(|id| {
+            std::str::from_utf8(id)
+                .ok()?
+                .split_once('-')?
+                .0
+                .parse::<u64>()
+                .ok()
+        }) {
+            reg.on_lag(now_ms().saturating_sub(ms));
+        }
+        let again = {
+            let mut all = consumers();
+            let c = all.entry((reg.id.clone(), key.to_vec())).or_default();
+            c.running = false;
+            c.unread = c.unread.saturating_sub(ids.len());
+            let ok = reg.stream_status() == StreamStatus::Ok && !reg.is_unregistered();
+            let more = (!ids.is_empty() && ids.len() >= p.batch) || c.unread >= p.batch;
+            if ok && more {
+                c.running = true;
+                true
+            } else {
+                if ok && c.unread > 0 && p.duration_ms > 0 && !c.timer {
+                    c.timer = true;
+                    arm(
+                        reg.clone(),
+                        key.to_vec(),
+                        Duration::from_millis(p.duration_ms),
+                        false,
+                    );
+                }
+                false
+            }
+        };
+        if again {
+            start_batch(reg, key);
+        }
+    });
+}
+
+/// Starts consuming every existing stream `reg` matches (at registration
+/// and on unpause): pending entries first, then the backlog. Lock held.
+pub fn scan_existing(reg: &Arc<Registration>) {
+    let ReaderArgs::Stream { prefix, .. } = &reg.args else {
+        return;
+    };
+    let mut cursor = b"0".to_vec();
+    let mut keys = Vec::new();
+    loop {
+        let reply = call(&[
+            b"SCAN", &cursor, b"MATCH", prefix, b"COUNT", b"1000", b"TYPE", b"stream",
+        ]);
+        let Reply::Array(mut parts) = reply else {
+            break;
+        };
+        if let Some(Reply::Array(found)) = parts.pop() {
+            keys.extend(found.into_iter().filter_map(|k| match k {
+                Reply::Bulk(b) => Some(b),
+                _ => None,
+            }));
+        }
+        match parts.pop() {
+            Some(Reply::Bulk(c)) if c != b"0" => cursor = c,
+            _ => break,
+        }
+    }
+    for key in keys {
+        if !gears_core::registration::prefix_matches(prefix, &key) {
+            continue;
+        }
+        let start = {
+            let mut all = consumers();
+            let c = all.entry((reg.id.clone(), key.clone())).or_default();
+            c.pending_first = true;
+            let go = !c.running;
+            c.running = true;
+            go
+        };
+        if start {
+            start_batch(reg, &key);
+        }
+    }
+}
+
+/// Forgets the consumers of an unregistered registration.
+pub fn forget(reg: &Registration) {
+    consumers().retain(|(id, _), _| id != &reg.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_advance_by_one_sequence_number() {
+        assert_eq!(next_id(b"1-0").unwrap(), b"1-1");
+        assert_eq!(next_id(b"1700000000000-41").unwrap(), b"1700000000000-42");
+        assert!(next_id(b"nonsense").is_none());
+    }
+}
