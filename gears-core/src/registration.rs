@@ -300,8 +300,14 @@ impl Registration {
     /// Keeps `e` for `RG.DUMPEXECUTIONS`; returns the ids of the oldest
     /// finished executions beyond `max`, which the caller drops.
     pub fn track(&self, e: Arc<Execution>, max: usize) -> Vec<String> {
+        lock(&self.executions).push_back(e);
+        self.prune(max)
+    }
+
+    /// The ids of the oldest finished executions beyond `max`, forgotten
+    /// here; the caller drops them from the execution registry.
+    pub fn prune(&self, max: usize) -> Vec<String> {
         let mut q = lock(&self.executions);
-        q.push_back(e);
         let mut dropped = Vec::new();
         while q.len() > max {
             match q.front() {

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::RefCell;
 use std::ffi::CString;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub use command::{CallNext, CommandCtx};
@@ -321,12 +322,13 @@ fn new_registered_execution(reg: &Arc<Registration>) -> Arc<Execution> {
             }
         };
         r.on_done(&outcome, e.total_ms());
+        let engine = crate::engine();
+        for old in r.prune(engine.max_per_registration.load(Relaxed)) {
+            engine.executions.forget(&old);
+        }
     }));
     engine.executions.add(exec.clone());
-    let max = engine
-        .max_per_registration
-        .load(std::sync::atomic::Ordering::Relaxed);
-    for old in reg.track(exec.clone(), max) {
+    for old in reg.track(exec.clone(), engine.max_per_registration.load(Relaxed)) {
         engine.executions.forget(&old);
     }
     exec

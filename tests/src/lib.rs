@@ -334,3 +334,45 @@ impl Drop for Server {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// One registration as `RG.DUMPREGISTRATIONS` shows it.
+#[derive(Debug, Clone)]
+pub struct RegistrationView {
+    pub id: String,
+    pub reader: String,
+    pub data: Vec<Value>,
+}
+
+impl RegistrationView {
+    /// A field of `RegistrationData` by name.
+    pub fn field(&self, name: &str) -> Value {
+        let i = self
+            .data
+            .iter()
+            .position(|v| matches!(v, Value::Bulk(b) if b == name.as_bytes()))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.data));
+        self.data[i + 1].clone()
+    }
+
+    pub fn count(&self, name: &str) -> i64 {
+        self.field(name).int()
+    }
+}
+
+impl Client {
+    /// Every registration, oldest first.
+    pub fn registrations(&mut self) -> Vec<RegistrationView> {
+        self.cmd(&["RG.DUMPREGISTRATIONS"])
+            .array()
+            .iter()
+            .map(|r| {
+                let r = r.array();
+                RegistrationView {
+                    id: r[1].text(),
+                    reader: r[3].text(),
+                    data: r[7].array().to_vec(),
+                }
+            })
+            .collect()
+    }
+}
