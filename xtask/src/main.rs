@@ -112,7 +112,28 @@ fn setup() -> Result<String> {
     if lines.next() != Some("1") {
         return Err(format!("{exe} has no shared libpython; set PYO3_PYTHON to a CPython 3.11 built with --enable-shared"));
     }
+    python_packages(&exe)?;
     Ok(exe)
+}
+
+/// Python packages the module's default environment provides to user code
+/// (the 1.2 tutorials import redis-py inside their functions).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[("redis", "redis>=4,<6")];
+
+fn python_packages(python: &str) -> Result<()> {
+    for (module, spec) in PYTHON_PACKAGES {
+        let present = Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            eprintln!("xtask: installing the Python package {spec}");
+            sh(Command::new(python).args(["-m", "pip", "install", "-q", spec]))?;
+        }
+    }
+    Ok(())
 }
 
 fn cargo(python: &str) -> Command {
