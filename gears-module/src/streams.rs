@@ -111,6 +111,8 @@ struct GroupReader {
     pending_first: bool,
     info: Arc<Mutex<BatchInfo>>,
     done: bool,
+    /// A batch already read by whoever started the execution.
+    ready: Option<(Vec<Record>, Vec<Vec<u8>>)>,
 }
 
 impl GroupReader {
@@ -140,12 +142,9 @@ impl GroupReader {
     }
 }
 
-impl Reader for GroupReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
-        if self.done {
-            return Ok(None);
-        }
-        self.done = true;
+impl GroupReader {
+    /// The pending entries (when asked) or else the next new ones.
+    fn read_batch(&self) -> Result<(Vec<Record>, Vec<Vec<u8>>), String> {
         let mut got = (Vec::new(), Vec::new());
         if self.pending_first {
             match self.read(b"0") {
@@ -159,7 +158,20 @@ impl Reader for GroupReader {
                 r => got = entries(r, &self.key),
             }
         }
-        let (records, ids) = got;
+        Ok(got)
+    }
+}
+
+impl Reader for GroupReader {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        let (records, ids) = match self.ready.take() {
+            Some(r) => r,
+            None => self.read_batch()?,
+        };
         self.info.lock().unwrap_or_else(|e| e.into_inner()).ids = ids;
         Ok((!records.is_empty()).then_some(records))
     }
@@ -274,7 +286,7 @@ fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
                 go
             };
             if start && reg.stream_status() == StreamStatus::Ok {
-                start_batch(&reg, &key);
+                start_batch_if_any(&reg, &key);
             } else if start {
                 consumers()
                     .entry((reg.id.clone(), key.clone()))
@@ -329,22 +341,53 @@ fn after(delay: Duration, job: impl FnOnce() + Send + 'static) {
     let _ = TIMER.send((Instant::now() + delay, Box::new(job)));
 }
 
-/// Starts one execution for `key` (the consumer is marked running).
-fn start_batch(reg: &Arc<Registration>, key: &[u8]) {
-    let Some(p) = params(reg) else { return };
+fn group_reader(reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
     let pending_first = {
         let mut all = consumers();
         let c = all.entry((reg.id.clone(), key.to_vec())).or_default();
         std::mem::take(&mut c.pending_first)
     };
-    let info = Arc::new(Mutex::new(BatchInfo::default()));
-    let reader = Box::new(GroupReader {
+    GroupReader {
         key: key.to_vec(),
-        batch: p.batch,
+        batch,
         pending_first,
-        info: info.clone(),
+        info: Arc::new(Mutex::new(BatchInfo::default())),
         done: false,
-    });
+        ready: None,
+    }
+}
+
+/// Starts one execution for `key` (the consumer is marked running); its
+/// messages are read when it starts.
+fn start_batch(reg: &Arc<Registration>, key: &[u8]) {
+    let Some(p) = params(reg) else { return };
+    launch(reg, key, group_reader(reg, key, p.batch));
+}
+
+/// Like [`start_batch`], but reads now (lock held) and starts nothing if
+/// there is nothing to read: used when it is not known that messages wait.
+fn start_batch_if_any(reg: &Arc<Registration>, key: &[u8]) {
+    let Some(p) = params(reg) else { return };
+    let mut reader = group_reader(reg, key, p.batch);
+    match reader.read_batch() {
+        Ok((records, _)) if records.is_empty() => {
+            consumers()
+                .entry((reg.id.clone(), key.to_vec()))
+                .or_default()
+                .running = false;
+        }
+        Ok(batch) => {
+            reader.ready = Some(batch);
+            launch(reg, key, reader);
+        }
+        // Let the execution report the error.
+        Err(_) => launch(reg, key, reader),
+    }
+}
+
+fn launch(reg: &Arc<Registration>, key: &[u8], reader: GroupReader) {
+    let info = reader.info.clone();
+    let reader = Box::new(reader);
     let (r, k) = (reg.clone(), key.to_vec());
     if reg.mode == Mode::Sync {
         let exec = gears_python::run_inline(reg, reader, None);
@@ -446,7 +489,7 @@ fn finish_batch(
             }
         };
         if again {
-            start_batch(reg, key);
+            start_batch_if_any(reg, key);
         }
     });
 }
@@ -490,7 +533,7 @@ pub fn scan_existing(reg: &Arc<Registration>) {
             go
         };
         if start {
-            start_batch(reg, &key);
+            start_batch_if_any(reg, &key);
         }
     }
 }
