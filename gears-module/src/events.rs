@@ -28,8 +28,9 @@ pub struct Tables {
 }
 
 static TABLES: Lazy<RwLock<Arc<Tables>>> = Lazy::new(Default::default);
-/// Fast exit for servers without KeysReader/StreamReader registrations.
-static ANY: AtomicBool = AtomicBool::new(false);
+/// Fast exits for servers without KeysReader/StreamReader registrations.
+static ANY_KEYS: AtomicBool = AtomicBool::new(false);
+static ANY_STREAMS: AtomicBool = AtomicBool::new(false);
 
 pub fn tables() -> Arc<Tables> {
     TABLES.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -50,10 +51,8 @@ pub fn refresh() {
             .cloned()
             .collect(),
     };
-    ANY.store(
-        !t.keys.is_empty() || !t.streams.is_empty(),
-        Ordering::SeqCst,
-    );
+    ANY_KEYS.store(!t.keys.is_empty(), Ordering::SeqCst);
+    ANY_STREAMS.store(!t.streams.is_empty(), Ordering::SeqCst);
     *TABLES.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
     crate::hooks::refresh();
 }
@@ -153,39 +152,89 @@ fn key_type_name(t: isize) -> &'static str {
     }
 }
 
-/// The keyspace notification callback (every event type, plus key misses).
+/// The name of an event and its key, if events are to be handled now:
+/// only on a master that is not loading.
+///
+/// # Safety
+/// The arguments are those Redis passes to a notification callback.
+unsafe fn event_of(
+    ctx: *mut raw::RedisModuleCtx,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> Option<(String, Vec<u8>)> {
+    let flags = redis::context_flags(ctx);
+    if flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_SLAVE) != 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    let p = raw::RedisModule_StringPtrLen.unwrap()(key, &mut len);
+    Some((
+        CStr::from_ptr(event).to_string_lossy().into_owned(),
+        std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec(),
+    ))
+}
+
+fn guard(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        redis::log(
+            "warning",
+            &format!("a {what} registration panicked while handling an event"),
+        );
+    }
+}
+
+/// The keyspace notification callback of KeysReader registrations (every
+/// event type, plus key misses).
+///
+/// Redis does not call a subscriber again while it is inside one of its
+/// callbacks: writes made by a `sync` registration raise no KeysReader
+/// events (so `expire` in a function on every key does not loop).
 pub extern "C" fn on_keyspace_event(
     ctx: *mut raw::RedisModuleCtx,
     _type: c_int,
     event: *const c_char,
     key: *mut raw::RedisModuleString,
 ) -> c_int {
-    if !ANY.load(Ordering::Relaxed) {
-        return raw::REDISMODULE_OK as c_int;
-    }
-    // Events fire only on a master that is not loading.
-    let flags = redis::context_flags(ctx);
-    if flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_SLAVE) != 0 {
-        return raw::REDISMODULE_OK as c_int;
-    }
-    // SAFETY: Redis passes a NUL-terminated event name and a live key name
-    // for the duration of the callback.
-    let (event, key) = unsafe {
-        let mut len = 0usize;
-        let p = raw::RedisModule_StringPtrLen.unwrap()(key, &mut len);
-        (
-            CStr::from_ptr(event).to_string_lossy().into_owned(),
-            std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec(),
-        )
-    };
-    let guarded = std::panic::catch_unwind(|| dispatch(&event, &key));
-    if guarded.is_err() {
-        redis::log("warning", "a registration panicked while handling an event");
+    if ANY_KEYS.load(Ordering::Relaxed) {
+        // SAFETY: the arguments come from Redis for this callback.
+        if let Some((event, key)) = unsafe { event_of(ctx, event, key) } {
+            guard("KeysReader", || dispatch_keys(&event, &key));
+        }
     }
     raw::REDISMODULE_OK as c_int
 }
 
-fn dispatch(event: &str, key: &[u8]) {
+/// The stream notification callback of StreamReader registrations. A
+/// separate subscriber, so that a message added by a `sync` KeysReader
+/// function still reaches the stream consumers.
+pub extern "C" fn on_stream_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if ANY_STREAMS.load(Ordering::Relaxed) {
+        // SAFETY: the arguments come from Redis for this callback.
+        if let Some((event, key)) = unsafe { event_of(ctx, event, key) } {
+            if event == "xadd" {
+                guard("StreamReader", || dispatch_stream(&key));
+            }
+        }
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+fn dispatch_stream(key: &[u8]) {
+    for reg in &tables().streams {
+        if let ReaderArgs::Stream { prefix, .. } = &reg.args {
+            if prefix_matches(prefix, key) && !gears_python::is_running_here(reg) {
+                crate::streams::on_message(reg, key);
+            }
+        }
+    }
+}
+
+fn dispatch_keys(event: &str, key: &[u8]) {
     let t = tables();
     for reg in &t.keys {
         if let ReaderArgs::Keys {
@@ -218,15 +267,6 @@ fn dispatch(event: &str, key: &[u8]) {
                 }
             }
             fire_keys(reg, key, event, *read_value, linked);
-        }
-    }
-    if event == "xadd" {
-        for reg in &t.streams {
-            if let ReaderArgs::Stream { prefix, .. } = &reg.args {
-                if prefix_matches(prefix, key) && !gears_python::is_running_here(reg) {
-                    crate::streams::on_message(reg, key);
-                }
-            }
         }
     }
 }

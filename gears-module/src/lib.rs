@@ -95,6 +95,11 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             events,
             Some(events::on_keyspace_event),
         );
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
+            ctx.ctx,
+            raw::REDISMODULE_NOTIFY_STREAM,
+            Some(events::on_stream_event),
+        );
         raw::RedisModule_RegisterCommandFilter.unwrap()(
             ctx.ctx,
             Some(hooks::command_filter),
