@@ -19,6 +19,13 @@ pub trait Reader: Send {
     fn prefetch(&self) -> bool {
         false
     }
+
+    /// Whether reading needs no lock at all (records already in memory): the
+    /// runner may then read under the host language's lock and run the
+    /// whole execution in one go.
+    fn in_memory(&self) -> bool {
+        false
+    }
 }
 
 /// A reader over records known in advance (tests, triggers).
@@ -27,6 +34,10 @@ pub struct VecReader(pub Option<Vec<Record>>);
 impl Reader for VecReader {
     fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
         Ok(self.0.take())
+    }
+
+    fn in_memory(&self) -> bool {
+        true
     }
 }
 

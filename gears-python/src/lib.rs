@@ -224,12 +224,20 @@ fn start_interpreter() -> Result<(), String> {
     Ok(())
 }
 
+/// How long a thread may keep the GIL while another one waits for it.
+const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
+
 /// Starts Python and installs the runtime. Call once, at module load.
 pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), String> {
     make_libpython_global()?;
     start_interpreter()?;
     let prelude = Python::with_gil(|py| -> PyResult<Py<PyDict>> {
-        py.import("sys")?.setattr("argv", vec!["redis-server"])?;
+        let sys = py.import("sys")?;
+        sys.setattr("argv", vec!["redis-server"])?;
+        // A thread waiting for the GIL (a sync registration on the Redis main
+        // thread) gets it after this long at most; CPython's default is 5 ms.
+        // Only matters when threads compete for the GIL.
+        sys.call_method1("setswitchinterval", (GIL_SWITCH_INTERVAL_S,))?;
         native::install(py)?;
         let globals = PyDict::new(py);
         globals.set_item("__builtins__", py.import("builtins")?)?;

@@ -92,6 +92,24 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
         })
     })));
     let mut pipe = Pipeline::new(plan, exec.abort_flag());
+    if reader.in_memory() {
+        // Records at hand (triggers, events): one GIL hold for the whole
+        // execution, so a sync run on the main thread waits for the GIL once.
+        let out = in_gil(&in_python, ident, |_py| {
+            while !pipe.input_closed() {
+                match reader.next_batch() {
+                    Ok(Some(b)) => pipe.push_batch(b),
+                    Ok(None) => break,
+                    Err(e) => {
+                        pipe.errors.push(e);
+                        break;
+                    }
+                }
+            }
+            finish(exec, pipe, reader)
+        });
+        return Some((out.0, out.1, Duration::ZERO));
+    }
     let mut consume = |next: &mut dyn FnMut() -> Batch| {
         while !pipe.input_closed() {
             match next() {
@@ -136,18 +154,24 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
             batch
         });
     }
-    let (results, errors) = in_gil(&in_python, ident, |_py| {
-        drop(reader);
-        if !exec.abort_flag().load(Ordering::SeqCst) {
-            pipe.finish();
-        }
-        let results: Vec<Reply> = std::mem::take(&mut pipe.results)
-            .iter()
-            .map(|r| r.to_reply())
-            .collect();
-        let errors = std::mem::take(&mut pipe.errors);
-        drop(pipe);
-        (results, errors)
-    });
+    let (results, errors) = in_gil(&in_python, ident, |_py| finish(exec, pipe, reader));
     Some((results, errors, read))
+}
+
+/// Flushes the stateful steps and converts the results; GIL held.
+fn finish(
+    exec: &Execution,
+    mut pipe: Pipeline,
+    reader: Box<dyn Reader>,
+) -> (Vec<Reply>, Vec<String>) {
+    drop(reader);
+    if !exec.abort_flag().load(Ordering::SeqCst) {
+        pipe.finish();
+    }
+    let results: Vec<Reply> = std::mem::take(&mut pipe.results)
+        .iter()
+        .map(|r| r.to_reply())
+        .collect();
+    let errors = std::mem::take(&mut pipe.errors);
+    (results, errors)
 }

@@ -67,6 +67,135 @@ fn pct(l: &[Duration], p: f64) -> f64 {
     l[((l.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0
 }
 
+/// Operations per second of `n` calls of `cmd(i)` from one client, one at a
+/// time (no pipelining).
+fn throughput(c: &mut Client, n: usize, cmd: impl Fn(usize) -> Vec<String>) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        let r = c.cmd(&cmd(i));
+        assert!(!matches!(r, Value::Error(_)), "{r:?}");
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn registration_id(c: &mut Client) -> String {
+    c.registrations()
+        .last()
+        .expect("the registration exists")
+        .id
+        .clone()
+}
+
+/// SET throughput with a sync KeysReader registration doing one execute()
+/// per event, against plain SET; rounds alternate to share the noise.
+fn trigger_overhead(c: &mut Client, n: usize) {
+    let (mut plain, mut triggered) = (0f64, 0f64);
+    for round in 0..3 {
+        plain = plain.max(throughput(c, n, |i| {
+            vec!["SET".into(), format!("plain:{round}:{i}"), "v".into()]
+        }));
+        c.py("GB().foreach(lambda x: execute('INCR', 'triggers')).register(prefix='t:*', mode='sync', readValue=False)");
+        let id = registration_id(c);
+        triggered = triggered.max(throughput(c, n, |i| {
+            vec!["SET".into(), format!("t:{round}:{i}"), "v".into()]
+        }));
+        c.cmd(&["RG.UNREGISTER", &id]);
+    }
+    assert_eq!(c.cmd(&["GET", "triggers"]).text(), (3 * n).to_string());
+    println!(
+        "trigger_overhead: SET with a sync registration (one execute() per event) vs plain SET, {n} SETs, best of 3: {:.0} vs {:.0} ops/s, ratio {:.2}",
+        triggered,
+        plain,
+        triggered / plain
+    );
+}
+
+/// XADD throughput with a StreamReader registration (async, batch=1)
+/// against plain XADD; every message is checked to be processed.
+fn stream_ingest(server: &Server, c: &mut Client, n: usize) {
+    let (mut plain, mut consumed) = (0f64, 0f64);
+    let mut drain = Duration::ZERO;
+    for round in 0..3 {
+        let key = format!("plain:{round}");
+        plain = plain.max(throughput(c, n, |_| {
+            vec![
+                "XADD".into(),
+                key.clone(),
+                "*".into(),
+                "f".into(),
+                "v".into(),
+            ]
+        }));
+        let stream = format!("in:{round}");
+        c.py(&format!("GB('StreamReader').foreach(lambda x: execute('INCR', 'seen:{round}')).register(prefix='{stream}')"));
+        let id = registration_id(c);
+        consumed = consumed.max(throughput(c, n, |_| {
+            vec![
+                "XADD".into(),
+                stream.clone(),
+                "*".into(),
+                "f".into(),
+                "v".into(),
+            ]
+        }));
+        let t = Instant::now();
+        let seen = format!("seen:{round}");
+        assert!(
+            server.wait_for(120, || c.cmd(&["GET", &seen])
+                == gears_tests::bulk(&n.to_string())),
+            "every message is processed"
+        );
+        drain = drain.max(t.elapsed());
+        c.cmd(&["RG.UNREGISTER", &id]);
+    }
+    println!(
+        "stream_ingest: XADD with a StreamReader registration vs plain XADD, {n} messages, best of 3: {:.0} vs {:.0} ops/s, ratio {:.2} (backlog drained {:.0} ms after the last XADD, worst round)",
+        consumed,
+        plain,
+        consumed / plain,
+        drain.as_secs_f64() * 1000.0
+    );
+}
+
+/// Latency of SET with a sync registration while a Python batch job keeps
+/// a worker busy (it competes for the GIL).
+fn sync_set_during_batch(c: &mut Client, port: u16) {
+    c.py("GB().foreach(lambda x: execute('INCR', 'during')).register(prefix='lat:*', mode='sync', readValue=False)");
+    let id = registration_id(c);
+    let job = c
+        .cmd(&[
+            "RG.PYEXECUTE",
+            "GB('PythonReader').map(lambda x: sum(range(3000))).run(lambda: iter(range(40000)))",
+            "UNBLOCKING",
+        ])
+        .text();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut other = Client::connect(port).unwrap();
+    let mut lat = Vec::new();
+    let mut i = 0;
+    loop {
+        let t = Instant::now();
+        other.cmd(&["SET", &format!("lat:{i}"), "v"]);
+        lat.push(t.elapsed());
+        i += 1;
+        if i % 100 == 0
+            && c.cmd(&["RG.GETRESULTS", &job]) != Value::Error("execution is still running".into())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    lat.sort();
+    c.cmd(&["RG.UNREGISTER", &id]);
+    println!(
+        "sync SET latency during a Python batch job (ms): p50 {:.3} p99 {:.3} max {:.3} ({} SETs)",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+        lat.len()
+    );
+}
+
 pub fn bench(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let python = crate::setup()?;
@@ -116,5 +245,10 @@ pub fn bench(args: &[String]) -> Result<()> {
         pct(&during_lua, 1.0),
         during_lua.len()
     );
+    let events = if quick { 5_000 } else { 20_000 };
+    c.cmd(&["FLUSHALL"]);
+    trigger_overhead(&mut c, events);
+    stream_ingest(&server, &mut c, events);
+    sync_set_during_batch(&mut c, port);
     Ok(())
 }
