@@ -5,7 +5,27 @@ use gears_tests::{Server, Value};
 struct Example {
     setup: Vec<String>,
     script: String,
-    results: Vec<String>,
+    expect: Expect,
+}
+
+enum Expect {
+    /// A `results` block: the results of a `run()`, one per line.
+    Results(Vec<String>),
+    /// A `then` block: the script replies OK (it registered something) and
+    /// each line `COMMAND args -> reply` then holds.
+    Then(Vec<(String, String)>),
+}
+
+/// A reply as the guide writes it: text as is, `(nil)`, `[a, b]`...
+fn render(v: &Value) -> String {
+    match v {
+        Value::Status(s) => s.clone(),
+        Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(i) => i.to_string(),
+        Value::Nil => "(nil)".into(),
+        Value::Error(e) => format!("(error) {e}"),
+        Value::Array(a) => format!("[{}]", a.iter().map(render).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// Splits the guide into fenced blocks and pairs each `python` block with
@@ -30,14 +50,26 @@ fn examples(text: &str) -> Vec<Example> {
         match lang.as_str() {
             "redis" => setup.extend(body.lines().map(str::to_owned)),
             "python" => {
-                let results = match blocks.get(i + 1) {
-                    Some((l, b)) if l == "results" => b.lines().map(str::to_owned).collect(),
-                    _ => panic!("python block without a results block:\n{body}"),
+                let expect = match blocks.get(i + 1) {
+                    Some((l, b)) if l == "results" => {
+                        Expect::Results(b.lines().map(str::to_owned).collect())
+                    }
+                    Some((l, b)) if l == "then" => Expect::Then(
+                        b.lines()
+                            .map(|line| {
+                                let (cmd, reply) = line
+                                    .split_once(" -> ")
+                                    .unwrap_or_else(|| panic!("no ` -> ` in {line}"));
+                                (cmd.to_owned(), reply.to_owned())
+                            })
+                            .collect(),
+                    ),
+                    _ => panic!("python block without a results or then block:\n{body}"),
                 };
                 out.push(Example {
                     setup: std::mem::take(&mut setup),
                     script: body.clone(),
-                    results,
+                    expect,
                 });
             }
             _ => {}
@@ -63,7 +95,18 @@ fn guide_examples_give_the_documented_results() {
             assert!(!matches!(c.cmd(&args), Value::Error(_)), "{cmd}");
         }
         let r = c.py(&ex.script);
-        assert!(matches!(r, Value::Array(_)), "{}: {r:?}", ex.script);
-        assert_eq!(r.results(), ex.results, "{}", ex.script);
+        match &ex.expect {
+            Expect::Results(results) => {
+                assert!(matches!(r, Value::Array(_)), "{}: {r:?}", ex.script);
+                assert_eq!(&r.results(), results, "{}", ex.script);
+            }
+            Expect::Then(steps) => {
+                assert_eq!(r, Value::Status("OK".into()), "{}", ex.script);
+                for (cmd, reply) in steps {
+                    let args: Vec<&str> = cmd.split_whitespace().collect();
+                    assert_eq!(&render(&c.cmd(&args)), reply, "{cmd}\n{}", ex.script);
+                }
+            }
+        }
     }
 }
