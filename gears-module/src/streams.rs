@@ -245,20 +245,21 @@ pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
             c.running = true;
             true
         } else {
-            if p.duration_ms > 0 && !c.timer {
-                c.timer = true;
-                arm(
-                    reg.clone(),
-                    key.to_vec(),
-                    Duration::from_millis(p.duration_ms),
-                    false,
-                );
-            }
+            arm_flush(c, reg, key, &p);
             false
         }
     };
     if start {
         start_batch(reg, key);
+    }
+}
+
+/// Arms the `duration` timer that flushes a partial batch, once.
+fn arm_flush(c: &mut Consumer, reg: &Arc<Registration>, key: &[u8], p: &Params) {
+    if p.duration_ms > 0 && !c.timer {
+        c.timer = true;
+        let delay = Duration::from_millis(p.duration_ms);
+        arm(reg.clone(), key.to_vec(), delay, false);
     }
 }
 
@@ -476,14 +477,8 @@ fn finish_batch(
                 c.running = true;
                 true
             } else {
-                if ok && c.unread > 0 && p.duration_ms > 0 && !c.timer {
-                    c.timer = true;
-                    arm(
-                        reg.clone(),
-                        key.to_vec(),
-                        Duration::from_millis(p.duration_ms),
-                        false,
-                    );
+                if ok && c.unread > 0 {
+                    arm_flush(c, reg, key, &p);
                 }
                 false
             }
