@@ -217,6 +217,13 @@ impl Execution {
         self.lock().total_ms
     }
 
+    /// Runs `cb` when the execution finishes, or now if it already has.
+    pub fn on_finish(&self, cb: DoneCallback) {
+        if let Some(cb) = self.when_done(cb) {
+            cb(self);
+        }
+    }
+
     /// `[results, errors]`, the reply of a finished execution.
     pub fn results_reply(&self) -> Reply {
         let g = self.lock();

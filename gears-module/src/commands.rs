@@ -68,12 +68,13 @@ pub(crate) fn reply_when_done(
     make: impl FnOnce(&Execution) -> Reply + Send + 'static,
 ) -> Reply {
     let blocked = Blocked::new(ctx.ctx);
-    let cb: gears_core::execution::DoneCallback = Box::new(move |e| blocked.reply(&make(e)));
-    if let Some(cb) = exec.when_done(cb) {
-        cb(exec);
-    }
+    exec.on_finish(Box::new(move |e| blocked.reply(&make(e))));
     later()
 }
+
+/// 1.2's answer when a non-sync execution would block a client that
+/// cannot be blocked.
+pub(crate) const NO_ASYNC_HERE: &str = "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.";
 
 /// Whether the client may be blocked (not inside MULTI, Lua, or a context
 /// that denies blocking).

@@ -288,9 +288,6 @@ fn fire_keys(
     let exec = gears_python::run_queued(reg, Box::new(reader), ctx.clone());
     if let (Some(l), Some(_)) = (linked, ctx) {
         l.hold();
-        let cb: gears_core::execution::DoneCallback = Box::new(move |_| l.release());
-        if let Some(cb) = exec.when_done(cb) {
-            cb(&exec);
-        }
+        exec.on_finish(Box::new(move |_| l.release()));
     }
 }

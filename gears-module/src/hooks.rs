@@ -9,7 +9,7 @@
 //! listed by KeysReader registrations run for real at once, with the client
 //! linked to the executions their events trigger.
 
-use crate::commands::{can_block, err, guarded, later};
+use crate::commands::{can_block, err, guarded, later, reply_when_done, NO_ASYNC_HERE};
 use crate::events::{with_linked, Linked};
 use crate::redis::{self, Blocked};
 use gears_core::engine::VecReader;
@@ -332,20 +332,14 @@ fn inner_hook_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> 
             return Ok(hook_reply(&exec));
         }
         if !blockable {
-            return Err(err("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."));
+            return Err(err(NO_ASYNC_HERE));
         }
-        let blocked = Blocked::new(ctx.ctx);
         let exec = gears_python::run_queued(
             newest,
             hook_record(&argv),
             Some(hook_ctx(&argv, rest.to_vec())),
         );
-        let cb: gears_core::execution::DoneCallback =
-            Box::new(move |e| blocked.reply(&hook_reply(e)));
-        if let Some(cb) = exec.when_done(cb) {
-            cb(&exec);
-        }
-        return Ok(later());
+        return Ok(reply_when_done(ctx, &exec, hook_reply));
     }
     let (reply, linked) = call_linked(&argv, blockable);
     linked.set_real(reply);

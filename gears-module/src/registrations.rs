@@ -2,7 +2,7 @@
 //! registered, sessions, and the commands that manage registrations
 //! (RG.DUMPREGISTRATIONS, RG.UNREGISTER, RG.TRIGGER, pause...).
 
-use crate::commands::{arity, can_block, err, guarded, ok, reply_when_done, text};
+use crate::commands::{arity, can_block, err, guarded, ok, reply_when_done, text, NO_ASYNC_HERE};
 use gears_core::engine::VecReader;
 use gears_core::execution::Execution;
 use gears_core::registration::{Mode, ReaderArgs, Registration, StreamStatus};
@@ -348,7 +348,7 @@ fn trigger_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> {
         return Ok(trigger_reply(&exec));
     }
     if !can_block(ctx) {
-        return Err(err("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."));
+        return Err(err(NO_ASYNC_HERE));
     }
     let exec: Arc<Execution> = gears_python::run_queued(&reg, reader, None);
     Ok(reply_when_done(ctx, &exec, trigger_reply))

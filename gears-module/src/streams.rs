@@ -395,11 +395,7 @@ fn launch(reg: &Arc<Registration>, key: &[u8], reader: GroupReader) {
         finish_batch(&r, &k, &exec, &info);
     } else {
         let exec = gears_python::run_queued(reg, reader, None);
-        let cb: gears_core::execution::DoneCallback =
-            Box::new(move |e| finish_batch(&r, &k, e, &info));
-        if let Some(cb) = exec.when_done(cb) {
-            cb(&exec);
-        }
+        exec.on_finish(Box::new(move |e| finish_batch(&r, &k, e, &info)));
     }
 }
 

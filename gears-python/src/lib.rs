@@ -320,7 +320,7 @@ fn new_registered_execution(reg: &Arc<Registration>) -> Arc<Execution> {
     let r = reg.clone();
     // First waiter: the statistics are up to date before anyone else hears
     // that the execution ended.
-    let _ = exec.when_done(Box::new(move |e| {
+    exec.on_finish(Box::new(move |e| {
         let outcome = if e.status() == Status::Aborted {
             Outcome::Aborted
         } else {
