@@ -20,7 +20,6 @@ use gears_python::{CallNext, CommandCtx};
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisResult, RedisString};
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -229,12 +228,10 @@ pub extern "C" fn command_filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     });
 }
 
-/// Runs the real command (filters skip our own calls), replicated.
+/// Runs the real command (filters skip our own calls), replicated, refused
+/// over maxmemory like the client's own command would be.
 fn call_real(argv: &[Vec<u8>]) -> Reply {
-    let Ok(cmd) = CString::new(argv[0].clone()) else {
-        return Reply::Error("ERR the command name contains a NUL byte".into());
-    };
-    redis::with_lock(|ctx| redis::call_locked(ctx, &cmd, &argv[1..], c"!vEM"))
+    redis::call_with(argv, c"!vEM")
 }
 
 /// Among `hooks` (newest first), the first one that accepts `argv`'s keys.
@@ -285,9 +282,15 @@ impl CallNext for Next {
     }
 }
 
-fn hook_record(argv: &[Vec<u8>]) -> Box<VecReader> {
-    let record = Record::List(argv.iter().map(|a| Record::Str(a.clone())).collect());
+/// A reader of one list record made of `words`: the record of a trigger
+/// (`[name, args...]`) or of a hooked command (`[command, args...]`).
+pub(crate) fn words_record<'a>(words: impl IntoIterator<Item = &'a [u8]>) -> Box<VecReader> {
+    let record = Record::List(words.into_iter().map(|w| Record::Str(w.to_vec())).collect());
     Box::new(VecReader(Some(vec![record])))
+}
+
+fn hook_record(argv: &[Vec<u8>]) -> Box<VecReader> {
+    words_record(argv.iter().map(Vec::as_slice))
 }
 
 fn hook_ctx(argv: &[Vec<u8>], rest: Vec<Arc<Registration>>) -> Arc<CommandCtx> {

@@ -155,13 +155,18 @@ unsafe fn convert_call_reply(r: *mut raw::RedisModuleCallReply, owned: bool) -> 
 /// Runs a command through `RedisModule_Call`, replicating its effects.
 /// Takes the Redis lock if this thread does not hold it.
 pub fn call(argv: &[Vec<u8>]) -> Reply {
+    call_with(argv, c"!vE")
+}
+
+/// Like [`call`] with explicit `RedisModule_Call` flags.
+pub fn call_with(argv: &[Vec<u8>], flags: &std::ffi::CStr) -> Reply {
     if argv.is_empty() {
         return Reply::Error("ERR empty command".into());
     }
     let Ok(cmd) = CString::new(argv[0].clone()) else {
         return Reply::Error("ERR the command name contains a NUL byte".into());
     };
-    with_lock(|ctx| call_locked(ctx, &cmd, &argv[1..], c"!vE"))
+    with_lock(|ctx| call_locked(ctx, &cmd, &argv[1..], flags))
 }
 
 /// Like [`call`] but with the lock already held and explicit flags.

@@ -3,10 +3,9 @@
 //! (RG.DUMPREGISTRATIONS, RG.UNREGISTER, RG.TRIGGER, pause...).
 
 use crate::commands::{arity, can_block, err, guarded, ok, reply_when_done, text, NO_ASYNC_HERE};
-use gears_core::engine::VecReader;
 use gears_core::execution::Execution;
 use gears_core::registration::{Mode, ReaderArgs, Registration, StreamStatus};
-use gears_core::{Record, Reply};
+use gears_core::Reply;
 use gears_python::PendingRegistration;
 use redis_module::{Context, RedisResult, RedisString};
 use std::cell::RefCell;
@@ -336,13 +335,7 @@ fn trigger_impl(ctx: &Context, args: &[RedisString]) -> Result<Reply, Reply> {
     let Some(reg) = crate::engine().registrations.trigger(&name) else {
         return Err(err("ERR subcommand not found"));
     };
-    let record = Record::List(
-        args[1..]
-            .iter()
-            .map(|a| Record::Str(a.as_slice().to_vec()))
-            .collect(),
-    );
-    let reader = Box::new(VecReader(Some(vec![record])));
+    let reader = crate::hooks::words_record(args[1..].iter().map(|a| a.as_slice()));
     if reg.mode == Mode::Sync {
         let exec = gears_python::run_inline(&reg, reader, None);
         return Ok(trigger_reply(&exec));
