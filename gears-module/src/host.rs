@@ -51,10 +51,9 @@ impl RedisHost for ModuleHost {
     fn check_registration(
         &self,
         args: &gears_core::registration::ReaderArgs,
-        mode: gears_core::registration::Mode,
         session: &str,
     ) -> Result<(), String> {
-        crate::registrations::check(args, mode, session)
+        crate::registrations::check(args, session)
     }
 
     fn lock(&self) {

@@ -32,7 +32,7 @@ fn stays(reg: &Registration, session: &str) -> bool {
 }
 
 /// The checks 1.2 makes when `register()` is called.
-pub fn check(args: &ReaderArgs, mode: Mode, session: &str) -> Result<(), String> {
+pub fn check(args: &ReaderArgs, session: &str) -> Result<(), String> {
     let regs = &crate::engine().registrations;
     match args {
         ReaderArgs::Trigger { name, .. }
@@ -44,7 +44,6 @@ pub fn check(args: &ReaderArgs, mode: Mode, session: &str) -> Result<(), String>
             command, keyprefix, ..
         } => {
             crate::hooks::check_hookable(command, keyprefix.is_some(), "override")?;
-            let _ = mode;
             if let Some(newest) = regs.hooks(command).first() {
                 if newest.mode != Mode::Sync {
                     return Err(if newest.session == session {

@@ -21,7 +21,7 @@ mod runner;
 
 use gears_core::execution::{Execution, Status};
 use gears_core::plan::Plan;
-use gears_core::registration::{Mode, Outcome, ReaderArgs, Registration};
+use gears_core::registration::{Outcome, ReaderArgs, Registration};
 use gears_core::{Engine, Reader, Reply};
 use once_cell::sync::OnceCell;
 use pyo3::prelude::*;
@@ -71,12 +71,7 @@ pub trait RedisHost: Send + Sync + 'static {
     /// Checks a registration against the registrations already applied
     /// (hooked command exists, trigger name free...). `session` is the
     /// registering session; called from the script body, lock held.
-    fn check_registration(
-        &self,
-        args: &ReaderArgs,
-        mode: Mode,
-        session: &str,
-    ) -> Result<(), String>;
+    fn check_registration(&self, args: &ReaderArgs, session: &str) -> Result<(), String>;
 }
 
 struct Runtime {

@@ -200,7 +200,7 @@ pub(crate) fn register(
         return err("trigger already registered in this session");
     }
     host()
-        .check_registration(&args, mode, &session)
+        .check_registration(&args, &session)
         .map_err(GearsError::new_err)?;
     let plan = Plan {
         reader: reader.to_owned(),

@@ -66,7 +66,7 @@ impl RedisHost for FakeHost {
         Box::new(VecReader(None))
     }
 
-    fn check_registration(&self, args: &ReaderArgs, _: Mode, _: &str) -> Result<(), String> {
+    fn check_registration(&self, args: &ReaderArgs, _: &str) -> Result<(), String> {
         match args {
             ReaderArgs::Trigger { name, .. } if name == "taken" => {
                 Err("trigger already registered".into())
