@@ -10,6 +10,7 @@
 //! `execute()` releases the GIL before calling into the host, and the runner
 //! reads input batches before taking the GIL.
 
+mod args;
 mod callbacks;
 mod command;
 pub mod convert;

@@ -1,5 +1,6 @@
 //! The `redisgears` Python module: the native half of the runtime API.
 
+use crate::args::{bytes_of, flag, text_of};
 use crate::callbacks::{PyStep, Shape, ToPython};
 use crate::convert::{py_to_reply, reply_to_py};
 use crate::readers::PyGenReader;
@@ -10,7 +11,7 @@ use gears_core::{Reader, Reply};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyBaseException, PyException};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use std::sync::Arc;
 
@@ -151,14 +152,6 @@ fn config_get(py: Python<'_>, key: &str) -> PyResult<Py<PyAny>> {
     })
 }
 
-fn flag(kwargs: &Bound<'_, PyDict>, name: &str, default: bool, err: &str) -> PyResult<bool> {
-    match kwargs.get_item(name)? {
-        None => Ok(default),
-        Some(v) if v.is_instance_of::<PyBool>() => v.extract(),
-        Some(_) => Err(GearsError::new_err(err.to_owned())),
-    }
-}
-
 fn make_reader(
     reader: &str,
     arg: &Bound<'_, PyAny>,
@@ -166,15 +159,17 @@ fn make_reader(
 ) -> PyResult<Box<dyn Reader>> {
     match reader {
         "KeysReader" => {
-            let pattern = match arg.downcast::<PyString>() {
-                Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                Err(_) => match arg.downcast::<PyBytes>() {
-                    Ok(b) => b.as_bytes().to_vec(),
-                    Err(_) => return Err(GearsError::new_err("pattern argument must be a string")),
-                },
-            };
-            let no_scan = flag(kwargs, "noScan", false, "exactMatch value is not boolean")?;
-            let read_value = flag(kwargs, "readValue", true, "readValue value is not boolean")?;
+            let pattern = bytes_of(arg, "pattern argument must be a string")?;
+            let no_scan = flag(
+                kwargs.get_item("noScan")?,
+                false,
+                "exactMatch value is not boolean",
+            )?;
+            let read_value = flag(
+                kwargs.get_item("readValue")?,
+                true,
+                "readValue value is not boolean",
+            )?;
             Ok(host().keys_reader(KeysReaderSpec {
                 pattern,
                 no_scan,
@@ -188,18 +183,12 @@ fn make_reader(
             Ok(Box::new(PyGenReader::new(arg.clone().unbind())))
         }
         "StreamReader" => {
-            let key = match arg.downcast::<PyString>() {
-                Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                Err(_) => return Err(GearsError::new_err("stream name argument must be a string")),
-            };
+            let key = text_of(arg, "stream name argument must be a string")?;
             let from = match kwargs.get_item("fromId")? {
-                None => b"0-0".to_vec(),
-                Some(v) => match v.downcast::<PyString>() {
-                    Ok(s) => s.to_str()?.as_bytes().to_vec(),
-                    Err(_) => return Err(GearsError::new_err("fromId argument must be a string")),
-                },
+                None => "0-0".to_owned(),
+                Some(v) => text_of(&v, "fromId argument must be a string")?,
             };
-            Ok(host().stream_reader(key, from))
+            Ok(host().stream_reader(key.into_bytes(), from.into_bytes()))
         }
         "CommandReader" => Err(GearsError::new_err("reader do not support run")),
         _ => Err(GearsError::new_err(

@@ -2,42 +2,22 @@
 //! [`Registration`], checked the way 1.2 checks them. The registration is
 //! applied by the host once the script body has succeeded.
 
+use crate::args::{bytes_of, err, flag, text_of};
 use crate::native::{make_steps, GearsError};
 use crate::{host, PendingRegistration, SCRIPT};
 use gears_core::plan::Plan;
 use gears_core::registration::{Mode, OnFailed, ReaderArgs, Registration};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 use std::sync::Arc;
-
-fn err<T>(msg: impl Into<String>) -> PyResult<T> {
-    Err(GearsError::new_err(msg.into()))
-}
-
-fn text_of(v: &Bound<'_, PyAny>, msg: &str) -> PyResult<String> {
-    match v.downcast::<PyString>() {
-        Ok(s) => Ok(s.to_str()?.to_owned()),
-        Err(_) => err(msg),
-    }
-}
-
-fn bytes_of(v: &Bound<'_, PyAny>, msg: &str) -> PyResult<Vec<u8>> {
-    if let Ok(b) = v.downcast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
-    }
-    text_of(v, msg).map(String::into_bytes)
-}
 
 fn opt<'py>(kwargs: &Bound<'py, PyDict>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(kwargs.get_item(name)?.filter(|v| !v.is_none()))
 }
 
+/// A boolean keyword argument; `None` counts as not given.
 fn boolean(kwargs: &Bound<'_, PyDict>, name: &str, default: bool, msg: &str) -> PyResult<bool> {
-    match opt(kwargs, name)? {
-        None => Ok(default),
-        Some(v) if v.is_instance_of::<PyBool>() => v.extract(),
-        Some(_) => err(msg),
-    }
+    flag(opt(kwargs, name)?, default, msg)
 }
 
 fn number(kwargs: &Bound<'_, PyDict>, name: &str, default: u64, msg: &str) -> PyResult<u64> {
