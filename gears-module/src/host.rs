@@ -177,7 +177,8 @@ pub fn key_type(ctx: *mut raw::RedisModuleCtx, name: &[u8]) -> isize {
     }
 }
 
-fn bulk_list(r: Reply) -> Vec<Vec<u8>> {
+/// The bulk strings of an array reply.
+pub(crate) fn bulk_list(r: Reply) -> Vec<Vec<u8>> {
     match r {
         Reply::Array(items) => items
             .into_iter()

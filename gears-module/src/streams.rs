@@ -192,8 +192,17 @@ type ConsumerKey = (String, Vec<u8>);
 
 static CONSUMERS: Lazy<Mutex<HashMap<ConsumerKey, Consumer>>> = Lazy::new(Default::default);
 
-fn consumers() -> std::sync::MutexGuard<'static, HashMap<ConsumerKey, Consumer>> {
-    CONSUMERS.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs `f` on `reg`'s consumer of `key`. A new consumer reads its pending
+/// entries first.
+fn consumer<R>(reg: &Registration, key: &[u8], f: impl FnOnce(&mut Consumer) -> R) -> R {
+    let mut all = CONSUMERS.lock().unwrap_or_else(|e| e.into_inner());
+    let c = all
+        .entry((reg.id.clone(), key.to_vec()))
+        .or_insert_with(|| Consumer {
+            pending_first: true,
+            ..Consumer::default()
+        });
+    f(c)
 }
 
 struct Params {
@@ -230,14 +239,7 @@ pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
     if reg.stream_status() != StreamStatus::Ok {
         return;
     }
-    let start = {
-        let mut all = consumers();
-        let c = all
-            .entry((reg.id.clone(), key.to_vec()))
-            .or_insert_with(|| Consumer {
-                pending_first: true,
-                ..Consumer::default()
-            });
+    let start = consumer(reg, key, |c| {
         c.unread += 1;
         if c.running {
             false
@@ -248,7 +250,7 @@ pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
             arm_flush(c, reg, key, &p);
             false
         }
-    };
+    });
     if start {
         start_batch(reg, key);
     }
@@ -277,22 +279,16 @@ fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
                 }
                 reg.set_stream_status(StreamStatus::Ok);
             }
-            let start = {
-                let mut all = consumers();
-                let c = all.entry((reg.id.clone(), key.clone())).or_default();
+            let ok = reg.stream_status() == StreamStatus::Ok;
+            let start = consumer(&reg, &key, |c| {
                 c.timer = false;
                 c.pending_first |= retry;
-                let go = !c.running && (retry || c.unread > 0);
+                let go = ok && !c.running && (retry || c.unread > 0);
                 c.running |= go;
                 go
-            };
-            if start && reg.stream_status() == StreamStatus::Ok {
+            });
+            if start {
                 start_batch_if_any(&reg, &key);
-            } else if start {
-                consumers()
-                    .entry((reg.id.clone(), key.clone()))
-                    .or_default()
-                    .running = false;
             }
         });
     });
@@ -343,11 +339,7 @@ fn after(delay: Duration, job: impl FnOnce() + Send + 'static) {
 }
 
 fn group_reader(reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
-    let pending_first = {
-        let mut all = consumers();
-        let c = all.entry((reg.id.clone(), key.to_vec())).or_default();
-        std::mem::take(&mut c.pending_first)
-    };
+    let pending_first = consumer(reg, key, |c| std::mem::take(&mut c.pending_first));
     GroupReader {
         key: key.to_vec(),
         batch,
@@ -371,12 +363,7 @@ fn start_batch_if_any(reg: &Arc<Registration>, key: &[u8]) {
     let Some(p) = params(reg) else { return };
     let mut reader = group_reader(reg, key, p.batch);
     match reader.read_batch() {
-        Ok((records, _)) if records.is_empty() => {
-            consumers()
-                .entry((reg.id.clone(), key.to_vec()))
-                .or_default()
-                .running = false;
-        }
+        Ok((records, _)) if records.is_empty() => consumer(reg, key, |c| c.running = false),
         Ok(batch) => {
             reader.ready = Some(batch);
             launch(reg, key, reader);
@@ -406,11 +393,15 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The two numbers of a stream id `ms-seq`.
+fn id_parts(id: &[u8]) -> Option<(u64, u64)> {
+    let (ms, seq) = std::str::from_utf8(id).ok()?.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// The id right after `id` (`ms-seq` → `ms-(seq+1)`).
 fn next_id(id: &[u8]) -> Option<Vec<u8>> {
-    let s = std::str::from_utf8(id).ok()?;
-    let (ms, seq) = s.split_once('-')?;
-    let seq: u64 = seq.parse().ok()?;
+    let (ms, seq) = id_parts(id)?;
     Some(format!("{ms}-{}", seq.checked_add(1)?).into_bytes())
 }
 
@@ -452,22 +443,17 @@ fn finish_batch(
                 }
             },
         }
-        if let Some(ms) = ids.first().and_then(|id| {
-            std::str::from_utf8(id)
-                .ok()?
-                .split_once('-')?
-                .0
-                .parse::<u64>()
-                .ok()
-        }) {
+        if let Some((ms, _)) = ids.first().and_then(|id| id_parts(id)) {
             reg.on_lag(now_ms().saturating_sub(ms));
         }
-        let again = {
-            let mut all = consumers();
-            let c = all.entry((reg.id.clone(), key.to_vec())).or_default();
+        if reg.is_unregistered() {
+            // Its consumers are gone; do not bring one back.
+            return;
+        }
+        let again = consumer(reg, key, |c| {
             c.running = false;
             c.unread = c.unread.saturating_sub(ids.len());
-            let ok = reg.stream_status() == StreamStatus::Ok && !reg.is_unregistered();
+            let ok = reg.stream_status() == StreamStatus::Ok;
             let more = (!ids.is_empty() && ids.len() >= p.batch) || c.unread >= p.batch;
             if ok && more {
                 c.running = true;
@@ -478,7 +464,7 @@ fn finish_batch(
                 }
                 false
             }
-        };
+        });
         if again {
             start_batch_if_any(reg, key);
         }
@@ -500,11 +486,8 @@ pub fn scan_existing(reg: &Arc<Registration>) {
         let Reply::Array(mut parts) = reply else {
             break;
         };
-        if let Some(Reply::Array(found)) = parts.pop() {
-            keys.extend(found.into_iter().filter_map(|k| match k {
-                Reply::Bulk(b) => Some(b),
-                _ => None,
-            }));
+        if let Some(found) = parts.pop() {
+            keys.extend(crate::host::bulk_list(found));
         }
         match parts.pop() {
             Some(Reply::Bulk(c)) if c != b"0" => cursor = c,
@@ -515,14 +498,10 @@ pub fn scan_existing(reg: &Arc<Registration>) {
         if !gears_core::registration::prefix_matches(prefix, &key) {
             continue;
         }
-        let start = {
-            let mut all = consumers();
-            let c = all.entry((reg.id.clone(), key.clone())).or_default();
+        let start = consumer(reg, &key, |c| {
             c.pending_first = true;
-            let go = !c.running;
-            c.running = true;
-            go
-        };
+            !std::mem::replace(&mut c.running, true)
+        });
         if start {
             start_batch_if_any(reg, &key);
         }
@@ -531,7 +510,10 @@ pub fn scan_existing(reg: &Arc<Registration>) {
 
 /// Forgets the consumers of an unregistered registration.
 pub fn forget(reg: &Registration) {
-    consumers().retain(|(id, _), _| id != &reg.id);
+    CONSUMERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(id, _), _| id != &reg.id);
 }
 
 #[cfg(test)]
