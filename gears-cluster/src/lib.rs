@@ -4,6 +4,30 @@
 //! of its `{tag}`, modulo 16384). [`slot_tag`] gives, for each slot, a short
 //! string that hashes to it: `hashtag()` in Python returns the tag of the
 //! lowest slot the local shard serves, so that `{tag}` keys land locally.
+//!
+//! # Example
+//!
+//! ```rust
+//! use gears_cluster::{crc16, key_slot, slot_tag, Topology};
+//!
+//! // CRC16/XMODEM's check value, and slots as CLUSTER KEYSLOT gives them.
+//! assert_eq!(crc16(b"123456789"), 0x31C3);
+//! assert_eq!(key_slot(b"foo"), 12182);
+//! // Only the hash tag is hashed.
+//! assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+//!
+//! // A tag for a slot: keys that carry it as `{tag}` land in that slot.
+//! let tag = slot_tag(12182);
+//! assert_eq!(key_slot(tag.as_bytes()), 12182);
+//! assert_eq!(key_slot(format!("{{{tag}}}:orders").as_bytes()), 12182);
+//!
+//! // Off-cluster, hashtag() is the tag of slot 0.
+//! let local = Topology::default();
+//! assert!(!local.is_cluster());
+//! assert_eq!(key_slot(local.hashtag().as_bytes()), 0);
+//! ```
+
+#![forbid(unsafe_code)]
 
 use once_cell::sync::Lazy;
 

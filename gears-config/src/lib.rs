@@ -8,6 +8,40 @@
 //! Keys that are not built-in options are kept, with their exact case, in an
 //! *extra* dictionary: users and the Python runtime read them back with
 //! `RG.CONFIGGET` and `configGet()`.
+//!
+//! # Example
+//!
+//! ```rust
+//! use gears_config::{GearsConfig, SetOutcome, Value};
+//!
+//! // Load arguments: built-in names in any case, unknown keys kept as extras.
+//! let mut config = GearsConfig::from_args(&[
+//!     "ExecutionThreads", "2",
+//!     "maxexecutions", "50",
+//!     "MyOption", "on",
+//! ])?;
+//! assert_eq!(config.settings().executionthreads, 2);
+//! assert_eq!(config.get("MaxExecutions"), Some(Value::Int(50)));
+//! assert_eq!(config.get("MyOption"), Some(Value::Text("on".into())));
+//! // What no layer sets keeps its default.
+//! assert_eq!(config.settings().sendmsgretries, 3);
+//!
+//! // RG.CONFIGSET: the runtime layer wins over the load arguments...
+//! assert_eq!(config.set("MaxExecutions", "10")?, SetOutcome::Ok);
+//! assert_eq!(config.settings().maxexecutions, 10);
+//! assert_eq!(config.get("MaxExecutions"), Some(Value::Int(10)));
+//! assert_eq!(config.set("Other", "x")?, SetOutcome::SavedAsExtra);
+//! assert_eq!(config.get("Other"), Some(Value::Text("x".into())));
+//!
+//! // ...but options fixed at load time, or bad values, are refused.
+//! assert!(config.set("ExecutionThreads", "4").is_err());
+//! assert!(config.set("MaxExecutions", "0").is_err());
+//! assert_eq!(config.settings().executionthreads, 2);
+//! assert_eq!(config.settings().maxexecutions, 10);
+//! # Ok::<(), gears_config::ConfigError>(())
+//! ```
+
+#![forbid(unsafe_code)]
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -149,7 +183,20 @@ pub enum SetOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError(pub String);
+pub struct ConfigError(pub String, pub ErrorKind);
+
+/// What kind of error a [`ConfigError`] is (`RG.CONFIGSET` words its reply
+/// by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Arguments that do not form `key value` pairs, or layers that do not
+    /// merge.
+    Invalid,
+    /// The option can only be set at load time.
+    NotRuntime,
+    /// The value does not parse or is out of range for the option.
+    BadValue(Owner),
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,7 +229,7 @@ fn merge(
     load: &BTreeMap<&'static str, Value>,
     runtime: &BTreeMap<&'static str, Value>,
 ) -> Result<Settings, ConfigError> {
-    let err = |e: config::ConfigError| ConfigError(e.to_string());
+    let err = |e: config::ConfigError| ConfigError(e.to_string(), ErrorKind::Invalid);
     let mut b = config::Config::builder();
     for s in SPECS {
         let key = s.name.to_ascii_lowercase();
@@ -222,14 +269,18 @@ impl GearsConfig {
         let mut it = args.iter().map(|a| a.as_ref());
         while let Some(key) = it.next() {
             let Some(value) = it.next() else {
-                return Err(ConfigError(format!("Value was not given to {key}")));
+                return Err(ConfigError(
+                    format!("Value was not given to {key}"),
+                    ErrorKind::Invalid,
+                ));
             };
             match spec_nocase(key) {
                 Some(spec) => {
                     let v = parse(spec, value).ok_or_else(|| {
-                        ConfigError(format!(
-                            "Failed setting config value {key}: bad value '{value}'"
-                        ))
+                        ConfigError(
+                            format!("Failed setting config value {key}: bad value '{value}'"),
+                            ErrorKind::BadValue(spec.owner),
+                        )
                     })?;
                     load.insert(spec.name, v);
                 }
@@ -274,18 +325,20 @@ impl GearsConfig {
             return Ok(SetOutcome::SavedAsExtra);
         };
         if !spec.runtime {
-            return Err(ConfigError(match spec.owner {
+            let message = match spec.owner {
                 Owner::Engine => format!("Config value {key} not modifiable at runtime"),
                 Owner::Python => format!("{key} is not configurable at runtime"),
-            }));
+            };
+            return Err(ConfigError(message, ErrorKind::NotRuntime));
         }
         let v = parse(spec, value).ok_or_else(|| {
-            ConfigError(match spec.owner {
+            let message = match spec.owner {
                 Owner::Engine => format!("Failed setting config value {key}"),
                 Owner::Python => {
                     format!("Failed setting config value for key '{key}' with value '{value}'")
                 }
-            })
+            };
+            ConfigError(message, ErrorKind::BadValue(spec.owner))
         })?;
         let mut runtime = self.runtime.clone();
         runtime.insert(spec.name, v);

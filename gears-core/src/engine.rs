@@ -3,43 +3,11 @@
 use crate::execution::Executions;
 use crate::id::IdGen;
 use crate::pool::WorkerPool;
+pub use crate::reader::{Reader, VecReader};
 use crate::registration::Registrations;
-use crate::Record;
+use crate::runner::PlanRunner;
 use std::sync::atomic::AtomicUsize;
-
-/// The source of an execution's records. `next_batch` is called on a worker
-/// thread with no lock held; a reader takes the locks it needs itself.
-pub trait Reader: Send {
-    /// The next records, or `None` at the end of the input.
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String>;
-
-    /// Whether reading is worth overlapping with processing: the runner then
-    /// reads the next batches on a helper thread while the current one is
-    /// processed. Readers that need the host language's lock say no.
-    fn prefetch(&self) -> bool {
-        false
-    }
-
-    /// Whether reading needs no lock at all (records already in memory): the
-    /// runner may then read under the host language's lock and run the
-    /// whole execution in one go.
-    fn in_memory(&self) -> bool {
-        false
-    }
-}
-
-/// A reader over records known in advance (tests, triggers).
-pub struct VecReader(pub Option<Vec<Record>>);
-
-impl Reader for VecReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
-        Ok(self.0.take())
-    }
-
-    fn in_memory(&self) -> bool {
-        true
-    }
-}
+use std::sync::Arc;
 
 pub struct Engine {
     pub executions: Executions,
@@ -52,12 +20,20 @@ pub struct Engine {
     pub max_per_registration: AtomicUsize,
     /// This node's id: forty zeros off-cluster.
     pub node_id: String,
+    /// The host language that runs the plans' callbacks.
+    pub(crate) runner: Arc<dyn PlanRunner>,
 }
 
 impl Engine {
+    /// An engine with `threads` workers that keeps at most `max_executions`
+    /// executions (and `max_per_registration` of each registration) and runs
+    /// plans through `runner`. The limits come from the configuration; the
+    /// engine has no defaults of its own.
     pub fn new(
         threads: usize,
         max_executions: usize,
+        max_per_registration: usize,
+        runner: Arc<dyn PlanRunner>,
         on_panic: fn(&str),
     ) -> std::io::Result<Engine> {
         Ok(Engine {
@@ -66,8 +42,9 @@ impl Engine {
             pool: WorkerPool::new("gears-worker", threads, on_panic)?,
             registrations: Registrations::default(),
             registration_ids: IdGen::new(),
-            max_per_registration: AtomicUsize::new(1000),
+            max_per_registration: AtomicUsize::new(max_per_registration),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
+            runner,
         })
     }
 

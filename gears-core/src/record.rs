@@ -36,6 +36,59 @@ pub struct KeyEntry {
     pub event: Option<String>,
 }
 
+/// The type of a key, as Redis reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Empty,
+    String,
+    List,
+    Hash,
+    Set,
+    Zset,
+    Module,
+    Stream,
+}
+
+impl KeyType {
+    pub const ALL: [KeyType; 8] = [
+        KeyType::Empty,
+        KeyType::String,
+        KeyType::List,
+        KeyType::Hash,
+        KeyType::Set,
+        KeyType::Zset,
+        KeyType::Module,
+        KeyType::Stream,
+    ];
+
+    /// The name `keyTypes=[...]` of a registration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Empty => "empty",
+            KeyType::String => "string",
+            KeyType::List => "list",
+            KeyType::Hash => "hash",
+            KeyType::Set => "set",
+            KeyType::Zset => "zset",
+            KeyType::Module => "module",
+            KeyType::Stream => "stream",
+        }
+    }
+
+    /// The type of a `keyTypes` name (lower case).
+    pub fn parse(name: &str) -> Option<KeyType> {
+        KeyType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The `type` a KeysReader record shows: 1.2 calls a stream `unknown`.
+    pub fn record_name(self) -> &'static str {
+        match self {
+            KeyType::Stream => "unknown",
+            t => t.name(),
+        }
+    }
+}
+
 /// What KeysReader found under a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyValue {
@@ -43,7 +96,7 @@ pub enum KeyValue {
     List(Vec<Vec<u8>>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     /// A key of a type whose value is not read (set, zset, stream, module).
-    Other(&'static str),
+    Other(KeyType),
     /// The key does not exist (any more).
     Missing,
 }
@@ -55,8 +108,8 @@ impl KeyValue {
             KeyValue::String(_) => "string",
             KeyValue::List(_) => "list",
             KeyValue::Hash(_) => "hash",
-            KeyValue::Other(t) => t,
-            KeyValue::Missing => "empty",
+            KeyValue::Other(t) => t.record_name(),
+            KeyValue::Missing => KeyType::Empty.record_name(),
         }
     }
 }

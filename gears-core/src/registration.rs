@@ -204,6 +204,27 @@ pub enum Outcome {
     Aborted,
 }
 
+/// What a stream consumer does after a batch's execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Success,
+    /// A step asked to pause the registration.
+    Pause,
+    Failure,
+}
+
+impl BatchOutcome {
+    /// 1.2's protocol: an error whose text starts with `PAUSE` (raised with
+    /// `flat_error`, so the text is not a traceback) pauses the registration.
+    pub fn of(exec: &Execution) -> BatchOutcome {
+        match exec.first_error() {
+            None => BatchOutcome::Success,
+            Some(e) if e.starts_with("PAUSE") => BatchOutcome::Pause,
+            Some(_) => BatchOutcome::Failure,
+        }
+    }
+}
+
 /// A registered plan.
 pub struct Registration {
     pub id: String,

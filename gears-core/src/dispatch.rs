@@ -1,0 +1,287 @@
+//! Running registrations: the one path from "a registration fired" to an
+//! execution, shared by every trigger source (keyspace events, stream
+//! messages, triggers, command hooks).
+//!
+//! [`Engine::placement`] decides where an execution runs; [`Engine::start`]
+//! creates it, counts it in the registration's statistics, and runs it
+//! through the host language's [`PlanRunner`]: inline on the calling thread
+//! (`sync` registrations) or queued on the worker pool.
+
+use crate::command::CommandCtx;
+use crate::engine::Engine;
+use crate::execution::{Execution, Status};
+use crate::reader::Reader;
+use crate::registration::{Mode, Outcome, Registration};
+use crate::runner::PlanRunner;
+use std::cell::RefCell;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Who fired a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// An event: nobody waits for the execution.
+    Event,
+    /// A client command that replies with the execution's outcome
+    /// (`RG.TRIGGER`, a hooked command); `can_block` says whether the client
+    /// may wait for a queued execution (not inside MULTI or Lua).
+    Client { can_block: bool },
+}
+
+/// Where an execution of a registration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the calling thread, now, under the lock the caller holds.
+    Inline,
+    /// On the worker pool (in trigger order when the registration is
+    /// ordered).
+    Queued,
+}
+
+/// A non-sync registration fired by a client that cannot be blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CannotBlock;
+
+/// An execution that [`Engine::start`] started.
+pub enum Fired {
+    /// Ran inline: finished.
+    Finished(Arc<Execution>),
+    /// Queued: finishes later.
+    Queued(Arc<Execution>),
+}
+
+impl Fired {
+    pub fn execution(&self) -> &Arc<Execution> {
+        match self {
+            Fired::Finished(e) | Fired::Queued(e) => e,
+        }
+    }
+}
+
+thread_local! {
+    /// Registrations whose executions are on this thread's stack right now.
+    /// Per thread by nature: an event raised by an execution is delivered on
+    /// the thread that runs it.
+    static RUNNING: RefCell<Vec<*const Registration>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether an execution of `reg` is running on this thread: an event it
+/// raises itself (its own `execute('expire', key)`) must not trigger it
+/// again, or it would never end.
+pub fn is_running_here(reg: &Registration) -> bool {
+    RUNNING.with(|r| r.borrow().contains(&(reg as *const Registration)))
+}
+
+fn run_marked(
+    runner: &dyn PlanRunner,
+    exec: &Arc<Execution>,
+    reg: &Arc<Registration>,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+) {
+    struct Unmark;
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            RUNNING.with(|r| r.borrow_mut().pop());
+        }
+    }
+    RUNNING.with(|r| r.borrow_mut().push(Arc::as_ptr(reg)));
+    let _unmark = Unmark;
+    runner.run(exec, &reg.plan, reader, command);
+}
+
+impl Engine {
+    /// Where an execution of `reg` fired by `caller` runs: `sync`
+    /// registrations inline, others queued, refused when the client that
+    /// waits for it cannot be blocked.
+    pub fn placement(&self, reg: &Registration, caller: Caller) -> Result<Placement, CannotBlock> {
+        match (reg.mode, caller) {
+            (Mode::Sync, _) => Ok(Placement::Inline),
+            (_, Caller::Client { can_block: false }) => Err(CannotBlock),
+            _ => Ok(Placement::Queued),
+        }
+    }
+
+    /// Starts an execution of `reg` over `reader` where `placement` says.
+    /// For [`Placement::Inline`] the caller holds whatever lock the host
+    /// needs for the reader and the steps (the Redis lock).
+    pub fn start(
+        self: &Arc<Self>,
+        reg: &Arc<Registration>,
+        placement: Placement,
+        reader: Box<dyn Reader>,
+        command: Option<Arc<CommandCtx>>,
+    ) -> Fired {
+        let exec = self.new_registered_execution(reg);
+        match placement {
+            Placement::Inline => {
+                run_marked(&*self.runner, &exec, reg, reader, command);
+                Fired::Finished(exec)
+            }
+            Placement::Queued => {
+                let (e, r, runner) = (exec.clone(), reg.clone(), self.runner.clone());
+                reg.submit(&self.pool, move || {
+                    run_marked(&*runner, &e, &r, reader, command)
+                });
+                Fired::Queued(exec)
+            }
+        }
+    }
+
+    /// [`Engine::placement`] then [`Engine::start`].
+    pub fn fire(
+        self: &Arc<Self>,
+        reg: &Arc<Registration>,
+        caller: Caller,
+        reader: Box<dyn Reader>,
+        command: Option<Arc<CommandCtx>>,
+    ) -> Result<Fired, CannotBlock> {
+        let placement = self.placement(reg, caller)?;
+        Ok(self.start(reg, placement, reader, command))
+    }
+
+    /// A new execution of `reg`, counted as triggered, kept for
+    /// `RG.DUMPEXECUTIONS` and counted in the statistics when it ends.
+    fn new_registered_execution(self: &Arc<Self>, reg: &Arc<Registration>) -> Arc<Execution> {
+        let exec = Arc::new(Execution::with_steps(
+            self.next_execution_id(),
+            reg.steps.clone(),
+            true,
+        ));
+        reg.on_trigger();
+        let (r, engine) = (reg.clone(), Arc::downgrade(self));
+        // First waiter: the statistics are up to date before anyone else
+        // hears that the execution ended.
+        exec.on_finish(Box::new(move |e| {
+            let outcome = if e.status() == Status::Aborted {
+                Outcome::Aborted
+            } else {
+                match e.first_error() {
+                    Some(err) => Outcome::Failure(err),
+                    None => Outcome::Success,
+                }
+            };
+            r.on_done(&outcome, e.total_ms());
+            if let Some(engine) = engine.upgrade() {
+                for old in r.prune(engine.max_per_registration.load(Relaxed)) {
+                    engine.executions.forget(&old);
+                }
+            }
+        }));
+        self.executions.add(exec.clone());
+        for old in reg.track(exec.clone(), self.max_per_registration.load(Relaxed)) {
+            self.executions.forget(&old);
+        }
+        exec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+    use crate::reader::VecReader;
+    use crate::registration::ReaderArgs;
+    use crate::Record;
+    use std::sync::Mutex;
+
+    /// Records which registrations were running when each execution ran.
+    #[derive(Default)]
+    struct Probe(Mutex<Vec<(String, bool)>>);
+
+    impl PlanRunner for Probe {
+        fn run(
+            &self,
+            exec: &Arc<Execution>,
+            _plan: &Plan,
+            mut reader: Box<dyn Reader>,
+            _command: Option<Arc<CommandCtx>>,
+        ) {
+            assert!(exec.start());
+            let n = reader.next_batch().unwrap().map_or(0, |b| b.len());
+            self.0.lock().unwrap().push((exec.id.clone(), n == 1));
+            exec.finish(Vec::new(), Vec::new(), 0, 0);
+        }
+    }
+
+    fn reg(mode: Mode) -> Arc<Registration> {
+        let plan = Plan {
+            reader: "CommandReader".into(),
+            steps: Vec::new(),
+            desc: None,
+        };
+        let args = ReaderArgs::Trigger {
+            name: "t".into(),
+            inorder: false,
+        };
+        Arc::new(Registration::new(
+            "r".into(),
+            None,
+            mode,
+            args,
+            plan,
+            "s".into(),
+        ))
+    }
+
+    fn one() -> Box<dyn Reader> {
+        Box::new(VecReader(Some(vec![Record::Long(1)])))
+    }
+
+    #[test]
+    fn sync_runs_inline_and_others_are_queued_unless_the_client_cannot_wait() {
+        let probe = Arc::new(Probe::default());
+        let engine = Arc::new(Engine::new(1, 100, 10, probe.clone(), |_| {}).unwrap());
+        let sync = reg(Mode::Sync);
+        let blocked = Caller::Client { can_block: false };
+        assert_eq!(engine.placement(&sync, blocked), Ok(Placement::Inline));
+        let fired = engine.fire(&sync, blocked, one(), None).unwrap();
+        assert!(matches!(fired, Fired::Finished(_)));
+        assert_eq!(sync.stats().success, 1);
+
+        let asynchronous = reg(Mode::Async);
+        assert!(engine.fire(&asynchronous, blocked, one(), None).is_err());
+        assert_eq!(asynchronous.stats().triggered, 0);
+        let fired = engine
+            .fire(&asynchronous, Caller::Event, one(), None)
+            .unwrap();
+        let Fired::Queued(exec) = fired else {
+            panic!("an async registration must be queued")
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        exec.on_finish(Box::new(move |_| tx.send(()).unwrap()));
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(probe.0.lock().unwrap().len(), 2);
+        assert!(probe
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, one_record)| *one_record));
+    }
+
+    #[test]
+    fn a_registration_is_marked_running_only_while_its_execution_runs() {
+        struct Check(Arc<Registration>, Mutex<Option<bool>>);
+        impl PlanRunner for Check {
+            fn run(
+                &self,
+                exec: &Arc<Execution>,
+                _: &Plan,
+                _: Box<dyn Reader>,
+                _: Option<Arc<CommandCtx>>,
+            ) {
+                *self.1.lock().unwrap() = Some(is_running_here(&self.0));
+                exec.start();
+                exec.finish(Vec::new(), Vec::new(), 0, 0);
+            }
+        }
+        let r = reg(Mode::Sync);
+        let check = Arc::new(Check(r.clone(), Mutex::new(None)));
+        let engine = Arc::new(Engine::new(1, 100, 10, check.clone(), |_| {}).unwrap());
+        assert!(!is_running_here(&r));
+        engine.fire(&r, Caller::Event, one(), None).unwrap();
+        assert_eq!(*check.1.lock().unwrap(), Some(true));
+        assert!(!is_running_here(&r));
+    }
+}
