@@ -1,28 +1,21 @@
 //! The `redisgears` Python module: the native half of the runtime API.
 
 use crate::args::{bytes_of, flag, text_of};
-use crate::callbacks::{PyStep, Shape, ToPython};
+use crate::command;
 use crate::convert::{py_to_reply, reply_to_py};
+use crate::errors::{self as e, ForceStoppedError, GearsError, GearsFlatError};
+use crate::host::{KeysReaderSpec, LogLevel};
 use crate::readers::PyGenReader;
-use crate::{host, KeysReaderSpec, LogLevel, PendingRun, SCRIPT};
+use crate::runtime::{engine, host};
+use crate::script::{in_script, PendingRun};
+use crate::steps::make_steps;
 use gears_core::execution::Execution;
-use gears_core::plan::{Callable, Plan, Step, StepKind, ValueOfKeyed};
+use gears_core::plan::Plan;
 use gears_core::{Reader, Reply};
-use pyo3::create_exception;
-use pyo3::exceptions::{PyBaseException, PyException};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use std::sync::Arc;
-
-create_exception!(redisgears, GearsError, PyException);
-create_exception!(redisgears, GearsFlatError, PyException);
-create_exception!(
-    redisgears,
-    ForceStoppedError,
-    PyBaseException,
-    "Raised inside a step when RG.ABORTEXECUTION stops its execution."
-);
 
 /// A command's arguments as `execute` passes them: bytes as they are,
 /// anything else through `str()`.
@@ -60,7 +53,7 @@ fn execute<'py>(
     args: &Bound<'py, PyTuple>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let Ok(cmd) = command.downcast::<PyString>() else {
-        return Err(GearsError::new_err("the given command must be a string"));
+        return Err(GearsError::new_err(e::COMMAND_NOT_STRING));
     };
     let argv = argv_of(args, Some(cmd.to_str()?))?;
     let h = host();
@@ -74,9 +67,9 @@ fn execute<'py>(
 #[pyfunction]
 #[pyo3(signature = (*args))]
 fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-    let ctx = crate::command::current();
+    let ctx = command::current();
     let Some(next) = ctx.as_deref().and_then(|c| c.next()) else {
-        return Err(GearsError::new_err("Can not get CommandHook ctx"));
+        return Err(GearsError::new_err(e::NO_HOOK_CTX));
     };
     let argv = argv_of(args, None)?;
     let reply = py.allow_threads(move || next.call_next(argv));
@@ -86,28 +79,25 @@ fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound
 /// `override_reply(value)`: the reply the client of the linked command gets.
 #[pyfunction]
 fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
-    let Some(ctx) = crate::command::current() else {
-        return Err(GearsError::new_err("Can not get command ctx"));
+    let Some(ctx) = command::current() else {
+        return Err(GearsError::new_err(e::NO_COMMAND_CTX));
     };
     ctx.override_reply(py_to_reply(value))
-        .map_err(GearsError::new_err)
+        .map_err(|_| GearsError::new_err(e::OVERRIDE_TWICE))
 }
 
 #[pyfunction]
 fn log(message: &str, level: &str) -> PyResult<()> {
-    let level = match level {
-        "debug" => LogLevel::Debug,
-        "verbose" => LogLevel::Verbose,
-        "notice" => LogLevel::Notice,
-        "warning" => LogLevel::Warning,
-        other => return Err(GearsError::new_err(format!("unknown log level '{other}'"))),
+    let Some(level) = LogLevel::parse(level) else {
+        return Err(GearsError::new_err(e::unknown_log_level(level)));
     };
     host().log(level, message);
     Ok(())
 }
 
 thread_local! {
-    /// Whether this thread is inside `with atomic():`.
+    /// Whether this thread is inside `with atomic():`. Per thread by nature:
+    /// the Redis lock it stands for is held by this thread.
     static IN_ATOMIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -116,7 +106,7 @@ thread_local! {
 #[pyfunction]
 fn atomic_enter(py: Python<'_>) -> PyResult<()> {
     if IN_ATOMIC.with(|a| a.get()) {
-        return Err(GearsError::new_err("Already inside an atomic block"));
+        return Err(GearsError::new_err(e::ALREADY_ATOMIC));
     }
     let h = host();
     py.allow_threads(move || h.lock());
@@ -159,17 +149,9 @@ fn make_reader(
 ) -> PyResult<Box<dyn Reader>> {
     match reader {
         "KeysReader" => {
-            let pattern = bytes_of(arg, "pattern argument must be a string")?;
-            let no_scan = flag(
-                kwargs.get_item("noScan")?,
-                false,
-                "exactMatch value is not boolean",
-            )?;
-            let read_value = flag(
-                kwargs.get_item("readValue")?,
-                true,
-                "readValue value is not boolean",
-            )?;
+            let pattern = bytes_of(arg, e::PATTERN_NOT_STRING)?;
+            let no_scan = flag(kwargs.get_item("noScan")?, false, e::NOSCAN_NOT_BOOL)?;
+            let read_value = flag(kwargs.get_item("readValue")?, true, e::READVALUE_NOT_BOOL)?;
             Ok(host().keys_reader(KeysReaderSpec {
                 pattern,
                 no_scan,
@@ -178,68 +160,21 @@ fn make_reader(
         }
         "PythonReader" => {
             if !arg.is_callable() {
-                return Err(GearsError::new_err("pyreader argument must be a function"));
+                return Err(GearsError::new_err(e::PYREADER_NOT_FUNCTION));
             }
             Ok(Box::new(PyGenReader::new(arg.clone().unbind())))
         }
         "StreamReader" => {
-            let key = text_of(arg, "stream name argument must be a string")?;
+            let key = text_of(arg, e::STREAM_NAME_NOT_STRING)?;
             let from = match kwargs.get_item("fromId")? {
                 None => "0-0".to_owned(),
-                Some(v) => text_of(&v, "fromId argument must be a string")?,
+                Some(v) => text_of(&v, e::FROMID_NOT_STRING)?,
             };
             Ok(host().stream_reader(key.into_bytes(), from.into_bytes()))
         }
-        "CommandReader" => Err(GearsError::new_err("reader do not support run")),
-        _ => Err(GearsError::new_err(
-            "Given reader do not support run or not exists",
-        )),
+        "CommandReader" => Err(GearsError::new_err(e::READER_CANNOT_RUN)),
+        _ => Err(GearsError::new_err(e::UNKNOWN_RUN_READER)),
     }
-}
-
-/// One step as the prelude describes it: `(kind, callback name, function,
-/// (offset, length) for limit)`.
-type StepTuple = (String, String, Option<Py<PyAny>>, Option<(usize, usize)>);
-
-pub(crate) fn make_steps(steps: &Bound<'_, PyList>) -> PyResult<Vec<Step>> {
-    let mut out = Vec::with_capacity(steps.len());
-    for item in steps.iter() {
-        let (kind, name, func, extra): StepTuple = item.extract()?;
-        let step_kind = match kind.as_str() {
-            "map" => StepKind::Map,
-            "filter" => StepKind::Filter,
-            "foreach" => StepKind::Foreach,
-            "flatmap" => StepKind::FlatMap,
-            "extractkey" => StepKind::ExtractKey,
-            "repartition" => StepKind::Repartition,
-            "group" => StepKind::Group,
-            "reduce" => StepKind::Reduce,
-            "collect" => StepKind::Collect,
-            "accumulate" => StepKind::Accumulate,
-            "accumulatebykey" => StepKind::AccumulateByKey,
-            "limit" => {
-                let (offset, len) =
-                    extra.ok_or_else(|| GearsError::new_err("limit needs bounds"))?;
-                StepKind::Limit { offset, len }
-            }
-            other => return Err(GearsError::new_err(format!("unknown step kind {other}"))),
-        };
-        let callback: Option<Arc<dyn Callable>> = match (name.as_str(), func) {
-            ("RedisGearsPy_ToPyRecordMapper", _) => Some(Arc::new(ToPython)),
-            ("GetValueMapper", _) => Some(Arc::new(ValueOfKeyed)),
-            (_, Some(f)) => Some(Arc::new(PyStep {
-                func: f,
-                shape: if name == "RedisGearsPy_PyCallbackFlatMapper" {
-                    Shape::FlatMapper
-                } else {
-                    Shape::Plain
-                },
-            })),
-            (_, None) => None,
-        };
-        out.push(Step::new(step_kind, name, callback));
-    }
-    Ok(out)
 }
 
 /// `run()` of a GearsBuilder: prepares the execution; the runtime starts it
@@ -253,28 +188,17 @@ fn run(
     desc: Option<String>,
     kwargs: &Bound<'_, PyDict>,
 ) -> PyResult<()> {
-    let in_script = SCRIPT.with(|s| s.borrow().as_ref().map(|ctx| ctx.run.is_some()));
-    match in_script {
-        None => {
-            return Err(GearsError::new_err(
-                "run() is only supported at the top level of an RG.PYEXECUTE script",
-            ))
-        }
-        Some(true) => {
-            return Err(GearsError::new_err(
-                "Can not run more then 1 executions in a single script",
-            ))
-        }
+    match in_script(|ctx| ctx.run.is_some()) {
+        None => return Err(GearsError::new_err(e::RUN_OUTSIDE_SCRIPT)),
+        Some(true) => return Err(GearsError::new_err(e::TWO_RUNS)),
         Some(false) => {}
     }
     if let Some(mode) = kwargs.get_item("mode")? {
         let mode: String = mode
             .extract()
-            .map_err(|_| GearsError::new_err("mode argument must be a string"))?;
+            .map_err(|_| GearsError::new_err(e::MODE_NOT_STRING))?;
         if mode != "async" && mode != "async_local" {
-            return Err(GearsError::new_err(format!(
-                "unknown or unsupported execution mode '{mode}' for run (use async or async_local)"
-            )));
+            return Err(GearsError::new_err(e::bad_run_mode(&mode)));
         }
     }
     let source = make_reader(reader, arg, kwargs)?;
@@ -284,16 +208,13 @@ fn run(
         desc,
     };
     plan.validate().map_err(GearsError::new_err)?;
-    let engine = crate::engine();
-    let execution = Arc::new(Execution::new(engine.next_execution_id(), &plan, false));
-    SCRIPT.with(|s| {
-        if let Some(ctx) = s.borrow_mut().as_mut() {
-            ctx.run = Some(PendingRun {
-                execution,
-                plan,
-                reader: source,
-            });
-        }
+    let execution = Arc::new(Execution::new(engine().next_execution_id(), &plan, false));
+    in_script(|ctx| {
+        ctx.run = Some(PendingRun {
+            execution,
+            plan,
+            reader: source,
+        })
     });
     Ok(())
 }

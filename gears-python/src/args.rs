@@ -1,7 +1,7 @@
 //! Checks of the Python arguments that `run()` and `register()` receive,
 //! each failing with the GearsError text 1.2 uses for that argument.
 
-use crate::native::GearsError;
+use crate::errors::GearsError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyString};
 

@@ -1,7 +1,7 @@
 //! User callbacks as gears-core [`Callable`]s.
 
 use crate::convert::{host, host_to_py, record_to_py};
-use crate::errors::error_text;
+use crate::traceback::error_text;
 use gears_core::plan::{Callable, StepResult};
 use gears_core::Record;
 use pyo3::prelude::*;

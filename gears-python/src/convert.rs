@@ -1,5 +1,6 @@
 //! Conversions between native records, Python objects and replies.
 
+use crate::errors::{GearsError, FOREIGN_RECORD};
 use gears_core::record::{KeyEntry, KeyValue};
 use gears_core::{HostObject, HostValue, Record, Reply};
 use pyo3::prelude::*;
@@ -89,7 +90,7 @@ pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
             }
             d.into_any()
         }
-        Record::Error(e) => return Err(crate::native::GearsError::new_err(e)),
+        Record::Error(e) => return Err(GearsError::new_err(e)),
         Record::Host(h) => host_to_py(py, &h)?,
     })
 }
@@ -98,7 +99,7 @@ pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
 pub fn host_to_py<'py>(py: Python<'py>, h: &HostObject) -> PyResult<Bound<'py, PyAny>> {
     match h.as_any().downcast_ref::<PyValue>() {
         Some(v) => Ok(v.0.clone_ref(py).into_bound(py)),
-        None => Err(crate::native::GearsError::new_err("foreign host record")),
+        None => Err(GearsError::new_err(FOREIGN_RECORD)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! PythonReader: records from a user generator.
 
 use crate::convert::host;
-use crate::errors::error_text;
+use crate::traceback::error_text;
 use gears_core::{Reader, Record};
 use pyo3::prelude::*;
 

@@ -3,9 +3,12 @@
 //! applied by the host once the script body has succeeded.
 
 use crate::args::{bytes_of, err, flag, text_of};
-use crate::native::{make_steps, GearsError};
-use crate::{host, PendingRegistration, SCRIPT};
+use crate::errors::{self as e, GearsError};
+use crate::runtime::{engine, host};
+use crate::script::{in_script, PendingRegistration};
+use crate::steps::make_steps;
 use gears_core::plan::Plan;
+use gears_core::record::KeyType;
 use gears_core::registration::{Mode, OnFailed, ReaderArgs, Registration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
@@ -36,32 +39,28 @@ fn names(kwargs: &Bound<'_, PyDict>, name: &str, item: &str) -> PyResult<Option<
         return Ok(None);
     };
     let Ok(iter) = v.try_iter() else {
-        return err(format!("given {name} is not iterable"));
+        return err(e::not_iterable(name));
     };
     let mut out = Vec::new();
     for x in iter {
-        out.push(text_of(&x?, &format!("given {item} type is not string"))?.to_ascii_lowercase());
+        out.push(text_of(&x?, &e::item_not_string(item))?.to_ascii_lowercase());
     }
     Ok(Some(out))
 }
 
-const KEY_TYPES: &[&str] = &[
-    "empty", "string", "list", "hash", "set", "zset", "module", "stream",
-];
-
 fn keys_args(prefix: &Bound<'_, PyAny>, kwargs: &Bound<'_, PyDict>) -> PyResult<ReaderArgs> {
-    let prefix = bytes_of(prefix, "regex argument must be a string")?;
+    let prefix = bytes_of(prefix, e::REGEX_NOT_STRING)?;
     let key_types = names(kwargs, "keyTypes", "key")?;
     if let Some(kt) = &key_types {
-        if kt.iter().any(|t| !KEY_TYPES.contains(&t.as_str())) {
-            return err("unknown key type");
+        if kt.iter().any(|t| KeyType::parse(t).is_none()) {
+            return err(e::UNKNOWN_KEY_TYPE);
         }
     }
     Ok(ReaderArgs::Keys {
         prefix,
         event_types: names(kwargs, "eventTypes", "event")?,
         key_types,
-        read_value: boolean(kwargs, "readValue", true, "readValue is not boolean")?,
+        read_value: boolean(kwargs, "readValue", true, e::READVALUE_IS_NOT_BOOL)?,
         commands: names(kwargs, "commands", "command")?,
     })
 }
@@ -71,37 +70,27 @@ fn stream_args(
     kwargs: &Bound<'_, PyDict>,
     mode: Mode,
 ) -> PyResult<ReaderArgs> {
-    let prefix = bytes_of(prefix, "regex argument must be a string")?;
-    let batch = number(kwargs, "batch", 1, "batch argument must be a number")?;
-    let duration_ms = number(kwargs, "duration", 0, "duration argument must be a number")?;
+    let prefix = bytes_of(prefix, e::REGEX_NOT_STRING)?;
+    let batch = number(kwargs, "batch", 1, e::BATCH_NOT_NUMBER)?;
+    let duration_ms = number(kwargs, "duration", 0, e::DURATION_NOT_NUMBER)?;
     let on_failed = match opt(kwargs, "onFailedPolicy")? {
         None => OnFailed::Continue,
         Some(v) => v
             .downcast::<PyString>()
             .ok()
             .and_then(|s| OnFailed::parse(&s.to_string_lossy()))
-            .ok_or_else(|| GearsError::new_err("onFailedPolicy must be Continue/Abort/Retry"))?,
+            .ok_or_else(|| GearsError::new_err(e::BAD_ON_FAILED))?,
     };
     if mode == Mode::Sync && on_failed != OnFailed::Continue {
-        return err("ExecutionMode sync can only be combined with OnFailedPolicy Continue");
+        return err(e::SYNC_NEEDS_CONTINUE);
     }
     Ok(ReaderArgs::Stream {
         prefix,
         batch: batch.max(1) as usize,
         duration_ms,
         on_failed,
-        retry_interval_s: number(
-            kwargs,
-            "onFailedRetryInterval",
-            1,
-            "retryInterval argument must be a number",
-        )?,
-        trim: boolean(
-            kwargs,
-            "trimStream",
-            true,
-            "pyTrimmStream argument must be a boolean",
-        )?,
+        retry_interval_s: number(kwargs, "onFailedRetryInterval", 1, e::RETRY_NOT_NUMBER)?,
+        trim: boolean(kwargs, "trimStream", true, e::TRIM_NOT_BOOL)?,
     })
 }
 
@@ -109,23 +98,23 @@ fn command_args(kwargs: &Bound<'_, PyDict>) -> PyResult<ReaderArgs> {
     let trigger = opt(kwargs, "trigger")?;
     let hook = opt(kwargs, "hook")?;
     let keyprefix = opt(kwargs, "keyprefix")?;
-    let inorder = boolean(kwargs, "inorder", false, "inorder argument is be boolean")?;
+    let inorder = boolean(kwargs, "inorder", false, e::INORDER_NOT_BOOL)?;
     match (trigger, hook) {
         (Some(t), hook) => {
-            let name = text_of(&t, "trigger argument is not string")?;
+            let name = text_of(&t, e::TRIGGER_NOT_STRING)?;
             if hook.is_some() || keyprefix.is_some() {
-                return err("trigger argument can not be given with keyprefix or hook");
+                return err(e::TRIGGER_WITH_HOOK);
             }
             Ok(ReaderArgs::Trigger { name, inorder })
         }
         (None, Some(h)) => Ok(ReaderArgs::Hook {
-            command: text_of(&h, "hook argument is not string")?.to_ascii_lowercase(),
+            command: text_of(&h, e::HOOK_NOT_STRING)?.to_ascii_lowercase(),
             keyprefix: keyprefix
-                .map(|k| bytes_of(&k, "keyprefix argument is not string"))
+                .map(|k| bytes_of(&k, e::KEYPREFIX_NOT_STRING))
                 .transpose()?,
             inorder,
         }),
-        (None, None) => err("no trigger or hook argument was given"),
+        (None, None) => err(e::NO_TRIGGER_OR_HOOK),
     }
 }
 
@@ -144,43 +133,37 @@ pub(crate) fn register(
     desc: Option<String>,
     kwargs: &Bound<'_, PyDict>,
 ) -> PyResult<String> {
-    let Some(session) = SCRIPT.with(|s| s.borrow().as_ref().map(|c| c.session.clone())) else {
-        return err("register() is only supported at the top level of an RG.PYEXECUTE script");
+    let Some(scope) = in_script(|c| c.scope.clone()) else {
+        return err(e::REGISTER_OUTSIDE_SCRIPT);
     };
     let mode = match opt(kwargs, "mode")? {
         None => Mode::Async,
         Some(m) => {
-            let m = text_of(&m, "mode argument must be a string")?;
-            Mode::parse(&m).ok_or_else(|| {
-                GearsError::new_err(format!(
-                    "unknown execution mode '{m}' (use sync, async or async_local)"
-                ))
-            })?
+            let m = text_of(&m, e::MODE_NOT_STRING)?;
+            Mode::parse(&m).ok_or_else(|| GearsError::new_err(e::bad_register_mode(&m)))?
         }
     };
     let on_registered = match opt(kwargs, "onRegistered")? {
         None => None,
         Some(f) if f.is_callable() => Some(f.unbind()),
-        Some(_) => return err("onRegistered argument must be a function"),
+        Some(_) => return err(e::ONREGISTERED_NOT_FUNCTION),
     };
     let args = match reader {
         "KeysReader" => keys_args(prefix, kwargs)?,
         "StreamReader" => stream_args(prefix, kwargs, mode)?,
         "CommandReader" => command_args(kwargs)?,
-        _ => return err("given reader does not exists or does not support register"),
+        _ => return err(e::UNKNOWN_REGISTER_READER),
     };
-    let clash = SCRIPT.with(|s| {
-        s.borrow().as_ref().is_some_and(|c| {
-            c.registrations
-                .iter()
-                .any(|p| same_trigger(&p.reg.args, &args))
-        })
+    let clash = in_script(|c| {
+        c.registrations
+            .iter()
+            .any(|p| same_trigger(&p.reg.args, &args))
     });
-    if clash {
-        return err("trigger already registered in this session");
+    if clash == Some(true) {
+        return err(e::TRIGGER_TWICE_IN_SESSION);
     }
     host()
-        .check_registration(&args, &session)
+        .check_registration(&args, &scope)
         .map_err(GearsError::new_err)?;
     let plan = Plan {
         reader: reader.to_owned(),
@@ -188,15 +171,13 @@ pub(crate) fn register(
         desc: desc.clone(),
     };
     plan.validate().map_err(GearsError::new_err)?;
-    let id = crate::engine().next_registration_id();
-    let reg = Registration::new(id.clone(), desc, mode, args, plan, session);
-    SCRIPT.with(|s| {
-        if let Some(ctx) = s.borrow_mut().as_mut() {
-            ctx.registrations.push(PendingRegistration {
-                reg: Arc::new(reg),
-                on_registered,
-            });
-        }
+    let id = engine().next_registration_id();
+    let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session);
+    in_script(|c| {
+        c.registrations.push(PendingRegistration {
+            reg: Arc::new(reg),
+            on_registered,
+        })
     });
     Ok(id)
 }

@@ -1,10 +1,12 @@
-//! Running one execution on a worker thread.
+//! Running one execution: [`PyRunner`], the gears-core [`PlanRunner`] of
+//! Python plans.
 
-use crate::command::{CommandCtx, CURRENT_COMMAND};
-use crate::native::ForceStoppedError;
+use crate::command::with_command;
+use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use gears_core::execution::Execution;
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::Plan;
+use gears_core::{CommandCtx, PlanRunner};
 use gears_core::{Reader, Record, Reply};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,30 +37,41 @@ fn in_gil<R>(
     })
 }
 
+/// Runs plans whose callbacks are Python functions.
+pub struct PyRunner;
+
+impl PlanRunner for PyRunner {
+    fn run(
+        &self,
+        exec: &Arc<Execution>,
+        plan: &Plan,
+        reader: Box<dyn Reader>,
+        command: Option<Arc<CommandCtx>>,
+    ) {
+        run(exec, plan, reader, command)
+    }
+}
+
 /// Runs `exec` to its end on this thread, with `command` as the command
 /// context its steps see (`override_reply`, `call_next`).
-pub fn run(
+pub(crate) fn run(
     exec: &Arc<Execution>,
     plan: &Plan,
     reader: Box<dyn Reader>,
     command: Option<Arc<CommandCtx>>,
 ) {
     let started = Instant::now();
-    let previous = CURRENT_COMMAND.with(|c| c.replace(command));
-    let outcome = catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader)));
-    CURRENT_COMMAND.with(|c| c.replace(previous));
+    let outcome = with_command(command, || {
+        catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader)))
+    });
     let (results, mut errors, read) = match outcome {
         Ok(Some(r)) => r,
         // Aborted before it started: nothing to record.
         Ok(None) => (Vec::new(), Vec::new(), Duration::ZERO),
-        Err(_) => (
-            Vec::new(),
-            vec!["internal error: the execution panicked (see the Redis log)".into()],
-            Duration::ZERO,
-        ),
+        Err(_) => (Vec::new(), vec![EXECUTION_PANICKED.into()], Duration::ZERO),
     };
     if exec.abort_flag().load(Ordering::SeqCst) && errors.is_empty() {
-        errors.push("Execution was aborted".into());
+        errors.push(EXECUTION_ABORTED.into());
     }
     exec.finish(
         results,
@@ -66,7 +79,7 @@ pub fn run(
         started.elapsed().as_millis() as u64,
         read.as_millis() as u64,
     );
-    crate::engine().executions.evict();
+    crate::runtime::engine().executions.evict();
 }
 
 type Outcome = (Vec<Reply>, Vec<String>, Duration);

@@ -1,6 +1,6 @@
 //! The text of a Python error as it appears in replies and error records.
 
-use crate::native::GearsFlatError;
+use crate::errors::GearsFlatError;
 use pyo3::prelude::*;
 
 /// Formats `err` the way 1.2 does: the repr of the list of traceback lines
@@ -14,7 +14,7 @@ pub fn error_text(py: Python<'_>, err: &PyErr) -> String {
             Err(_) => value.to_string(),
         };
     }
-    if crate::attempt_traceback() {
+    if crate::runtime::attempt_traceback() {
         let formatted = py.import("traceback").and_then(|tb| {
             tb.getattr("format_exception")?
                 .call1((err.get_type(py), err.value(py), err.traceback(py)))?

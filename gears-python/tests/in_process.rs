@@ -4,8 +4,8 @@
 use gears_core::engine::VecReader;
 use gears_core::record::{KeyEntry, KeyValue};
 use gears_core::registration::{Mode, ReaderArgs};
-use gears_core::{Engine, Reader, Record, Reply};
-use gears_python::{CommandCtx, KeysReaderSpec, LogLevel, RedisHost};
+use gears_core::{Caller, CommandCtx, Engine, Reader, Record, Reply};
+use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ impl RedisHost for FakeHost {
         Box::new(VecReader(None))
     }
 
-    fn check_registration(&self, args: &ReaderArgs, _: &str) -> Result<(), String> {
+    fn check_registration(&self, args: &ReaderArgs, _: &ScriptScope) -> Result<(), String> {
         match args {
             ReaderArgs::Trigger { name, .. } if name == "taken" => {
                 Err("trigger already registered".into())
@@ -98,8 +98,16 @@ fn run_to_end(script: &str) -> Reply {
 #[test]
 fn python_runtime_in_process() {
     let host = Arc::new(FakeHost::default());
-    let engine = Arc::new(Engine::new(2, 100, |_| {}).unwrap());
-    gears_python::initialize(host.clone(), engine).unwrap();
+    let engine =
+        Arc::new(Engine::new(2, 100, 100, Arc::new(gears_python::PyRunner), |_| {}).unwrap());
+    gears_python::initialize(host.clone(), engine.clone()).unwrap();
+    // A registration's execution, run inline on this thread.
+    let run_inline = |reg, reader, command| {
+        engine
+            .fire(reg, Caller::Event, reader, command)
+            .map(|fired| fired.execution().clone())
+            .unwrap_or_else(|_| panic!("an event can always fire"))
+    };
 
     // execute() reaches the host; replies convert both ways.
     let r = run_to_end("GB('PythonReader').map(lambda x: execute('ECHO', x)).run(lambda: iter(['a']), convertToStr=False)");
@@ -179,7 +187,7 @@ fn python_runtime_in_process() {
         Record::Str(b"shout".to_vec()),
         Record::Str(b"hi".to_vec()),
     ]);
-    let exec = gears_python::run_inline(&shout, Box::new(VecReader(Some(vec![record]))), None);
+    let exec = run_inline(&shout, Box::new(VecReader(Some(vec![record]))), None);
     assert_eq!(
         exec.results_reply(),
         Reply::Array(vec![
@@ -204,14 +212,14 @@ fn python_runtime_in_process() {
         ])])))
     };
     let ctx = Arc::new(CommandCtx::new(None));
-    let exec = gears_python::run_inline(&o, rec(), Some(ctx.clone()));
+    let exec = run_inline(&o, rec(), Some(ctx.clone()));
     assert_eq!(ctx.take_override(), Some(Reply::Error("ERR no".into())));
     let errors = exec.errors();
     assert!(
         errors[0].contains("Can only override reply once"),
         "{errors:?}"
     );
-    let exec = gears_python::run_inline(&o, rec(), None);
+    let exec = run_inline(&o, rec(), None);
     assert!(exec.errors()[0].contains("Can not get command ctx"));
     assert_eq!(o.stats().failures, 2);
     assert!(o

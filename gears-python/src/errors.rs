@@ -1,0 +1,84 @@
+//! The Python exception types of the runtime and the RedisGears 1.2 error
+//! texts this crate raises, in one place. Imports nothing of the crate, so
+//! every other module may use it.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyBaseException, PyException};
+
+create_exception!(redisgears, GearsError, PyException);
+create_exception!(redisgears, GearsFlatError, PyException);
+create_exception!(
+    redisgears,
+    ForceStoppedError,
+    PyBaseException,
+    "Raised inside a step when RG.ABORTEXECUTION stops its execution."
+);
+
+// The API functions.
+pub const COMMAND_NOT_STRING: &str = "the given command must be a string";
+pub const NO_HOOK_CTX: &str = "Can not get CommandHook ctx";
+pub const NO_COMMAND_CTX: &str = "Can not get command ctx";
+pub const OVERRIDE_TWICE: &str = "Can only override reply once";
+pub const ALREADY_ATOMIC: &str = "Already inside an atomic block";
+pub fn unknown_log_level(level: &str) -> String {
+    format!("unknown log level '{level}'")
+}
+
+// run() and its readers.
+pub const RUN_OUTSIDE_SCRIPT: &str =
+    "run() is only supported at the top level of an RG.PYEXECUTE script";
+pub const TWO_RUNS: &str = "Can not run more then 1 executions in a single script";
+pub const MODE_NOT_STRING: &str = "mode argument must be a string";
+pub fn bad_run_mode(mode: &str) -> String {
+    format!("unknown or unsupported execution mode '{mode}' for run (use async or async_local)")
+}
+pub const PATTERN_NOT_STRING: &str = "pattern argument must be a string";
+pub const NOSCAN_NOT_BOOL: &str = "exactMatch value is not boolean";
+pub const READVALUE_NOT_BOOL: &str = "readValue value is not boolean";
+pub const PYREADER_NOT_FUNCTION: &str = "pyreader argument must be a function";
+pub const STREAM_NAME_NOT_STRING: &str = "stream name argument must be a string";
+pub const FROMID_NOT_STRING: &str = "fromId argument must be a string";
+pub const READER_CANNOT_RUN: &str = "reader do not support run";
+pub const UNKNOWN_RUN_READER: &str = "Given reader do not support run or not exists";
+pub const LIMIT_WITHOUT_BOUNDS: &str = "limit needs bounds";
+pub fn unknown_step(kind: &str) -> String {
+    format!("unknown step kind {kind}")
+}
+
+// register().
+pub const REGISTER_OUTSIDE_SCRIPT: &str =
+    "register() is only supported at the top level of an RG.PYEXECUTE script";
+pub fn bad_register_mode(mode: &str) -> String {
+    format!("unknown execution mode '{mode}' (use sync, async or async_local)")
+}
+pub const ONREGISTERED_NOT_FUNCTION: &str = "onRegistered argument must be a function";
+pub const UNKNOWN_REGISTER_READER: &str =
+    "given reader does not exists or does not support register";
+pub const TRIGGER_TWICE_IN_SESSION: &str = "trigger already registered in this session";
+pub fn not_iterable(name: &str) -> String {
+    format!("given {name} is not iterable")
+}
+pub fn item_not_string(item: &str) -> String {
+    format!("given {item} type is not string")
+}
+pub const UNKNOWN_KEY_TYPE: &str = "unknown key type";
+pub const REGEX_NOT_STRING: &str = "regex argument must be a string";
+pub const READVALUE_IS_NOT_BOOL: &str = "readValue is not boolean";
+pub const BATCH_NOT_NUMBER: &str = "batch argument must be a number";
+pub const DURATION_NOT_NUMBER: &str = "duration argument must be a number";
+pub const BAD_ON_FAILED: &str = "onFailedPolicy must be Continue/Abort/Retry";
+pub const SYNC_NEEDS_CONTINUE: &str =
+    "ExecutionMode sync can only be combined with OnFailedPolicy Continue";
+pub const RETRY_NOT_NUMBER: &str = "retryInterval argument must be a number";
+pub const TRIM_NOT_BOOL: &str = "pyTrimmStream argument must be a boolean";
+pub const INORDER_NOT_BOOL: &str = "inorder argument is be boolean";
+pub const TRIGGER_NOT_STRING: &str = "trigger argument is not string";
+pub const TRIGGER_WITH_HOOK: &str = "trigger argument can not be given with keyprefix or hook";
+pub const HOOK_NOT_STRING: &str = "hook argument is not string";
+pub const KEYPREFIX_NOT_STRING: &str = "keyprefix argument is not string";
+pub const NO_TRIGGER_OR_HOOK: &str = "no trigger or hook argument was given";
+
+// Error records of executions.
+pub const EXECUTION_PANICKED: &str = "internal error: the execution panicked (see the Redis log)";
+pub const EXECUTION_ABORTED: &str = "Execution was aborted";
+pub const FOREIGN_RECORD: &str = "foreign host record";

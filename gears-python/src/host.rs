@@ -1,0 +1,86 @@
+//! What the Python runtime needs from Redis: the [`RedisHost`] trait that
+//! `gears-module` implements (and tests fake), and the small types that
+//! cross it.
+
+use gears_core::registration::ReaderArgs;
+use gears_core::{Reader, Reply};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Verbose,
+    Notice,
+    Warning,
+}
+
+impl LogLevel {
+    /// The level of a `log()` call.
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        match name {
+            "debug" => Some(LogLevel::Debug),
+            "verbose" => Some(LogLevel::Verbose),
+            "notice" => Some(LogLevel::Notice),
+            "warning" => Some(LogLevel::Warning),
+            _ => None,
+        }
+    }
+
+    /// Redis's name of the level.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Verbose => "verbose",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+        }
+    }
+}
+
+/// What `GB('KeysReader').run(...)` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysReaderSpec {
+    pub pattern: Vec<u8>,
+    pub no_scan: bool,
+    pub read_value: bool,
+}
+
+/// The session a script body runs for, and the session it replaces
+/// (`UPGRADE` or `REPLACE_WITH`), whose registrations are about to go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptScope {
+    pub session: String,
+    pub replacing: Option<String>,
+}
+
+impl From<&str> for ScriptScope {
+    fn from(session: &str) -> ScriptScope {
+        ScriptScope {
+            session: session.to_owned(),
+            replacing: None,
+        }
+    }
+}
+
+/// Everything the Python runtime needs from Redis.
+pub trait RedisHost: Send + Sync + 'static {
+    /// Runs a command (replicated when it writes). Called without the GIL,
+    /// from any thread; a top-level error comes back as [`Reply::Error`].
+    fn call(&self, argv: &[Vec<u8>]) -> Reply;
+    fn log(&self, level: LogLevel, message: &str);
+    /// A configuration value (built-in option or extra key).
+    fn config_get(&self, key: &str) -> Option<gears_config::Value>;
+    fn hashtag(&self) -> String;
+    /// A reader over the keyspace.
+    fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader>;
+    /// A reader over the messages of stream `key` after id `from`.
+    fn stream_reader(&self, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader>;
+    /// Takes the Redis lock for the calling thread (reentrant; `atomic()`).
+    /// Called without the GIL.
+    fn lock(&self);
+    /// Releases one [`RedisHost::lock`].
+    fn unlock(&self);
+    /// Checks a registration against the registrations already applied
+    /// (hooked command exists, trigger name free...), for a script of
+    /// `scope`; called from the script body, lock held.
+    fn check_registration(&self, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String>;
+}

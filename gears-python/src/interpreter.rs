@@ -1,0 +1,151 @@
+//! Starting the interpreter inside the Redis process, running script
+//! bodies, and starting the executions they prepare.
+
+use crate::api;
+use crate::host::{RedisHost, ScriptScope};
+use crate::runner;
+use crate::runtime::{self, runtime, Runtime};
+use crate::script::{with_script, PendingRun, ScriptOutcome};
+use crate::traceback::error_text;
+use gears_core::Engine;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::ffi::CString;
+use std::sync::Arc;
+
+/// Re-opens libpython with `RTLD_GLOBAL`, so that the C extension modules of
+/// the standard library (which expect the interpreter's symbols to be global)
+/// can be imported even though Redis loaded us with `RTLD_LOCAL`.
+fn make_libpython_global() -> Result<(), String> {
+    // SAFETY: dladdr only reads the loader's tables for the address of a
+    // function we link against; `info` is a plain C struct it fills in.
+    let path = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let addr = pyo3::ffi::Py_IsInitialized as *const libc::c_void;
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return Err("could not locate libpython".into());
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
+    };
+    // SAFETY: `path` names the library that is already loaded (RTLD_NOLOAD);
+    // this only promotes its symbols to global scope and leaks one reference
+    // on purpose, as the interpreter lives as long as the process.
+    let handle = unsafe {
+        libc::dlopen(
+            path.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_GLOBAL | libc::RTLD_NOLOAD,
+        )
+    };
+    if handle.is_null() {
+        return Err(format!("could not re-open {path:?} with RTLD_GLOBAL"));
+    }
+    Ok(())
+}
+
+/// Starts the interpreter (once per process) without Python's signal
+/// handlers, with the prefix of the Python this crate was built against.
+fn start_interpreter() -> Result<(), String> {
+    // SAFETY: called once, from the thread that loads the module, before any
+    // other Python API; the PyConfig is initialized, filled and cleared
+    // following the CPython embedding protocol.
+    unsafe {
+        if pyo3::ffi::Py_IsInitialized() != 0 {
+            return Ok(());
+        }
+        let mut config: pyo3::ffi::PyConfig = std::mem::zeroed();
+        pyo3::ffi::PyConfig_InitPythonConfig(&mut config);
+        config.install_signal_handlers = 0;
+        config.parse_argv = 0;
+        let home = CString::new(env!("GEARS_PYTHON_HOME")).expect("no NUL in a path");
+        let status =
+            pyo3::ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home.as_ptr());
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            pyo3::ffi::PyConfig_Clear(&mut config);
+            return Err("could not set the Python home".into());
+        }
+        let status = pyo3::ffi::Py_InitializeFromConfig(&config);
+        pyo3::ffi::PyConfig_Clear(&mut config);
+        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+            return Err("the Python interpreter failed to start".into());
+        }
+        // Hand the GIL back: from now on every thread takes it when needed.
+        pyo3::ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+/// How long a thread may keep the GIL while another one waits for it.
+const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
+
+/// Starts Python and installs the runtime. Call once, at module load.
+pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), String> {
+    make_libpython_global()?;
+    start_interpreter()?;
+    let prelude = Python::with_gil(|py| -> PyResult<Py<PyDict>> {
+        let sys = py.import("sys")?;
+        sys.setattr("argv", vec!["redis-server"])?;
+        // A thread waiting for the GIL (a sync registration on the Redis main
+        // thread) gets it after this long at most; CPython's default is 5 ms.
+        // Only matters when threads compete for the GIL.
+        sys.call_method1("setswitchinterval", (GIL_SWITCH_INTERVAL_S,))?;
+        api::install(py)?;
+        let globals = PyDict::new(py);
+        globals.set_item("__builtins__", py.import("builtins")?)?;
+        globals.set_item("__name__", "__gears__")?;
+        let code = CString::new(include_str!("prelude.py")).expect("no NUL in the prelude");
+        py.run(&code, Some(&globals), None)?;
+        Ok(globals.unbind())
+    })
+    .map_err(|e| Python::with_gil(|py| format!("the gears prelude failed: {}", e.value(py))))?;
+    runtime::install(Runtime {
+        host,
+        engine,
+        prelude,
+    })
+}
+
+/// Runs an RG.PYEXECUTE script body of a session (`scope`) in fresh
+/// globals. The caller holds the Redis lock (it is the Redis main thread).
+pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOutcome, String> {
+    let code = CString::new(code).map_err(|_| "the script contains a NUL byte".to_string())?;
+    let (result, ctx) = with_script(scope.into(), || {
+        Python::with_gil(|py| -> Result<(), String> {
+            let globals = runtime()
+                .prelude
+                .bind(py)
+                .copy()
+                .map_err(|e| error_text(py, &e))?;
+            globals
+                .set_item("__name__", "__main__")
+                .map_err(|e| error_text(py, &e))?;
+            py.run(&code, Some(&globals), None)
+                .map_err(|e| error_text(py, &e))
+        })
+    });
+    match result {
+        Ok(()) => Ok(ScriptOutcome {
+            run: ctx.run,
+            registrations: ctx.registrations,
+        }),
+        Err(e) => {
+            // Python objects of a failed script go with the GIL held.
+            Python::with_gil(|_py| drop(ctx));
+            Err(e)
+        }
+    }
+}
+
+/// Registers a prepared execution and starts it on the worker pool.
+pub fn submit(pending: PendingRun) {
+    let engine = runtime::engine();
+    engine.executions.add(pending.execution.clone());
+    engine.pool.submit(move || {
+        let PendingRun {
+            execution,
+            plan,
+            reader,
+        } = pending;
+        runner::run(&execution, &plan, reader, None);
+        Python::with_gil(|_py| drop(plan));
+    });
+}

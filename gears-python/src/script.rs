@@ -1,0 +1,87 @@
+//! The script body being run on this thread, and what it leaves behind: the
+//! execution `run()` prepared and the registrations `register()` made, which
+//! the host starts and applies once the body has succeeded.
+
+use crate::host::{LogLevel, ScriptScope};
+use crate::runtime::host;
+use crate::traceback::error_text;
+use gears_core::execution::Execution;
+use gears_core::plan::Plan;
+use gears_core::registration::Registration;
+use gears_core::Reader;
+use pyo3::prelude::*;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// An execution prepared by `run()` in a script body, started once the
+/// script has finished without error.
+pub struct PendingRun {
+    pub execution: Arc<Execution>,
+    pub(crate) plan: Plan,
+    pub(crate) reader: Box<dyn Reader>,
+}
+
+/// A registration made by a script body, applied by the host once the
+/// script has succeeded.
+pub struct PendingRegistration {
+    pub reg: Arc<Registration>,
+    pub(crate) on_registered: Option<Py<PyAny>>,
+}
+
+impl PendingRegistration {
+    /// Runs the `onRegistered` callback, if any; its errors are logged.
+    pub fn on_registered(&self) {
+        let Some(f) = &self.on_registered else { return };
+        Python::with_gil(|py| {
+            if let Err(e) = f.bind(py).call0() {
+                host().log(
+                    LogLevel::Warning,
+                    &format!(
+                        "onRegistered of registration {} failed: {}",
+                        self.reg.id,
+                        error_text(py, &e)
+                    ),
+                );
+            }
+        });
+    }
+}
+
+/// What a script body did.
+pub struct ScriptOutcome {
+    pub run: Option<PendingRun>,
+    pub registrations: Vec<PendingRegistration>,
+}
+
+/// State of the script body being run on this thread.
+#[derive(Default)]
+pub(crate) struct ScriptCtx {
+    pub(crate) run: Option<PendingRun>,
+    pub(crate) registrations: Vec<PendingRegistration>,
+    pub(crate) scope: ScriptScope,
+}
+
+thread_local! {
+    /// Per thread by nature: `run()` and `register()` are called from the
+    /// body on the thread that runs it (the Redis main thread).
+    static SCRIPT: RefCell<Option<ScriptCtx>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` as the body of a script of `scope`; returns its result and what
+/// the body prepared.
+pub(crate) fn with_script<R>(scope: ScriptScope, f: impl FnOnce() -> R) -> (R, ScriptCtx) {
+    SCRIPT.with(|s| {
+        *s.borrow_mut() = Some(ScriptCtx {
+            scope,
+            ..ScriptCtx::default()
+        })
+    });
+    let out = f();
+    let ctx = SCRIPT.with(|s| s.borrow_mut().take()).unwrap_or_default();
+    (out, ctx)
+}
+
+/// Runs `f` on the script body in progress on this thread, if any.
+pub(crate) fn in_script<R>(f: impl FnOnce(&mut ScriptCtx) -> R) -> Option<R> {
+    SCRIPT.with(|s| s.borrow_mut().as_mut().map(f))
+}
