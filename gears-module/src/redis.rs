@@ -1,16 +1,18 @@
-//! Thin, safe wrappers over the raw Redis module API that the rest of the
-//! module needs: the Redis lock, command calls, replies, blocked clients and
-//! the log.
+//! The Redis layer: the only module that touches the raw Redis module API.
+//! Everything else uses the safe functions here: the Redis lock, command
+//! calls, replies, blocked clients, the log, key types and scans, keyspace
+//! notifications and the command filter.
 //!
 //! The Redis lock is tracked per thread: the main thread always holds it;
 //! worker threads take it through [`with_lock`], which is reentrant.
 
+use gears_core::record::KeyType;
 use gears_core::Reply;
 use once_cell::sync::OnceCell;
-use redis_module::raw;
+use redis_module::{raw, Context};
 use std::cell::Cell;
-use std::ffi::CString;
-use std::os::raw::c_char;
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
 /// A raw pointer that may cross threads: Redis objects that the module API
@@ -23,31 +25,79 @@ unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
 
-static MAIN_CTX: OnceCell<SendPtr<raw::RedisModuleCtx>> = OnceCell::new();
-static MAIN_THREAD: OnceCell<std::thread::ThreadId> = OnceCell::new();
+/// What the layer keeps from module load: the main thread, the detached
+/// context used for calls made on it, and the functions events go to. One
+/// value, set once; the extern callbacks Redis calls have no other way to
+/// reach it.
+struct Layer {
+    main_thread: std::thread::ThreadId,
+    main_ctx: SendPtr<raw::RedisModuleCtx>,
+    callbacks: Callbacks,
+}
+
+static LAYER: OnceCell<Layer> = OnceCell::new();
 
 thread_local! {
-    /// How many times this (non-main) thread holds the Redis lock.
+    /// How many times this (non-main) thread holds the Redis lock: the lock
+    /// is held by a thread, so its depth is per thread.
     static LOCK_DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// This thread's own thread-safe context, created on first use.
+    /// This thread's own thread-safe context, created on first use (a
+    /// context locks for the thread that uses it).
     static THREAD_CTX: Cell<*mut raw::RedisModuleCtx> = const { Cell::new(ptr::null_mut()) };
 }
 
-/// Records the main thread and creates the detached context used for calls
-/// made on it. Called from `RedisModule_OnLoad`.
-pub fn init(ctx: *mut raw::RedisModuleCtx) {
-    let _ = MAIN_THREAD.set(std::thread::current().id());
+/// A keyspace notification: the event's name and the key.
+pub struct Notification<'a> {
+    pub event: &'a str,
+    pub key: &'a [u8],
+}
+
+/// Where Redis's callbacks go. Each runs under `catch_unwind`.
+pub struct Callbacks {
+    /// Every keyspace event and key miss, on a master that is not loading.
+    pub keyspace: fn(&Notification<'_>),
+    /// Stream events (a second subscriber: Redis does not re-enter a
+    /// subscriber from its own callback).
+    pub stream: fn(&Notification<'_>),
+    /// Every command a client sends (`NOSELF`: not our own calls).
+    pub command_filter: fn(&mut CommandFilter<'_>),
+}
+
+/// Records the main thread, creates the detached context used for calls
+/// made on it, subscribes to keyspace events and installs the command
+/// filter. Called once from `RedisModule_OnLoad`.
+pub fn init(ctx: &Context, callbacks: Callbacks) {
     // SAFETY: called on the main thread during module load with a valid ctx.
-    let detached = unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap()(ctx) };
-    let _ = MAIN_CTX.set(SendPtr(detached));
+    let detached = unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap()(ctx.ctx) };
+    let _ = LAYER.set(Layer {
+        main_thread: std::thread::current().id(),
+        main_ctx: SendPtr(detached),
+        callbacks,
+    });
+    // SAFETY: module load, main thread, valid context; the callbacks are
+    // plain functions that live as long as the module.
+    unsafe {
+        let events = raw::REDISMODULE_NOTIFY_ALL | raw::REDISMODULE_NOTIFY_KEY_MISS;
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(ctx.ctx, events, Some(on_keyspace));
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
+            ctx.ctx,
+            raw::REDISMODULE_NOTIFY_STREAM,
+            Some(on_stream),
+        );
+        raw::RedisModule_RegisterCommandFilter.unwrap()(
+            ctx.ctx,
+            Some(on_command),
+            raw::REDISMODULE_CMDFILTER_NOSELF as i32,
+        );
+    }
 }
 
 pub fn on_main_thread() -> bool {
-    MAIN_THREAD.get() == Some(&std::thread::current().id())
+    LAYER.get().map(|l| l.main_thread) == Some(std::thread::current().id())
 }
 
 fn main_ctx() -> *mut raw::RedisModuleCtx {
-    MAIN_CTX.get().expect("module initialized").0
+    LAYER.get().expect("module initialized").main_ctx.0
 }
 
 fn thread_ctx() -> *mut raw::RedisModuleCtx {
@@ -61,10 +111,15 @@ fn thread_ctx() -> *mut raw::RedisModuleCtx {
     })
 }
 
+/// A context valid for calls, proof that this thread holds the Redis lock:
+/// only [`with_lock`] makes one, for the time of its closure.
+#[derive(Clone, Copy)]
+pub struct LockedCtx(*mut raw::RedisModuleCtx);
+
 /// Takes the Redis lock for this thread (reentrant; a no-op on the main
 /// thread, which always holds it) and returns a context valid for calls.
 /// Every `acquire` is paired with a [`release`].
-pub fn acquire() -> *mut raw::RedisModuleCtx {
+fn acquire() -> *mut raw::RedisModuleCtx {
     if on_main_thread() {
         return main_ctx();
     }
@@ -79,7 +134,7 @@ pub fn acquire() -> *mut raw::RedisModuleCtx {
 }
 
 /// Releases one [`acquire`] of this thread.
-pub fn release() {
+fn release() {
     if on_main_thread() {
         return;
     }
@@ -93,15 +148,26 @@ pub fn release() {
     }
 }
 
+/// Takes the Redis lock until a matching [`unlock`] (`atomic()` blocks,
+/// whose end is a separate call).
+pub fn lock() {
+    acquire();
+}
+
+/// Releases one [`lock`] of this thread.
+pub fn unlock() {
+    release();
+}
+
 /// Runs `f` with the Redis lock held and a context valid for calls.
-pub fn with_lock<R>(f: impl FnOnce(*mut raw::RedisModuleCtx) -> R) -> R {
+pub fn with_lock<R>(f: impl FnOnce(LockedCtx) -> R) -> R {
     struct Release;
     impl Drop for Release {
         fn drop(&mut self) {
             release();
         }
     }
-    let ctx = acquire();
+    let ctx = LockedCtx(acquire());
     let _release = Release;
     f(ctx)
 }
@@ -159,7 +225,7 @@ pub fn call(argv: &[Vec<u8>]) -> Reply {
 }
 
 /// Like [`call`] with explicit `RedisModule_Call` flags.
-pub fn call_with(argv: &[Vec<u8>], flags: &std::ffi::CStr) -> Reply {
+pub fn call_with(argv: &[Vec<u8>], flags: &CStr) -> Reply {
     if argv.is_empty() {
         return Reply::Error("ERR empty command".into());
     }
@@ -170,15 +236,11 @@ pub fn call_with(argv: &[Vec<u8>], flags: &std::ffi::CStr) -> Reply {
 }
 
 /// Like [`call`] but with the lock already held and explicit flags.
-pub fn call_locked(
-    ctx: *mut raw::RedisModuleCtx,
-    cmd: &CString,
-    args: &[Vec<u8>],
-    flags: &std::ffi::CStr,
-) -> Reply {
-    // SAFETY: the caller holds the Redis lock and `ctx` is valid; the strings
-    // we create are freed after the call, and the reply is freed by the
-    // conversion.
+pub fn call_locked(ctx: LockedCtx, cmd: &CStr, args: &[Vec<u8>], flags: &CStr) -> Reply {
+    let ctx = ctx.0;
+    // SAFETY: the caller holds the Redis lock (a `LockedCtx` exists) and
+    // `ctx` is valid; the strings we create are freed after the call, and
+    // the reply is freed by the conversion.
     unsafe {
         let strings: Vec<*mut raw::RedisModuleString> = args
             .iter()
@@ -223,8 +285,13 @@ fn clean(s: &str) -> CString {
     CString::new(s).expect("NULs were replaced")
 }
 
+/// Writes `reply` to the client of a command.
+pub fn reply(ctx: &Context, r: &Reply) {
+    write_reply(ctx.ctx, r)
+}
+
 /// Writes `reply` to the client of `ctx`.
-pub fn reply(ctx: *mut raw::RedisModuleCtx, r: &Reply) {
+fn write_reply(ctx: *mut raw::RedisModuleCtx, r: &Reply) {
     // SAFETY: `ctx` is a command context or a blocked client's thread-safe
     // context; both accept replies.
     unsafe {
@@ -251,7 +318,7 @@ pub fn reply(ctx: *mut raw::RedisModuleCtx, r: &Reply) {
             Reply::Array(items) => {
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
                 for i in items {
-                    reply(ctx, i);
+                    write_reply(ctx, i);
                 }
             }
         }
@@ -263,9 +330,9 @@ pub struct Blocked(SendPtr<raw::RedisModuleBlockedClient>);
 
 impl Blocked {
     /// Blocks the client of the current command (no timeout).
-    pub fn new(ctx: *mut raw::RedisModuleCtx) -> Blocked {
+    pub fn new(ctx: &Context) -> Blocked {
         // SAFETY: called from a command handler on the main thread.
-        let bc = unsafe { raw::RedisModule_BlockClient.unwrap()(ctx, None, None, None, 0) };
+        let bc = unsafe { raw::RedisModule_BlockClient.unwrap()(ctx.ctx, None, None, None, 0) };
         Blocked(SendPtr(bc))
     }
 
@@ -275,7 +342,7 @@ impl Blocked {
         // no lock; the context is freed before unblocking, as documented.
         unsafe {
             let ctx = raw::RedisModule_GetThreadSafeContext.unwrap()(self.0 .0);
-            reply(ctx, r);
+            write_reply(ctx, r);
             raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx);
             raw::RedisModule_UnblockClient.unwrap()(self.0 .0, ptr::null_mut());
         }
@@ -284,7 +351,8 @@ impl Blocked {
 
 /// Writes to the Redis log, prefixed like every gears message.
 pub fn log(level: &str, message: &str) {
-    let Some(ctx) = MAIN_CTX.get() else { return };
+    let Some(layer) = LAYER.get() else { return };
+    let ctx = &layer.main_ctx;
     let level = CString::new(level).expect("static level");
     let msg = CString::new(format!("GEARS: {message}").replace('\0', " ")).expect("NULs replaced");
     // SAFETY: RedisModule_Log may be called from any thread; "%s" with a
@@ -295,7 +363,351 @@ pub fn log(level: &str, message: &str) {
 }
 
 /// The flags of a command's context.
-pub fn context_flags(ctx: *mut raw::RedisModuleCtx) -> u32 {
-    // SAFETY: `ctx` is a live command context.
+fn context_flags(ctx: *mut raw::RedisModuleCtx) -> u32 {
+    // SAFETY: `ctx` is a live command or callback context.
     unsafe { raw::RedisModule_GetContextFlags.unwrap()(ctx) as u32 }
+}
+
+/// Whether the client of a command may be blocked (not inside MULTI, Lua,
+/// or a context that denies blocking).
+pub fn can_block(ctx: &Context) -> bool {
+    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI
+        | raw::REDISMODULE_CTX_FLAGS_LUA
+        | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+    context_flags(ctx.ctx) & forbidden == 0
+}
+
+/// Whether a command is replayed as it was (from the master or while
+/// loading) rather than sent by a client.
+pub fn is_replayed(ctx: &Context) -> bool {
+    let replay = raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING;
+    context_flags(ctx.ctx) & replay != 0
+}
+
+/// The bytes of a Redis string.
+///
+/// # Safety
+/// `s` must be a live `RedisModuleString`.
+unsafe fn string_bytes<'a>(s: *const raw::RedisModuleString) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = raw::RedisModule_StringPtrLen.unwrap()(s, &mut len);
+    if p.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(p.cast::<u8>(), len)
+}
+
+fn key_type_of(raw_type: c_int) -> KeyType {
+    match raw_type as isize {
+        raw::REDISMODULE_KEYTYPE_STRING => KeyType::String,
+        raw::REDISMODULE_KEYTYPE_LIST => KeyType::List,
+        raw::REDISMODULE_KEYTYPE_HASH => KeyType::Hash,
+        raw::REDISMODULE_KEYTYPE_SET => KeyType::Set,
+        raw::REDISMODULE_KEYTYPE_ZSET => KeyType::Zset,
+        raw::REDISMODULE_KEYTYPE_MODULE => KeyType::Module,
+        raw::REDISMODULE_KEYTYPE_STREAM => KeyType::Stream,
+        _ => KeyType::Empty,
+    }
+}
+
+/// The type of key `name`. Lock held.
+pub fn key_type(ctx: LockedCtx, name: &[u8]) -> KeyType {
+    // SAFETY: lock held by the caller (a `LockedCtx` exists); the string
+    // and key are freed here.
+    unsafe {
+        let ctx = ctx.0;
+        let s =
+            raw::RedisModule_CreateString.unwrap()(ctx, name.as_ptr().cast::<c_char>(), name.len());
+        let k = raw::RedisModule_OpenKey.unwrap()(ctx, s, raw::REDISMODULE_READ as i32);
+        let ty = if k.is_null() {
+            KeyType::Empty
+        } else {
+            key_type_of(raw::RedisModule_KeyType.unwrap()(k.cast()))
+        };
+        if !k.is_null() {
+            raw::RedisModule_CloseKey.unwrap()(k.cast());
+        }
+        raw::RedisModule_FreeString.unwrap()(ctx, s);
+        ty
+    }
+}
+
+/// A position in a scan of the keyspace.
+pub struct ScanCursor(SendPtr<raw::RedisModuleScanCursor>);
+
+impl Default for ScanCursor {
+    fn default() -> Self {
+        // SAFETY: creating a scan cursor has no preconditions.
+        ScanCursor(SendPtr(unsafe {
+            raw::RedisModule_ScanCursorCreate.unwrap()()
+        }))
+    }
+}
+
+impl Drop for ScanCursor {
+    fn drop(&mut self) {
+        // SAFETY: the cursor was created in `default` and is destroyed once.
+        unsafe { raw::RedisModule_ScanCursorDestroy.unwrap()(self.0 .0) };
+    }
+}
+
+type KeyVisitor<'a> = &'a mut dyn FnMut(&[u8], KeyType);
+
+extern "C" fn visit_key(
+    _ctx: *mut raw::RedisModuleCtx,
+    name: *mut raw::RedisModuleString,
+    key: *mut raw::RedisModuleKey,
+    privdata: *mut c_void,
+) {
+    // SAFETY: `privdata` is the `KeyVisitor` passed to RedisModule_Scan in
+    // `ScanCursor::step`, alive for the whole call; `name` and `key` are
+    // valid for this callback.
+    unsafe {
+        let visit = &mut *privdata.cast::<KeyVisitor>();
+        let ty = if key.is_null() {
+            KeyType::Empty
+        } else {
+            key_type_of(raw::RedisModule_KeyType.unwrap()(key))
+        };
+        visit(string_bytes(name), ty);
+    }
+}
+
+impl ScanCursor {
+    /// Scans one step, calling `visit` with each key and its type; `false`
+    /// once the scan is complete. Lock held.
+    pub fn step(&self, ctx: LockedCtx, mut visit: impl FnMut(&[u8], KeyType)) -> bool {
+        let mut visitor: KeyVisitor = &mut visit;
+        // SAFETY: lock held (a `LockedCtx` exists); `visitor` outlives the
+        // call, and `visit_key` casts the pointer back to its type.
+        let more = unsafe {
+            raw::RedisModule_Scan.unwrap()(
+                ctx.0,
+                self.0 .0,
+                Some(visit_key),
+                (&mut visitor as *mut KeyVisitor).cast::<c_void>(),
+            )
+        };
+        more != 0
+    }
+}
+
+/// The arguments of a command as the command filter sees them.
+pub struct CommandFilter<'a> {
+    fctx: *mut raw::RedisModuleCommandFilterCtx,
+    _life: std::marker::PhantomData<&'a ()>,
+}
+
+impl CommandFilter<'_> {
+    pub fn len(&self) -> usize {
+        // SAFETY: `fctx` is valid during the filter callback.
+        unsafe { raw::RedisModule_CommandFilterArgsCount.unwrap()(self.fctx) as usize }
+    }
+
+    /// Argument `i` (empty when out of range).
+    pub fn arg(&self, i: usize) -> Vec<u8> {
+        // SAFETY: `fctx` is valid during the callback; the string stays
+        // owned by the filter.
+        unsafe {
+            let s = raw::RedisModule_CommandFilterArgGet.unwrap()(self.fctx, i as _);
+            if s.is_null() {
+                return Vec::new();
+            }
+            string_bytes(s).to_vec()
+        }
+    }
+
+    /// Inserts `word` before the command name.
+    pub fn prepend(&mut self, word: &[u8]) {
+        // SAFETY: a string without context belongs to whoever takes it: the
+        // filter takes ownership of inserted arguments.
+        unsafe {
+            let s = raw::RedisModule_CreateString.unwrap()(
+                ptr::null_mut(),
+                word.as_ptr().cast(),
+                word.len(),
+            );
+            raw::RedisModule_CommandFilterArgInsert.unwrap()(self.fctx, 0, s);
+        }
+    }
+}
+
+fn guard(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        log("warning", &format!("a {what} callback panicked"));
+    }
+}
+
+/// A notification's event and key, if events are to be handled now: only
+/// on a master that is not loading.
+///
+/// # Safety
+/// The arguments are those Redis passes to a notification callback.
+unsafe fn notification<'a>(
+    ctx: *mut raw::RedisModuleCtx,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> Option<(std::borrow::Cow<'a, str>, &'a [u8])> {
+    let flags = context_flags(ctx);
+    if flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_SLAVE) != 0 {
+        return None;
+    }
+    Some((CStr::from_ptr(event).to_string_lossy(), string_bytes(key)))
+}
+
+extern "C" fn on_keyspace(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if let Some(layer) = LAYER.get() {
+        // SAFETY: the arguments come from Redis for this callback.
+        if let Some((event, key)) = unsafe { notification(ctx, event, key) } {
+            guard("keyspace event", || {
+                (layer.callbacks.keyspace)(&Notification { event: &event, key })
+            });
+        }
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+extern "C" fn on_stream(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if let Some(layer) = LAYER.get() {
+        // SAFETY: the arguments come from Redis for this callback.
+        if let Some((event, key)) = unsafe { notification(ctx, event, key) } {
+            guard("stream event", || {
+                (layer.callbacks.stream)(&Notification { event: &event, key })
+            });
+        }
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    if let Some(layer) = LAYER.get() {
+        let mut filter = CommandFilter {
+            fctx,
+            _life: std::marker::PhantomData,
+        };
+        guard("command filter", || {
+            (layer.callbacks.command_filter)(&mut filter)
+        });
+    }
+}
+
+/// Where a command keeps its keys (COMMAND INFO's first, last, step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    pub first: i64,
+    pub last: i64,
+    pub step: i64,
+}
+
+impl KeySpec {
+    /// The argument positions holding keys, for a command of `argc` words.
+    pub fn positions(self, argc: usize) -> impl Iterator<Item = usize> {
+        let last = if self.last < 0 {
+            argc as i64 + self.last
+        } else {
+            self.last.min(argc as i64 - 1)
+        };
+        let (first, step) = (self.first, self.step.max(1));
+        (0..)
+            .map(move |i| first + i * step)
+            .take_while(move |&p| first > 0 && p <= last)
+            .map(|p| p as usize)
+    }
+}
+
+/// What COMMAND INFO says about a command.
+pub struct CommandInfo {
+    pub flags: Vec<String>,
+    pub spec: KeySpec,
+}
+
+/// COMMAND INFO of `name`: `None` if there is no such command.
+pub fn command_info(name: &str) -> Option<CommandInfo> {
+    let reply = call(&[
+        b"COMMAND".to_vec(),
+        b"INFO".to_vec(),
+        name.as_bytes().to_vec(),
+    ]);
+    let Reply::Array(mut entries) = reply else {
+        return None;
+    };
+    let Some(Reply::Array(info)) = entries.pop() else {
+        return None;
+    };
+    let int = |i: usize| match info.get(i) {
+        Some(Reply::Int(n)) => *n,
+        _ => 0,
+    };
+    let flags = match info.get(2) {
+        Some(Reply::Array(f)) => f
+            .iter()
+            .filter_map(|x| match x {
+                Reply::Status(s) => Some(s.clone()),
+                Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(CommandInfo {
+        flags,
+        spec: KeySpec {
+            first: int(3),
+            last: int(4),
+            step: int(5),
+        },
+    })
+}
+
+/// The bulk strings of an array reply.
+pub fn bulk_list(r: Reply) -> Vec<Vec<u8>> {
+    match r {
+        Reply::Array(items) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Reply::Bulk(b) => Some(b),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_positions_follow_command_info() {
+        let hset = KeySpec {
+            first: 1,
+            last: 1,
+            step: 1,
+        };
+        assert_eq!(hset.positions(4).collect::<Vec<_>>(), [1]);
+        let mset = KeySpec {
+            first: 1,
+            last: -1,
+            step: 2,
+        };
+        assert_eq!(mset.positions(5).collect::<Vec<_>>(), [1, 3]);
+        let ping = KeySpec {
+            first: 0,
+            last: 0,
+            step: 0,
+        };
+        assert_eq!(ping.positions(2).count(), 0);
+        // A short command never reads past its arguments.
+        assert_eq!(hset.positions(1).count(), 0);
+    }
 }

@@ -8,13 +8,15 @@
 //! trimmed). A failed batch stays pending in the group, so nothing is lost:
 //! `retry` reads it again, a restart reads it again.
 
-use crate::redis;
-use gears_core::registration::{Mode, OnFailed, ReaderArgs, Registration, StreamStatus};
-use gears_core::{Reader, Record, Reply};
-use once_cell::sync::Lazy;
-use std::collections::HashMap;
+use crate::redis::{self, bulk_list};
+use crate::state::{Consumer, Gears};
+use gears_core::execution::Execution;
+use gears_core::registration::{
+    prefix_matches, BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus,
+};
+use gears_core::{Caller, Fired, Reader, Record, Reply};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const GROUP: &str = "__gears_consumer_group__";
 pub const CONSUMER: &str = "__gears_client__";
@@ -177,34 +179,6 @@ impl Reader for GroupReader {
     }
 }
 
-/// A registration's consumer of one stream.
-#[derive(Default)]
-struct Consumer {
-    running: bool,
-    /// Messages added since the last batch started (an estimate).
-    unread: usize,
-    timer: bool,
-    /// Read the pending entries first (first batch, after retry/unpause).
-    pending_first: bool,
-}
-
-type ConsumerKey = (String, Vec<u8>);
-
-static CONSUMERS: Lazy<Mutex<HashMap<ConsumerKey, Consumer>>> = Lazy::new(Default::default);
-
-/// Runs `f` on `reg`'s consumer of `key`. A new consumer reads its pending
-/// entries first.
-fn consumer<R>(reg: &Registration, key: &[u8], f: impl FnOnce(&mut Consumer) -> R) -> R {
-    let mut all = CONSUMERS.lock().unwrap_or_else(|e| e.into_inner());
-    let c = all
-        .entry((reg.id.clone(), key.to_vec()))
-        .or_insert_with(|| Consumer {
-            pending_first: true,
-            ..Consumer::default()
-        });
-    f(c)
-}
-
 struct Params {
     batch: usize,
     duration_ms: u64,
@@ -234,12 +208,12 @@ fn params(reg: &Registration) -> Option<Params> {
 }
 
 /// A message was added to `key`, which `reg` consumes. Lock held.
-pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
+pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
     let Some(p) = params(reg) else { return };
     if reg.stream_status() != StreamStatus::Ok {
         return;
     }
-    let start = consumer(reg, key, |c| {
+    let start = g.consumer(reg, key, |c| {
         c.unread += 1;
         if c.running {
             false
@@ -247,28 +221,28 @@ pub fn on_message(reg: &Arc<Registration>, key: &[u8]) {
             c.running = true;
             true
         } else {
-            arm_flush(c, reg, key, &p);
+            arm_flush(g, c, reg, key, &p);
             false
         }
     });
     if start {
-        start_batch(reg, key);
+        start_batch(g, reg, key);
     }
 }
 
 /// Arms the `duration` timer that flushes a partial batch, once.
-fn arm_flush(c: &mut Consumer, reg: &Arc<Registration>, key: &[u8], p: &Params) {
+fn arm_flush(g: &'static Gears, c: &mut Consumer, reg: &Arc<Registration>, key: &[u8], p: &Params) {
     if p.duration_ms > 0 && !c.timer {
         c.timer = true;
         let delay = Duration::from_millis(p.duration_ms);
-        arm(reg.clone(), key.to_vec(), delay, false);
+        arm(g, reg.clone(), key.to_vec(), delay, false);
     }
 }
 
 /// After `delay`, starts a batch if the consumer is idle and has messages
 /// (duration timer) or unconditionally after a failure (`retry`).
-fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
-    after(delay, move || {
+fn arm(g: &'static Gears, reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
+    g.timer.after(delay, move || {
         redis::with_lock(|_| {
             if reg.is_unregistered() {
                 return;
@@ -280,7 +254,7 @@ fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
                 reg.set_stream_status(StreamStatus::Ok);
             }
             let ok = reg.stream_status() == StreamStatus::Ok;
-            let start = consumer(&reg, &key, |c| {
+            let start = g.consumer(&reg, &key, |c| {
                 c.timer = false;
                 c.pending_first |= retry;
                 let go = ok && !c.running && (retry || c.unread > 0);
@@ -288,58 +262,14 @@ fn arm(reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
                 go
             });
             if start {
-                start_batch_if_any(&reg, &key);
+                start_batch_if_any(g, &reg, &key);
             }
         });
     });
 }
 
-type TimerJob = Box<dyn FnOnce() + Send>;
-
-/// One thread runs every stream timer (duration flushes, retries).
-static TIMER: Lazy<crossbeam_channel::Sender<(Instant, TimerJob)>> = Lazy::new(|| {
-    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, TimerJob)>();
-    let spawned = std::thread::Builder::new()
-        .name("gears-timer".into())
-        .spawn(move || {
-            let mut due: Vec<(Instant, TimerJob)> = Vec::new();
-            loop {
-                let next = due.iter().map(|(t, _)| *t).min();
-                let msg = match next {
-                    Some(t) => rx.recv_deadline(t),
-                    None => rx
-                        .recv()
-                        .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
-                };
-                match msg {
-                    Ok(job) => due.push(job),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                }
-                let now = Instant::now();
-                let (ready, later): (Vec<_>, Vec<_>) =
-                    due.into_iter().partition(|(t, _)| *t <= now);
-                due = later;
-                for (_, job) in ready {
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                        redis::log("warning", "a stream timer panicked");
-                    }
-                }
-            }
-        });
-    if spawned.is_err() {
-        redis::log("warning", "could not start the stream timer thread");
-    }
-    tx
-});
-
-/// Runs `job` on the timer thread after `delay`.
-fn after(delay: Duration, job: impl FnOnce() + Send + 'static) {
-    let _ = TIMER.send((Instant::now() + delay, Box::new(job)));
-}
-
-fn group_reader(reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
-    let pending_first = consumer(reg, key, |c| std::mem::take(&mut c.pending_first));
+fn group_reader(g: &Gears, reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
+    let pending_first = g.consumer(reg, key, |c| std::mem::take(&mut c.pending_first));
     GroupReader {
         key: key.to_vec(),
         batch,
@@ -352,37 +282,36 @@ fn group_reader(reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
 
 /// Starts one execution for `key` (the consumer is marked running); its
 /// messages are read when it starts.
-fn start_batch(reg: &Arc<Registration>, key: &[u8]) {
+fn start_batch(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
     let Some(p) = params(reg) else { return };
-    launch(reg, key, group_reader(reg, key, p.batch));
+    launch(g, reg, key, group_reader(g, reg, key, p.batch));
 }
 
 /// Like [`start_batch`], but reads now (lock held) and starts nothing if
 /// there is nothing to read: used when it is not known that messages wait.
-fn start_batch_if_any(reg: &Arc<Registration>, key: &[u8]) {
+fn start_batch_if_any(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
     let Some(p) = params(reg) else { return };
-    let mut reader = group_reader(reg, key, p.batch);
+    let mut reader = group_reader(g, reg, key, p.batch);
     match reader.read_batch() {
-        Ok((records, _)) if records.is_empty() => consumer(reg, key, |c| c.running = false),
+        Ok((records, _)) if records.is_empty() => g.consumer(reg, key, |c| c.running = false),
         Ok(batch) => {
             reader.ready = Some(batch);
-            launch(reg, key, reader);
+            launch(g, reg, key, reader);
         }
         // Let the execution report the error.
-        Err(_) => launch(reg, key, reader),
+        Err(_) => launch(g, reg, key, reader),
     }
 }
 
-fn launch(reg: &Arc<Registration>, key: &[u8], reader: GroupReader) {
+fn launch(g: &'static Gears, reg: &Arc<Registration>, key: &[u8], reader: GroupReader) {
     let info = reader.info.clone();
-    let reader = Box::new(reader);
     let (r, k) = (reg.clone(), key.to_vec());
-    if reg.mode == Mode::Sync {
-        let exec = gears_python::run_inline(reg, reader, None);
-        finish_batch(&r, &k, &exec, &info);
-    } else {
-        let exec = gears_python::run_queued(reg, reader, None);
-        exec.on_finish(Box::new(move |e| finish_batch(&r, &k, e, &info)));
+    match g.engine.fire(reg, Caller::Event, Box::new(reader), None) {
+        Ok(Fired::Finished(exec)) => finish_batch(g, &r, &k, &exec, &info),
+        Ok(Fired::Queued(exec)) => {
+            exec.on_finish(Box::new(move |e| finish_batch(g, &r, &k, e, &info)))
+        }
+        Err(_) => unreachable!("an event never waits for its execution"),
     }
 }
 
@@ -418,23 +347,25 @@ fn ack(key: &[u8], ids: &[Vec<u8>], trim: bool) {
 }
 
 fn finish_batch(
+    g: &'static Gears,
     reg: &Arc<Registration>,
     key: &[u8],
-    exec: &gears_core::execution::Execution,
+    exec: &Execution,
     info: &Mutex<BatchInfo>,
 ) {
     let Some(p) = params(reg) else { return };
     let ids = std::mem::take(&mut info.lock().unwrap_or_else(|e| e.into_inner()).ids);
     redis::with_lock(|_| {
-        match exec.first_error() {
-            None => ack(key, &ids, p.trim),
-            Some(e) if e.starts_with("PAUSE") => reg.set_stream_status(StreamStatus::Paused),
-            Some(_) => match p.on_failed {
+        match BatchOutcome::of(exec) {
+            BatchOutcome::Success => ack(key, &ids, p.trim),
+            BatchOutcome::Pause => reg.set_stream_status(StreamStatus::Paused),
+            BatchOutcome::Failure => match p.on_failed {
                 OnFailed::Continue => ack(key, &ids, p.trim),
                 OnFailed::Abort => reg.set_stream_status(StreamStatus::Aborted),
                 OnFailed::Retry => {
                     reg.set_stream_status(StreamStatus::WaitingForRetry);
                     arm(
+                        g,
                         reg.clone(),
                         key.to_vec(),
                         Duration::from_secs(p.retry_s),
@@ -450,7 +381,7 @@ fn finish_batch(
             // Its consumers are gone; do not bring one back.
             return;
         }
-        let again = consumer(reg, key, |c| {
+        let again = g.consumer(reg, key, |c| {
             c.running = false;
             c.unread = c.unread.saturating_sub(ids.len());
             let ok = reg.stream_status() == StreamStatus::Ok;
@@ -460,20 +391,20 @@ fn finish_batch(
                 true
             } else {
                 if ok && c.unread > 0 {
-                    arm_flush(c, reg, key, &p);
+                    arm_flush(g, c, reg, key, &p);
                 }
                 false
             }
         });
         if again {
-            start_batch_if_any(reg, key);
+            start_batch_if_any(g, reg, key);
         }
     });
 }
 
 /// Starts consuming every existing stream `reg` matches (at registration
 /// and on unpause): pending entries first, then the backlog. Lock held.
-pub fn scan_existing(reg: &Arc<Registration>) {
+pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>) {
     let ReaderArgs::Stream { prefix, .. } = &reg.args else {
         return;
     };
@@ -487,7 +418,7 @@ pub fn scan_existing(reg: &Arc<Registration>) {
             break;
         };
         if let Some(found) = parts.pop() {
-            keys.extend(crate::host::bulk_list(found));
+            keys.extend(bulk_list(found));
         }
         match parts.pop() {
             Some(Reply::Bulk(c)) if c != b"0" => cursor = c,
@@ -495,25 +426,22 @@ pub fn scan_existing(reg: &Arc<Registration>) {
         }
     }
     for key in keys {
-        if !gears_core::registration::prefix_matches(prefix, &key) {
+        if !prefix_matches(prefix, &key) {
             continue;
         }
-        let start = consumer(reg, &key, |c| {
+        let start = g.consumer(reg, &key, |c| {
             c.pending_first = true;
             !std::mem::replace(&mut c.running, true)
         });
         if start {
-            start_batch_if_any(reg, &key);
+            start_batch_if_any(g, reg, &key);
         }
     }
 }
 
 /// Forgets the consumers of an unregistered registration.
-pub fn forget(reg: &Registration) {
-    CONSUMERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(id, _), _| id != &reg.id);
+pub fn forget(g: &Gears, reg: &Registration) {
+    g.consumers().retain(|(id, _), _| id != &reg.id);
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! The module is found through `GEARS_MODULE` (set by `cargo xtask test`),
 //! or else in `target/release` then `target/debug`.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

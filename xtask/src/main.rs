@@ -2,10 +2,15 @@
 //!
 //! - `run [--port N]`: build (release), start redis-server with the module on
 //!   127.0.0.1, print how to connect; Ctrl-C stops both.
-//! - `test`: build, then formatting, clippy, unit and integration tests.
+//! - `lint`: the architecture rules: crate dependencies, module cycles,
+//!   `#![forbid(unsafe_code)]` outside the FFI crates (see `lint.rs`).
+//! - `test`: lint, build, then formatting, clippy, unit and integration tests.
 //! - `bench`: end-to-end benchmarks against Redis's Lua in the same run.
 
+#![forbid(unsafe_code)]
+
 mod bench;
+mod lint;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -16,11 +21,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
+        Some("lint") => lint::lint(),
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
         Some("setup") => setup().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <run [--port N] | test | bench [--quick] | setup>");
+            eprintln!(
+                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] | setup>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -198,6 +206,7 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    lint::lint()?;
     let python = setup()?;
     let module = build_module(&python)?;
     sh(cargo(&python).args(["fmt", "--all", "--", "--check"]))?;

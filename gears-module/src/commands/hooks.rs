@@ -1,0 +1,38 @@
+//! RG.INNERHOOK: where the command filter sends hooked commands.
+
+use crate::hooks::{call_linked, call_real, fire_hook, first_accepting, hook_reply};
+use crate::redis;
+use crate::response::{arity, guarded, reply_when_all_done, respond_fired, Failure, Response};
+use crate::state::Gears;
+use gears_core::Caller;
+use redis_module::{Context, RedisResult, RedisString};
+
+fn inner_hook_impl(
+    g: &'static Gears,
+    ctx: &Context,
+    args: &[RedisString],
+) -> Result<Response, Failure> {
+    arity(args, |n| n >= 2)?;
+    let argv: Vec<Vec<u8>> = args[1..].iter().map(|a| a.as_slice().to_vec()).collect();
+    // Replication and loading replay the command as it was.
+    if redis::is_replayed(ctx) {
+        return Ok(call_real(&argv).into());
+    }
+    let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+    let hooks = g.engine.registrations.hooks(&name);
+    let can_block = redis::can_block(ctx);
+    if let Some(i) = first_accepting(g, &hooks, &argv) {
+        let (newest, rest) = (&hooks[i], hooks[i + 1..].to_vec());
+        let fired = fire_hook(g, newest, &argv, rest, Caller::Client { can_block });
+        return respond_fired(ctx, fired, hook_reply);
+    }
+    let (real, linked) = call_linked(&argv, can_block);
+    let held = linked.held();
+    Ok(reply_when_all_done(ctx, held, move || {
+        linked.final_reply(real)
+    }))
+}
+
+pub fn inner_hook(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, inner_hook_impl)
+}

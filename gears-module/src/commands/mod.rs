@@ -1,0 +1,19 @@
+//! The `RG.*` commands: argument parsing and replies over the services.
+//! Nothing below imports this layer.
+
+mod config;
+mod executions;
+mod hooks;
+mod pyexecute;
+mod registrations;
+
+pub use config::{config_get, config_set, info_cluster};
+pub use executions::{
+    abort_execution, drop_execution, dump_executions, get_execution, get_results,
+    get_results_blocking,
+};
+pub use hooks::inner_hook;
+pub use pyexecute::pyexecute;
+pub use registrations::{
+    clear_stats, dump_registrations, pause, trigger, unpause, unregister_command,
+};

@@ -1,0 +1,107 @@
+//! Registrations on the Redis side: checking what a script registers,
+//! applying it once the script succeeded, removing registrations, and
+//! keeping the event tables in step with the registry.
+
+use crate::errors;
+use crate::hooks::check_hookable;
+use crate::redis;
+use crate::state::Gears;
+use crate::streams;
+use crate::tables::Tables;
+use gears_core::registration::{Mode, ReaderArgs, Registration};
+use gears_python::{PendingRegistration, ScriptScope};
+
+/// Whether `reg` still counts for the checks of a script of `scope`.
+fn stays(reg: &Registration, scope: &ScriptScope) -> bool {
+    reg.session != scope.session && scope.replacing.as_deref() != Some(&reg.session)
+}
+
+/// The checks 1.2 makes when `register()` is called.
+pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String> {
+    let regs = &g.engine.registrations;
+    match args {
+        ReaderArgs::Trigger { name, .. }
+            if regs.trigger(name).is_some_and(|r| stays(&r, scope)) =>
+        {
+            return Err(errors::TRIGGER_TAKEN.into());
+        }
+        ReaderArgs::Hook {
+            command, keyprefix, ..
+        } => {
+            check_hookable(command, keyprefix.is_some(), "override")?;
+            if let Some(newest) = regs.hooks(command).first() {
+                if newest.mode != Mode::Sync {
+                    return Err(if newest.session == scope.session {
+                        errors::OVERRIDE_NON_SYNC_SAME_SESSION.into()
+                    } else {
+                        errors::OVERRIDE_NON_SYNC.into()
+                    });
+                }
+            }
+        }
+        ReaderArgs::Keys {
+            commands: Some(commands),
+            prefix,
+            ..
+        } => {
+            for c in commands {
+                check_hookable(c, prefix.as_slice() != b"*", "hook")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Rebuilds the event tables after the registry changed.
+fn refresh(g: &Gears) {
+    let all = g.engine.registrations.snapshot();
+    g.set_tables(Tables::build(&all, |c| {
+        redis::command_info(c).map(|i| i.spec)
+    }));
+}
+
+/// Applies the registrations of a script that succeeded, after removing
+/// those of the session it replaces.
+pub fn apply(
+    g: &'static Gears,
+    session: &str,
+    desc: Option<String>,
+    replaced: Option<&str>,
+    pending: Vec<PendingRegistration>,
+) {
+    let regs = &g.engine.registrations;
+    if let Some(old) = replaced {
+        if let Some(s) = regs.session(old) {
+            for id in s.registrations {
+                unregister(g, &id, true);
+            }
+        }
+    }
+    regs.open_session(session, desc);
+    for p in &pending {
+        regs.add(p.reg.clone());
+    }
+    refresh(g);
+    for p in &pending {
+        if matches!(p.reg.args, ReaderArgs::Stream { .. }) {
+            streams::scan_existing(g, &p.reg);
+        }
+        p.on_registered();
+    }
+}
+
+/// Removes a registration; `false` if there is none with that id.
+pub fn unregister(g: &Gears, id: &str, abort_pending: bool) -> bool {
+    let Some(reg) = g.engine.registrations.remove(id) else {
+        return false;
+    };
+    if abort_pending {
+        for e in reg.pending_executions() {
+            e.abort();
+        }
+    }
+    streams::forget(g, &reg);
+    refresh(g);
+    true
+}

@@ -1,0 +1,147 @@
+//! The module state: one [`Gears`] value, created at load and passed to
+//! whatever needs it.
+//!
+//! It lives in one static because Redis calls the module back through
+//! plain functions (command handlers, notifications, the command filter)
+//! that carry no user data; only those entry points call [`get`].
+
+use crate::tables::Tables;
+use crate::timer::Timer;
+use gears_cluster::Topology;
+use gears_config::GearsConfig;
+use gears_core::registration::Registration;
+use gears_core::Engine;
+use once_cell::sync::OnceCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+/// A registration's consumer of one stream.
+#[derive(Default)]
+pub struct Consumer {
+    pub running: bool,
+    /// Messages added since the last batch started (an estimate).
+    pub unread: usize,
+    /// A `duration` flush is armed.
+    pub timer: bool,
+    /// Read the pending entries first (first batch, after retry/unpause).
+    pub pending_first: bool,
+}
+
+/// (registration id, stream key).
+pub type ConsumerKey = (String, Vec<u8>);
+
+pub struct Gears {
+    pub config: RwLock<GearsConfig>,
+    pub engine: Arc<Engine>,
+    pub topology: RwLock<Topology>,
+    tables: RwLock<Arc<Tables>>,
+    /// Fast exits for servers without registrations of a kind.
+    pub any_keys: AtomicBool,
+    pub any_streams: AtomicBool,
+    pub any_hook: AtomicBool,
+    consumers: Mutex<HashMap<ConsumerKey, Consumer>>,
+    pub timer: Timer,
+    session_counter: AtomicU64,
+}
+
+static GEARS: OnceCell<Gears> = OnceCell::new();
+
+/// Installs the state (module load).
+pub fn install(g: Gears) -> Result<&'static Gears, &'static str> {
+    GEARS.set(g).map_err(|_| "the module is already loaded")?;
+    Ok(GEARS.get().expect("just set"))
+}
+
+/// The state, for the entry points Redis calls.
+pub fn get() -> Option<&'static Gears> {
+    GEARS.get()
+}
+
+impl Gears {
+    pub fn new(config: GearsConfig, engine: Arc<Engine>, timer: Timer) -> Gears {
+        let g = Gears {
+            config: RwLock::new(config),
+            engine,
+            topology: RwLock::new(Topology::default()),
+            tables: RwLock::default(),
+            any_keys: AtomicBool::new(false),
+            any_streams: AtomicBool::new(false),
+            any_hook: AtomicBool::new(false),
+            consumers: Mutex::default(),
+            timer,
+            session_counter: AtomicU64::new(0),
+        };
+        g.apply_limits();
+        g
+    }
+
+    pub fn config(&self) -> RwLockReadGuard<'_, GearsConfig> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn topology(&self) -> RwLockReadGuard<'_, Topology> {
+        self.topology.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands the limits of the configuration to the engine (at load and
+    /// after RG.CONFIGSET).
+    pub fn apply_limits(&self) {
+        let s = self.config().settings().clone();
+        self.engine.executions.set_max(s.maxexecutions as usize);
+        self.engine.max_per_registration.store(
+            s.maxexecutionsperregistration.max(0) as usize,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn tables(&self) -> Arc<Tables> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_tables(&self, t: Tables) {
+        self.any_keys.store(!t.keys.is_empty(), Ordering::SeqCst);
+        self.any_streams
+            .store(!t.streams.is_empty(), Ordering::SeqCst);
+        self.any_hook.store(!t.hooked.is_empty(), Ordering::SeqCst);
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+    }
+
+    /// Runs `f` on `reg`'s consumer of `key`. A new consumer reads its
+    /// pending entries first.
+    pub fn consumer<R>(
+        &self,
+        reg: &Registration,
+        key: &[u8],
+        f: impl FnOnce(&mut Consumer) -> R,
+    ) -> R {
+        let mut all = self.consumers();
+        let c = all
+            .entry((reg.id.clone(), key.to_vec()))
+            .or_insert_with(|| Consumer {
+                pending_first: true,
+                ..Consumer::default()
+            });
+        f(c)
+    }
+
+    pub fn consumers(&self) -> MutexGuard<'_, HashMap<ConsumerKey, Consumer>> {
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh session id: 40 hex characters.
+    pub fn random_session_id(&self) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut out = String::with_capacity(40);
+        while out.len() < 40 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(self.session_counter.fetch_add(1, Ordering::Relaxed));
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out.truncate(40);
+        out
+    }
+}
