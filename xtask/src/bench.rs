@@ -198,8 +198,17 @@ fn sync_set_during_batch(c: &mut Client, port: u16) {
 
 pub fn bench(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
-    let python = crate::setup()?;
-    let module = crate::build_module(&python)?;
+    // `--module PATH`: measure a module built elsewhere (an older build, to
+    // compare before and after a change on the same machine).
+    let given = args
+        .iter()
+        .position(|a| a == "--module")
+        .map(|i| args.get(i + 1).cloned().ok_or("--module needs a path"))
+        .transpose()?;
+    let module = match given {
+        Some(path) => std::path::PathBuf::from(path),
+        None => crate::build_module(&crate::setup()?)?,
+    };
     std::env::set_var("GEARS_MODULE", &module);
     let server = Server::start(&[]);
     let mut c = server.client();

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] | setup>"
+                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] | setup>"
             );
             return ExitCode::from(2);
         }
