@@ -10,6 +10,7 @@
 use crate::command::CommandCtx;
 use crate::engine::Engine;
 use crate::execution::{Execution, Status};
+use crate::identity::Identity;
 use crate::reader::Reader;
 use crate::registration::{Mode, Outcome, Registration};
 use crate::runner::PlanRunner;
@@ -102,17 +103,19 @@ impl Engine {
         }
     }
 
-    /// Starts an execution of `reg` over `reader` where `placement` says.
-    /// For [`Placement::Inline`] the caller holds whatever lock the host
-    /// needs for the reader and the steps (the Redis lock).
+    /// Starts an execution of `reg` over `reader` where `placement` says,
+    /// acting as `identity`. For [`Placement::Inline`] the caller holds
+    /// whatever lock the host needs for the reader and the steps (the Redis
+    /// lock).
     pub fn start(
         self: &Arc<Self>,
         reg: &Arc<Registration>,
         placement: Placement,
+        identity: Identity,
         reader: Box<dyn Reader>,
         command: Option<Arc<CommandCtx>>,
     ) -> Fired {
-        let exec = self.new_registered_execution(reg);
+        let exec = self.new_registered_execution(reg, identity);
         match placement {
             Placement::Inline => {
                 run_marked(&*self.runner, &exec, reg, reader, command);
@@ -133,21 +136,25 @@ impl Engine {
         self: &Arc<Self>,
         reg: &Arc<Registration>,
         caller: Caller,
+        identity: Identity,
         reader: Box<dyn Reader>,
         command: Option<Arc<CommandCtx>>,
     ) -> Result<Fired, CannotBlock> {
         let placement = self.placement(reg, caller)?;
-        Ok(self.start(reg, placement, reader, command))
+        Ok(self.start(reg, placement, identity, reader, command))
     }
 
     /// A new execution of `reg`, counted as triggered, kept for
     /// `RG.DUMPEXECUTIONS` and counted in the statistics when it ends.
-    fn new_registered_execution(self: &Arc<Self>, reg: &Arc<Registration>) -> Arc<Execution> {
-        let exec = Arc::new(Execution::with_steps(
-            self.next_execution_id(),
-            reg.steps.clone(),
-            true,
-        ));
+    fn new_registered_execution(
+        self: &Arc<Self>,
+        reg: &Arc<Registration>,
+        identity: Identity,
+    ) -> Arc<Execution> {
+        let exec = Arc::new(
+            Execution::with_steps(self.next_execution_id(), reg.steps.clone(), true)
+                .acting_as(identity),
+        );
         reg.on_trigger();
         let (r, engine) = (reg.clone(), Arc::downgrade(self));
         // First waiter: the statistics are up to date before anyone else
@@ -235,19 +242,30 @@ mod tests {
         let sync = reg(Mode::Sync);
         let blocked = Caller::Client { can_block: false };
         assert_eq!(engine.placement(&sync, blocked), Ok(Placement::Inline));
-        let fired = engine.fire(&sync, blocked, one(), None).unwrap();
+        let fired = engine
+            .fire(&sync, blocked, Identity::default(), one(), None)
+            .unwrap();
         assert!(matches!(fired, Fired::Finished(_)));
         assert_eq!(sync.stats().success, 1);
 
         let asynchronous = reg(Mode::Async);
-        assert!(engine.fire(&asynchronous, blocked, one(), None).is_err());
+        assert!(engine
+            .fire(&asynchronous, blocked, Identity::default(), one(), None)
+            .is_err());
         assert_eq!(asynchronous.stats().triggered, 0);
         let fired = engine
-            .fire(&asynchronous, Caller::Event, one(), None)
+            .fire(
+                &asynchronous,
+                Caller::Event,
+                Identity::module(3),
+                one(),
+                None,
+            )
             .unwrap();
         let Fired::Queued(exec) = fired else {
             panic!("an async registration must be queued")
         };
+        assert_eq!(exec.identity, Identity::module(3));
         let (tx, rx) = crossbeam_channel::bounded(1);
         exec.on_finish(Box::new(move |_| tx.send(()).unwrap()));
         rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
@@ -280,7 +298,9 @@ mod tests {
         let check = Arc::new(Check(r.clone(), Mutex::new(None)));
         let engine = Arc::new(Engine::new(1, 100, 10, check.clone(), |_| {}).unwrap());
         assert!(!is_running_here(&r));
-        engine.fire(&r, Caller::Event, one(), None).unwrap();
+        engine
+            .fire(&r, Caller::Event, Identity::default(), one(), None)
+            .unwrap();
         assert_eq!(*check.1.lock().unwrap(), Some(true));
         assert!(!is_running_here(&r));
     }

@@ -1,5 +1,6 @@
 //! Executions (one run of a plan) and the registry that keeps them.
 
+use crate::identity::Identity;
 use crate::plan::Plan;
 use crate::Reply;
 use std::collections::{HashMap, VecDeque};
@@ -65,6 +66,8 @@ pub struct Execution {
     pub id: String,
     pub registered: bool,
     pub steps: Arc<[StepInfo]>,
+    /// Who its commands run as.
+    pub identity: Identity,
     inner: Mutex<Inner>,
     abort: Arc<AtomicBool>,
     interrupter: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -93,6 +96,7 @@ impl Execution {
             id,
             registered,
             steps,
+            identity: Identity::default(),
             inner: Mutex::new(Inner {
                 status: Status::Created,
                 results: Vec::new(),
@@ -104,6 +108,12 @@ impl Execution {
             abort: Arc::new(AtomicBool::new(false)),
             interrupter: Mutex::new(None),
         }
+    }
+
+    /// The same execution, acting as `identity`.
+    pub fn acting_as(mut self, identity: Identity) -> Execution {
+        self.identity = identity;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -18,6 +18,11 @@ pub trait HostValue: Send + Sync + fmt::Debug + 'static {
     /// The reply a client sees for this object. Called with whatever lock the
     /// host needs already held by the caller.
     fn to_reply(&self) -> crate::Reply;
+    /// Like [`HostValue::to_reply`], or why the object has no reply (nested
+    /// deeper than [`MAX_REPLY_DEPTH`], cyclic...).
+    fn try_reply(&self) -> Result<crate::Reply, String> {
+        Ok(self.to_reply())
+    }
     /// Bytes that `decode` on another shard turns back into the object.
     fn encode(&self) -> Result<Vec<u8>, String> {
         Err("this record type can not be sent to another shard".into())
@@ -133,21 +138,44 @@ pub enum Record {
     Host(HostObject),
 }
 
+/// How deeply a reply may nest; deeper data (or a cycle) is an error, never
+/// a recursion that runs out of stack.
+pub const MAX_REPLY_DEPTH: usize = 1000;
+
+/// The error of data nested deeper than [`MAX_REPLY_DEPTH`].
+pub fn too_deep() -> String {
+    format!("reply nesting too deep (more than {MAX_REPLY_DEPTH} levels, or a cycle)")
+}
+
 impl Record {
     pub fn is_error(&self) -> bool {
         matches!(self, Record::Error(_))
     }
 
-    /// The reply a native record gets (host objects answer for themselves).
+    /// The reply a native record gets (host objects answer for themselves);
+    /// a record that has none replies its error.
     pub fn to_reply(&self) -> crate::Reply {
+        self.try_reply().unwrap_or_else(crate::Reply::Error)
+    }
+
+    /// The reply of a record, or why it has none (see [`MAX_REPLY_DEPTH`]).
+    pub fn try_reply(&self) -> Result<crate::Reply, String> {
+        self.reply_at(0)
+    }
+
+    fn reply_at(&self, depth: usize) -> Result<crate::Reply, String> {
         use crate::Reply;
-        match self {
+        if depth > MAX_REPLY_DEPTH {
+            return Err(too_deep());
+        }
+        let inner = |r: &Record| r.reply_at(depth + 1);
+        Ok(match self {
             Record::Null => Reply::Null,
             Record::Str(s) => Reply::Bulk(s.clone()),
             Record::Long(i) => Reply::Int(*i),
             Record::Double(d) => Reply::from_float(*d),
-            Record::List(l) => Reply::Array(l.iter().map(Record::to_reply).collect()),
-            Record::Keyed(k, v) => Reply::Array(vec![Reply::bulk(k.as_bytes()), v.to_reply()]),
+            Record::List(l) => Reply::Array(l.iter().map(inner).collect::<Result<_, _>>()?),
+            Record::Keyed(k, v) => Reply::Array(vec![Reply::bulk(k.as_bytes()), inner(v)?]),
             Record::Key(e) => Reply::Array(vec![
                 Reply::Bulk(e.key.clone()),
                 match &e.value {
@@ -167,12 +195,12 @@ impl Record {
             ]),
             Record::Dict(d) => Reply::Array(
                 d.iter()
-                    .map(|(k, v)| Reply::Array(vec![Reply::Bulk(k.clone()), v.to_reply()]))
-                    .collect(),
+                    .map(|(k, v)| Ok(Reply::Array(vec![Reply::Bulk(k.clone()), inner(v)?])))
+                    .collect::<Result<_, String>>()?,
             ),
             Record::Error(e) => Reply::Error(e.clone()),
-            Record::Host(h) => h.to_reply(),
-        }
+            Record::Host(h) => h.try_reply()?,
+        })
     }
 
     /// Appends the binary form of a native record to `out`.

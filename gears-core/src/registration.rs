@@ -236,6 +236,9 @@ pub struct Registration {
     pub steps: Arc<[StepInfo]>,
     /// The session (RG.PYEXECUTE `ID`) that registered it.
     pub session: String,
+    /// The user who registered it: executions that events start run as
+    /// this user (`None`: unrestricted).
+    pub owner: Option<String>,
     stats: Mutex<Stats>,
     queue: SerialQueue,
     /// Executions kept for `RG.DUMPEXECUTIONS`, oldest first.
@@ -261,12 +264,19 @@ impl Registration {
             steps: step_infos(&plan),
             plan,
             session,
+            owner: None,
             stats: Mutex::new(Stats::default()),
             queue: SerialQueue::default(),
             executions: Mutex::new(VecDeque::new()),
             stream_status: Mutex::new(StreamStatus::Ok),
             unregistered: AtomicBool::new(false),
         }
+    }
+
+    /// The same registration, owned by `user`.
+    pub fn owned_by(mut self, user: Option<String>) -> Registration {
+        self.owner = user;
+        self
     }
 
     pub fn reader_name(&self) -> &'static str {

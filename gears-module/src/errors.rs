@@ -80,3 +80,5 @@ pub fn movable_keys_by_prefix(what: &str) -> String {
     format!("Can not {what} a command with moveable keys by key prefix")
 }
 pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
+pub const INNER_HOOK_INTERNAL: &str =
+    "ERR RG.INNERHOOK is internal to the gears module and can not be called directly";

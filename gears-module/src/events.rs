@@ -14,7 +14,7 @@ use crate::streams;
 use gears_core::dispatch::is_running_here;
 use gears_core::engine::VecReader;
 use gears_core::registration::{prefix_matches, ReaderArgs, Registration};
-use gears_core::{Caller, Placement, Reader};
+use gears_core::{Caller, Identity, Placement, Reader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ pub fn on_stream(n: &Notification<'_>) {
     }
     for reg in g.tables().streams_for(n) {
         if !is_running_here(reg) {
-            streams::on_message(g, reg, n.key);
+            streams::on_message(g, reg, n.db, n.key);
         }
     }
 }
@@ -73,13 +73,20 @@ fn dispatch_keys(g: &'static Gears, n: &Notification<'_>) {
             },
             None => None,
         };
-        if let Some(kt) = key_types {
-            let ty = redis::with_lock(|ctx| redis::key_type(ctx, n.key));
-            if !kt.iter().any(|t| t == ty.name()) {
-                continue;
+        // The registration's owner only hears of keys it may read.
+        let who = Identity::new(reg.owner.clone(), n.db);
+        let visible = redis::with_lock(|ctx| {
+            ctx.select_db(n.db);
+            if !redis::read_filter(ctx, &who)(n.key) {
+                return false;
             }
+            let Some(kt) = key_types else { return true };
+            let ty = redis::key_type(ctx, n.key);
+            kt.iter().any(|t| t == ty.name())
+        });
+        if visible {
+            fire_keys(g, reg, n, who, *read_value, linked);
         }
-        fire_keys(g, reg, n, *read_value, linked);
     }
 }
 
@@ -87,6 +94,7 @@ fn fire_keys(
     g: &Gears,
     reg: &Arc<Registration>,
     n: &Notification<'_>,
+    who: Identity,
     read_value: bool,
     linked: Option<Arc<Linked>>,
 ) {
@@ -98,16 +106,20 @@ fn fire_keys(
     // read it when the execution starts.
     let reader: Box<dyn Reader> = match placement {
         Placement::Inline => {
-            let record = redis::with_lock(|c| key_record(c, n.key, n.event, read_value));
+            let record = redis::with_lock(|c| {
+                c.select_db(n.db);
+                key_record(c, n.key, n.event, read_value)
+            });
             Box::new(VecReader(Some(vec![record])))
         }
         Placement::Queued => Box::new(KeysReader::for_event(
             n.key.to_vec(),
             n.event.to_owned(),
             read_value,
+            who.clone(),
         )),
     };
-    let fired = g.engine.start(reg, placement, reader, command);
+    let fired = g.engine.start(reg, placement, who, reader, command);
     if let (Some(l), Placement::Queued) = (linked, placement) {
         l.hold(fired.execution().clone());
     }

@@ -18,7 +18,7 @@ use gears_core::dispatch::CannotBlock;
 use gears_core::engine::VecReader;
 use gears_core::execution::Execution;
 use gears_core::registration::Registration;
-use gears_core::{CallNext, Caller, CommandCtx, Fired, Record, Reply};
+use gears_core::{CallNext, Caller, CommandCtx, Fired, Identity, Placement, Record, Reply};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -54,14 +54,21 @@ pub fn command_filter(f: &mut CommandFilter<'_>) {
     };
     let arg = |i: usize| f.arg(i);
     if h.filters.iter().any(|k| k.accepts(h.spec, argc, &arg)) {
-        f.prepend(b"RG.INNERHOOK");
+        // `RG.INNERHOOK <token> cmd args...`: only the filter knows the
+        // token, so clients can not call RG.INNERHOOK themselves.
+        f.prepend(g.hook_token.as_bytes());
+        f.prepend(INNER_HOOK.as_bytes());
     }
 }
 
-/// Runs the real command (filters skip our own calls), replicated, refused
-/// over maxmemory like the client's own command would be.
-pub fn call_real(argv: &[Vec<u8>]) -> Reply {
-    redis::call_with(argv, c"!vEM")
+/// The command the filter sends hooked commands to.
+pub const INNER_HOOK: &str = "RG.INNERHOOK";
+
+/// Runs the real command (filters skip our own calls) as `who`, the client
+/// that sent it: its database, its permissions; replicated, refused over
+/// maxmemory like the client's own command would be.
+pub fn call_real(who: &Identity, argv: &[Vec<u8>]) -> Reply {
+    redis::call_as(who, argv)
 }
 
 /// Among `hooks` (newest first), the first one that accepts `argv`'s keys.
@@ -84,6 +91,7 @@ struct Next {
     gears: &'static Gears,
     command: Vec<u8>,
     chain: Vec<Arc<Registration>>,
+    who: Identity,
 }
 
 impl CallNext for Next {
@@ -92,18 +100,22 @@ impl CallNext for Next {
         argv.push(self.command.clone());
         argv.extend(args);
         // Only hooks older than the running one may come next. They run
-        // inline: this thread already holds what the outer hook holds.
+        // inline, whatever their mode: their reply is what `call_next`
+        // returns.
         match first_accepting(self.gears, &self.chain, &argv) {
             Some(i) => {
                 let rest = self.chain[i + 1..].to_vec();
-                let fired = fire_hook(self.gears, &self.chain[i], &argv, rest, Caller::Event);
-                match fired {
-                    Ok(Fired::Finished(e)) => hook_reply(&e),
-                    // A queued older hook: its reply is not known yet.
-                    Ok(Fired::Queued(_)) | Err(_) => Reply::Error(errors::NO_ASYNC_HERE.into()),
-                }
+                let fired = start_hook(
+                    self.gears,
+                    &self.chain[i],
+                    &argv,
+                    rest,
+                    Placement::Inline,
+                    self.who.clone(),
+                );
+                hook_reply(fired.execution())
             }
-            None => call_linked(&argv, false).0,
+            None => call_linked(&self.who, &argv, false).0,
         }
     }
 }
@@ -115,30 +127,54 @@ pub fn words_record<'a>(words: impl IntoIterator<Item = &'a [u8]>) -> Box<VecRea
     Box::new(VecReader(Some(vec![record])))
 }
 
-/// Fires hook `reg` for the command `argv`, with `rest` (older hooks) as
-/// what its `call_next` reaches.
+/// The command context of hook `reg` for `argv`: `call_next` reaches
+/// `rest` (older hooks), then the command, as `who`.
+fn hook_ctx(
+    g: &'static Gears,
+    argv: &[Vec<u8>],
+    rest: Vec<Arc<Registration>>,
+    who: Identity,
+) -> Arc<CommandCtx> {
+    let next = Next {
+        gears: g,
+        command: argv[0].clone(),
+        chain: rest,
+        who,
+    };
+    Arc::new(CommandCtx::new(Some(Box::new(next))))
+}
+
+/// Fires hook `reg` for the command `argv` of the client `who`.
 pub fn fire_hook(
     g: &'static Gears,
     reg: &Arc<Registration>,
     argv: &[Vec<u8>],
     rest: Vec<Arc<Registration>>,
     caller: Caller,
+    who: Identity,
 ) -> Result<Fired, CannotBlock> {
-    let next = Next {
-        gears: g,
-        command: argv[0].clone(),
-        chain: rest,
-    };
-    let command = Arc::new(CommandCtx::new(Some(Box::new(next))));
-    let reader = words_record(argv.iter().map(Vec::as_slice));
-    g.engine.fire(reg, caller, reader, Some(command))
+    let placement = g.engine.placement(reg, caller)?;
+    Ok(start_hook(g, reg, argv, rest, placement, who))
 }
 
-/// Runs the real command with a link for the events it raises. Returns
-/// the reply and the link (to wait for its executions).
-pub fn call_linked(argv: &[Vec<u8>], attached: bool) -> (Reply, Arc<Linked>) {
+fn start_hook(
+    g: &'static Gears,
+    reg: &Arc<Registration>,
+    argv: &[Vec<u8>],
+    rest: Vec<Arc<Registration>>,
+    placement: Placement,
+    who: Identity,
+) -> Fired {
+    let command = hook_ctx(g, argv, rest, who.clone());
+    let reader = words_record(argv.iter().map(Vec::as_slice));
+    g.engine.start(reg, placement, who, reader, Some(command))
+}
+
+/// Runs the real command as `who` with a link for the events it raises.
+/// Returns the reply and the link (to wait for its executions).
+pub fn call_linked(who: &Identity, argv: &[Vec<u8>], attached: bool) -> (Reply, Arc<Linked>) {
     let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let linked = Linked::new(name, attached);
-    let reply = with_linked(&linked, || call_real(argv));
+    let reply = with_linked(&linked, || call_real(who, argv));
     (reply, linked)
 }

@@ -6,14 +6,14 @@ use crate::registry;
 use crate::state::Gears;
 use crate::streams::StreamRunReader;
 use gears_core::registration::ReaderArgs;
-use gears_core::{Reader, Reply};
+use gears_core::{Identity, Reader, Reply};
 use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 
 pub struct ModuleHost(pub &'static Gears);
 
 impl RedisHost for ModuleHost {
-    fn call(&self, argv: &[Vec<u8>]) -> Reply {
-        redis::call(argv)
+    fn call(&self, who: &Identity, argv: &[Vec<u8>]) -> Reply {
+        redis::call_as(who, argv)
     }
 
     fn log(&self, level: LogLevel, message: &str) {
@@ -28,12 +28,12 @@ impl RedisHost for ModuleHost {
         self.0.topology().hashtag().to_owned()
     }
 
-    fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader> {
-        Box::new(KeysReader::new(spec))
+    fn keys_reader(&self, who: Identity, spec: KeysReaderSpec) -> Box<dyn Reader> {
+        Box::new(KeysReader::new(spec, who))
     }
 
-    fn stream_reader(&self, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader> {
-        Box::new(StreamRunReader::new(key, from))
+    fn stream_reader(&self, who: Identity, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader> {
+        Box::new(StreamRunReader::new(who, key, from))
     }
 
     fn check_registration(&self, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String> {

@@ -1,10 +1,11 @@
 //! Reading keys: the KeysReader that scans the keyspace in batches, and the
-//! record of one key for an event.
+//! record of one key for an event. Keys are read in the database of the
+//! execution, and only those its user may read.
 
-use crate::redis::{self, bulk_list, with_lock, LockedCtx, ScanCursor};
+use crate::redis::{self, bulk_list, read_filter, with_lock, LockedCtx, ScanCursor};
 use gears_core::glob::Glob;
 use gears_core::record::{KeyEntry, KeyType, KeyValue};
-use gears_core::{Reader, Record, Reply};
+use gears_core::{Identity, Reader, Record, Reply};
 use gears_python::KeysReaderSpec;
 
 /// How many keys one batch reads under the Redis lock. Small enough that
@@ -14,6 +15,7 @@ const BATCH: usize = 1024;
 
 pub struct KeysReader {
     spec: KeysReaderSpec,
+    who: Identity,
     glob: Glob,
     cursor: ScanCursor,
     done: bool,
@@ -22,10 +24,12 @@ pub struct KeysReader {
 }
 
 impl KeysReader {
-    pub fn new(spec: KeysReaderSpec) -> KeysReader {
+    /// A scan (or, with `no_scan`, a read of one key) for `who`.
+    pub fn new(spec: KeysReaderSpec, who: Identity) -> KeysReader {
         KeysReader {
             glob: Glob::new(&spec.pattern),
             spec,
+            who,
             cursor: ScanCursor::default(),
             done: false,
             event: None,
@@ -33,48 +37,86 @@ impl KeysReader {
     }
 
     /// Reads one key when an execution triggered by `event` starts.
-    pub fn for_event(key: Vec<u8>, event: String, read_value: bool) -> KeysReader {
-        let mut r = KeysReader::new(KeysReaderSpec {
+    pub fn for_event(key: Vec<u8>, event: String, read_value: bool, who: Identity) -> KeysReader {
+        let spec = KeysReaderSpec {
             pattern: key,
             no_scan: true,
             read_value,
-        });
+            db: who.db,
+        };
+        let mut r = KeysReader::new(spec, who);
         r.event = Some(event);
         r
     }
 }
 
-/// The record of `key` for an event, read now.
+/// The record of `key` (database selected) for an event, read now.
 pub fn key_record(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
     let value = read_value.then(|| {
         let ty = redis::key_type(ctx, key);
-        read_values(ctx, vec![(key.to_vec(), ty)])
-            .pop()
-            .unwrap_or(KeyValue::Missing)
+        read_values(ctx, vec![(key.to_vec(), ty)]).pop()
     });
-    Record::Key(Box::new(KeyEntry {
-        key: key.to_vec(),
-        value,
-        event: Some(event.to_owned()),
-    }))
+    key_entry(key.to_vec(), value.flatten(), Some(event.to_owned()))
 }
 
-/// Reads the values of `keys` (name, type) with the lock held.
-fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<KeyValue> {
+/// A key's record, or the error of reading its value.
+fn key_entry(
+    key: Vec<u8>,
+    value: Option<Result<KeyValue, String>>,
+    event: Option<String>,
+) -> Record {
+    match value.transpose() {
+        Ok(value) => Record::Key(Box::new(KeyEntry { key, value, event })),
+        Err(e) => Record::Error(format!(
+            "could not read key '{}': {e}",
+            String::from_utf8_lossy(&key)
+        )),
+    }
+}
+
+/// The value of one key read by a command, or its error.
+fn value_of(reply: Reply, ty: KeyType) -> Result<KeyValue, String> {
+    match (ty, reply) {
+        (_, Reply::Error(e)) => Err(e),
+        (KeyType::String, Reply::Bulk(b)) => Ok(KeyValue::String(b)),
+        // Gone between the scan and the read.
+        (_, Reply::Null) => Ok(KeyValue::Missing),
+        (KeyType::List, r) => Ok(KeyValue::List(bulk_list(r))),
+        (KeyType::Hash, r) => {
+            let flat = bulk_list(r);
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                pairs.push((f, v));
+            }
+            Ok(KeyValue::Hash(pairs))
+        }
+        (_, other) => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
+/// Reads the values of `keys` (name, type) with the lock held. Strings are
+/// read with one MGET, except in cluster mode, where one command can not
+/// span slots.
+fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<Result<KeyValue, String>> {
     let read = c"vE";
-    let mut values: Vec<Option<KeyValue>> = vec![None; keys.len()];
+    let mut values: Vec<Option<Result<KeyValue, String>>> = vec![None; keys.len()];
     let strings: Vec<usize> = (0..keys.len())
         .filter(|&i| keys[i].1 == KeyType::String)
         .collect();
-    if !strings.is_empty() {
+    if strings.len() > 1 && !ctx.cluster_enabled() {
         let names: Vec<Vec<u8>> = strings.iter().map(|&i| keys[i].0.clone()).collect();
-        if let Reply::Array(items) = redis::call_locked(ctx, c"MGET", &names, read) {
-            for (&i, item) in strings.iter().zip(items) {
-                values[i] = Some(match item {
-                    Reply::Bulk(b) => KeyValue::String(b),
-                    _ => KeyValue::Missing,
-                });
+        match redis::call_locked(ctx, c"MGET", &names, read) {
+            Reply::Array(items) if items.len() == strings.len() => {
+                for (&i, item) in strings.iter().zip(items) {
+                    values[i] = Some(match item {
+                        Reply::Bulk(b) => Ok(KeyValue::String(b)),
+                        _ => Ok(KeyValue::Missing),
+                    });
+                }
             }
+            // Read them one by one below, each with its own outcome.
+            _ => {}
         }
     }
     for (i, (name, ty)) in keys.iter().enumerate() {
@@ -87,25 +129,20 @@ fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<KeyValue> {
             redis::call_locked(ctx, cmd, &args, read)
         };
         values[i] = Some(match *ty {
-            KeyType::List => KeyValue::List(bulk_list(one(c"LRANGE", &[b"0", b"-1"]))),
-            KeyType::Hash => {
-                let flat = bulk_list(one(c"HGETALL", &[]));
-                let mut pairs = Vec::with_capacity(flat.len() / 2);
-                let mut it = flat.into_iter();
-                while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((f, v));
-                }
-                KeyValue::Hash(pairs)
-            }
-            KeyType::Empty => KeyValue::Missing,
-            other => KeyValue::Other(other),
+            KeyType::String => value_of(one(c"GET", &[]), KeyType::String),
+            KeyType::List => value_of(one(c"LRANGE", &[b"0", b"-1"]), KeyType::List),
+            KeyType::Hash => value_of(one(c"HGETALL", &[]), KeyType::Hash),
+            KeyType::Empty => Ok(KeyValue::Missing),
+            other => Ok(KeyValue::Other(other)),
         });
     }
     values
         .into_iter()
-        .map(|v| v.unwrap_or(KeyValue::Missing))
+        .map(|v| v.unwrap_or(Ok(KeyValue::Missing)))
         .collect()
 }
+
+type Found = Vec<(Vec<u8>, Option<Result<KeyValue, String>>)>;
 
 impl Reader for KeysReader {
     fn prefetch(&self) -> bool {
@@ -117,10 +154,15 @@ impl Reader for KeysReader {
             return Ok(None);
         }
         let read_value = self.spec.read_value;
-        let keys = with_lock(|ctx| {
+        let keys: Found = with_lock(|ctx| {
+            ctx.select_db(self.spec.db);
+            let readable = read_filter(ctx, &self.who);
             let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
                 self.done = true;
                 let name = self.spec.pattern.clone();
+                if !readable(&name) {
+                    return Vec::new();
+                }
                 let ty = redis::key_type(ctx, &name);
                 vec![(name, ty)]
             } else {
@@ -128,7 +170,7 @@ impl Reader for KeysReader {
                 let glob = &self.glob;
                 while found.len() < BATCH {
                     let more = self.cursor.step(ctx, |name, ty| {
-                        if ty != KeyType::Empty && glob.matches(name) {
+                        if ty != KeyType::Empty && glob.matches(name) && readable(name) {
                             found.push((name.to_vec(), ty));
                         }
                     });
@@ -140,7 +182,7 @@ impl Reader for KeysReader {
                 found
             };
             if !read_value {
-                return keys.into_iter().map(|(k, _)| (k, None)).collect::<Vec<_>>();
+                return keys.into_iter().map(|(k, _)| (k, None)).collect();
             }
             let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.clone()).collect();
             names
@@ -159,13 +201,7 @@ impl Reader for KeysReader {
         }
         Ok(Some(
             keys.into_iter()
-                .map(|(key, value)| {
-                    Record::Key(Box::new(KeyEntry {
-                        key,
-                        value,
-                        event: self.event.clone(),
-                    }))
-                })
+                .map(|(key, value)| key_entry(key, value, self.event.clone()))
                 .collect(),
         ))
     }

@@ -73,6 +73,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     let g = state::install(state::Gears::new(config, Arc::new(engine), timer))?;
     gears_python::initialize(Arc::new(host::ModuleHost(g)), g.engine.clone())
         .map_err(|e| format!("could not start Python: {e}"))?;
+    redis::subscribe(ctx);
     redis::log(
         "notice",
         &format!(
@@ -93,6 +94,16 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     }
 }
 
+/// `MODULE UNLOAD` is refused: worker threads and the Python interpreter
+/// live as long as the server, and would run unloaded code.
+fn deinit(_ctx: &Context) -> Status {
+    redis::log(
+        "warning",
+        "the module can not be unloaded: its threads and Python live as long as the server",
+    );
+    Status::Err
+}
+
 redis_module! {
     name: "rg",
     version: 10000,
@@ -101,6 +112,7 @@ redis_module! {
     allocator: (std::alloc::System, std::alloc::System),
     data_types: [],
     init: init,
+    deinit: deinit,
     commands: [
         ["rg.pyexecute", commands::pyexecute, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dumpexecutions", commands::dump_executions, "readonly", 0, 0, 0, AclCategory::None],

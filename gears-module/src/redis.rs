@@ -6,8 +6,8 @@
 //! The Redis lock is tracked per thread: the main thread always holds it;
 //! worker threads take it through [`with_lock`], which is reentrant.
 
-use gears_core::record::KeyType;
-use gears_core::Reply;
+use gears_core::record::{too_deep, KeyType, MAX_REPLY_DEPTH};
+use gears_core::{Identity, Reply};
 use once_cell::sync::OnceCell;
 use redis_module::{raw, Context};
 use std::cell::Cell;
@@ -37,19 +37,35 @@ struct Layer {
 
 static LAYER: OnceCell<Layer> = OnceCell::new();
 
+/// A thread's own detached context, freed when the thread ends (threads
+/// that read ahead for one execution come and go).
+struct ThreadCtx(Cell<*mut raw::RedisModuleCtx>);
+
+impl Drop for ThreadCtx {
+    fn drop(&mut self) {
+        let ctx = self.0.get();
+        if !ctx.is_null() {
+            // SAFETY: created by this thread in `thread_ctx`, not locked
+            // (the thread is ending), freed once.
+            unsafe { raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx) };
+        }
+    }
+}
+
 thread_local! {
     /// How many times this (non-main) thread holds the Redis lock: the lock
     /// is held by a thread, so its depth is per thread.
     static LOCK_DEPTH: Cell<u32> = const { Cell::new(0) };
     /// This thread's own thread-safe context, created on first use (a
     /// context locks for the thread that uses it).
-    static THREAD_CTX: Cell<*mut raw::RedisModuleCtx> = const { Cell::new(ptr::null_mut()) };
+    static THREAD_CTX: ThreadCtx = const { ThreadCtx(Cell::new(ptr::null_mut())) };
 }
 
-/// A keyspace notification: the event's name and the key.
+/// A keyspace notification: the event's name, the key and its database.
 pub struct Notification<'a> {
     pub event: &'a str,
     pub key: &'a [u8],
+    pub db: i64,
 }
 
 /// Where Redis's callbacks go. Each runs under `catch_unwind`.
@@ -64,8 +80,8 @@ pub struct Callbacks {
 }
 
 /// Records the main thread, creates the detached context used for calls
-/// made on it, subscribes to keyspace events and installs the command
-/// filter. Called once from `RedisModule_OnLoad`.
+/// made on it, and keeps the callbacks for [`subscribe`]. Called once from
+/// `RedisModule_OnLoad`, before anything else.
 pub fn init(ctx: &Context, callbacks: Callbacks) {
     // SAFETY: called on the main thread during module load with a valid ctx.
     let detached = unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap()(ctx.ctx) };
@@ -74,6 +90,12 @@ pub fn init(ctx: &Context, callbacks: Callbacks) {
         main_ctx: SendPtr(detached),
         callbacks,
     });
+}
+
+/// Subscribes to keyspace events and installs the command filter: the last
+/// step of a load that succeeded (Redis does not remove them when a load
+/// fails).
+pub fn subscribe(ctx: &Context) {
     // SAFETY: module load, main thread, valid context; the callbacks are
     // plain functions that live as long as the module.
     unsafe {
@@ -102,19 +124,39 @@ fn main_ctx() -> *mut raw::RedisModuleCtx {
 
 fn thread_ctx() -> *mut raw::RedisModuleCtx {
     THREAD_CTX.with(|c| {
-        if c.get().is_null() {
+        if c.0.get().is_null() {
             // SAFETY: creating a detached thread-safe context is allowed from
-            // any thread; it lives as long as the thread (workers never exit).
-            c.set(unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap()(main_ctx()) });
+            // any thread; `ThreadCtx` frees it when the thread ends.
+            c.0.set(unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap()(main_ctx()) });
         }
-        c.get()
+        c.0.get()
     })
 }
 
 /// A context valid for calls, proof that this thread holds the Redis lock:
-/// only [`with_lock`] makes one, for the time of its closure.
+/// only [`with_lock`] makes one, and it can not outlive the closure.
 #[derive(Clone, Copy)]
-pub struct LockedCtx(*mut raw::RedisModuleCtx);
+pub struct LockedCtx<'a>(*mut raw::RedisModuleCtx, std::marker::PhantomData<&'a ()>);
+
+impl LockedCtx<'_> {
+    /// Selects database `db` for the calls made with this context.
+    pub fn select_db(self, db: i64) {
+        // SAFETY: a context of this thread, lock held; an id out of range
+        // fails without effect.
+        unsafe { raw::RedisModule_SelectDb.unwrap()(self.0, db as c_int) };
+    }
+
+    /// Whether this server runs in cluster mode.
+    pub fn cluster_enabled(self) -> bool {
+        context_flags(self.0) & raw::REDISMODULE_CTX_FLAGS_CLUSTER != 0
+    }
+
+    /// Whether this server is a read-only replica.
+    pub fn read_only_replica(self) -> bool {
+        let f = context_flags(self.0);
+        f & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0 && f & raw::REDISMODULE_CTX_FLAGS_READONLY != 0
+    }
+}
 
 /// Takes the Redis lock for this thread (reentrant; a no-op on the main
 /// thread, which always holds it) and returns a context valid for calls.
@@ -160,14 +202,14 @@ pub fn unlock() {
 }
 
 /// Runs `f` with the Redis lock held and a context valid for calls.
-pub fn with_lock<R>(f: impl FnOnce(LockedCtx) -> R) -> R {
+pub fn with_lock<R>(f: impl for<'a> FnOnce(LockedCtx<'a>) -> R) -> R {
     struct Release;
     impl Drop for Release {
         fn drop(&mut self) {
             release();
         }
     }
-    let ctx = LockedCtx(acquire());
+    let ctx = LockedCtx(acquire(), std::marker::PhantomData);
     let _release = Release;
     f(ctx)
 }
@@ -177,9 +219,19 @@ pub fn with_lock<R>(f: impl FnOnce(LockedCtx) -> R) -> R {
 /// # Safety
 /// `r` must be a reply returned by `RedisModule_Call` (or an element of
 /// one when `owned` is false), used with the Redis lock held.
-unsafe fn convert_call_reply(r: *mut raw::RedisModuleCallReply, owned: bool) -> Reply {
+unsafe fn convert_call_reply(
+    r: *mut raw::RedisModuleCallReply,
+    owned: bool,
+    depth: usize,
+) -> Reply {
     if r.is_null() {
         return Reply::Null;
+    }
+    if depth > MAX_REPLY_DEPTH {
+        if owned {
+            raw::RedisModule_FreeCallReply.unwrap()(r);
+        }
+        return Reply::Error(too_deep());
     }
     let string = |r| {
         let mut len = 0usize;
@@ -204,6 +256,7 @@ unsafe fn convert_call_reply(r: *mut raw::RedisModuleCallReply, owned: bool) -> 
                         convert_call_reply(
                             raw::RedisModule_CallReplyArrayElement.unwrap()(r, i),
                             false,
+                            depth + 1,
                         )
                     })
                     .collect(),
@@ -235,6 +288,155 @@ pub fn call_with(argv: &[Vec<u8>], flags: &CStr) -> Reply {
     with_lock(|ctx| call_locked(ctx, &cmd, &argv[1..], flags))
 }
 
+/// Runs a command as `who`: in its database, with its user's permissions
+/// (a command or key it may not use gets a `NOPERM` error), refused over
+/// `maxmemory` when it would grow the data, and refused to write on a
+/// read-only replica. Replicated when it writes.
+pub fn call_as(who: &Identity, argv: &[Vec<u8>]) -> Reply {
+    if argv.is_empty() {
+        return Reply::Error("ERR empty command".into());
+    }
+    let Ok(cmd) = CString::new(argv[0].clone()) else {
+        return Reply::Error("ERR the command name contains a NUL byte".into());
+    };
+    with_lock(|ctx| {
+        if let Some(user) = &who.user {
+            if let Err(e) = permitted(ctx, user, argv) {
+                return e;
+            }
+        }
+        ctx.select_db(who.db);
+        let flags = if ctx.read_only_replica() {
+            c"!vEMW"
+        } else {
+            c"!vEM"
+        };
+        call_locked(ctx, &cmd, &argv[1..], flags)
+    })
+}
+
+/// Whether `user` may run `argv` (command and keys), by the server's ACLs.
+fn permitted(ctx: LockedCtx, user: &str, argv: &[Vec<u8>]) -> Result<(), Reply> {
+    let ctx = ctx.0;
+    let denied = || {
+        Reply::Error(format!(
+            "NOPERM this user has no permissions to run the '{}' command or to access one of its keys",
+            String::from_utf8_lossy(&argv[0]).to_ascii_lowercase()
+        ))
+    };
+    // SAFETY: lock held (a `LockedCtx` exists); every string and the user
+    // created here are freed before returning.
+    unsafe {
+        let create = |b: &[u8]| {
+            raw::RedisModule_CreateString.unwrap()(ctx, b.as_ptr().cast::<c_char>(), b.len())
+        };
+        let name = create(user.as_bytes());
+        let u = raw::RedisModule_GetModuleUserFromUserName.unwrap()(name);
+        raw::RedisModule_FreeString.unwrap()(ctx, name);
+        if u.is_null() {
+            return Err(Reply::Error(format!(
+                "NOPERM the user '{user}' does not exist"
+            )));
+        }
+        let mut strings: Vec<*mut raw::RedisModuleString> =
+            argv.iter().map(|a| create(a)).collect();
+        let status = raw::RedisModule_ACLCheckCommandPermissions.unwrap()(
+            u,
+            strings.as_mut_ptr(),
+            strings.len() as c_int,
+        );
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        for s in strings {
+            raw::RedisModule_FreeString.unwrap()(ctx, s);
+        }
+        raw::RedisModule_FreeModuleUser.unwrap()(u);
+        if status == raw::REDISMODULE_OK as c_int {
+            Ok(())
+        } else if errno == Some(ENOENT) {
+            // An unknown command: let the call say so.
+            Ok(())
+        } else {
+            Err(denied())
+        }
+    }
+}
+
+/// A Redis ACL user, looked up by name, to check key permissions with.
+pub struct AclUser(*mut raw::RedisModuleUser);
+
+impl AclUser {
+    /// The user called `name`, or `None` if there is none.
+    pub fn find(ctx: LockedCtx, name: &str) -> Option<AclUser> {
+        // SAFETY: lock held (a `LockedCtx` exists); the name is freed here,
+        // the user by `Drop`.
+        unsafe {
+            let s = raw::RedisModule_CreateString.unwrap()(
+                ctx.0,
+                name.as_ptr().cast::<c_char>(),
+                name.len(),
+            );
+            let u = raw::RedisModule_GetModuleUserFromUserName.unwrap()(s);
+            raw::RedisModule_FreeString.unwrap()(ctx.0, s);
+            (!u.is_null()).then_some(AclUser(u))
+        }
+    }
+
+    /// Whether the user may read `key`.
+    pub fn may_read(&self, ctx: LockedCtx, key: &[u8]) -> bool {
+        // SAFETY: lock held; the string is freed here.
+        unsafe {
+            let s = raw::RedisModule_CreateString.unwrap()(
+                ctx.0,
+                key.as_ptr().cast::<c_char>(),
+                key.len(),
+            );
+            // ACCESS alone asks for read permission (other flags are refused).
+            let flags = raw::REDISMODULE_CMD_KEY_ACCESS as c_int;
+            let status = raw::RedisModule_ACLCheckKeyPermissions.unwrap()(self.0, s, flags);
+            raw::RedisModule_FreeString.unwrap()(ctx.0, s);
+            status == raw::REDISMODULE_OK as c_int
+        }
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        // SAFETY: obtained from GetModuleUserFromUserName, freed once.
+        unsafe { raw::RedisModule_FreeModuleUser.unwrap()(self.0) };
+    }
+}
+
+/// What `who` may read: everything for the module itself, the keys its
+/// user's ACLs allow otherwise (nothing for a user that no longer exists).
+pub fn read_filter<'a>(ctx: LockedCtx<'a>, who: &Identity) -> impl Fn(&[u8]) -> bool + 'a {
+    let user = who.user.as_deref().map(|name| AclUser::find(ctx, name));
+    move |key: &[u8]| match &user {
+        None => true,
+        Some(None) => false,
+        Some(Some(u)) => u.may_read(ctx, key),
+    }
+}
+
+/// `ENOENT`, the errno of an ACL check of an unknown command.
+const ENOENT: i32 = 2;
+
+/// Who the client of a command is: its user and its database.
+pub fn identity_of(ctx: &Context) -> Identity {
+    // SAFETY: `ctx` is a live command context; the returned name is freed.
+    unsafe {
+        let db = raw::RedisModule_GetSelectedDb.unwrap()(ctx.ctx) as i64;
+        let name = raw::RedisModule_GetCurrentUserName.unwrap()(ctx.ctx);
+        let user = if name.is_null() {
+            None
+        } else {
+            let u = String::from_utf8_lossy(string_bytes(name)).into_owned();
+            raw::RedisModule_FreeString.unwrap()(ptr::null_mut(), name);
+            Some(u)
+        };
+        Identity::new(user, db)
+    }
+}
+
 /// Like [`call`] but with the lock already held and explicit flags.
 pub fn call_locked(ctx: LockedCtx, cmd: &CStr, args: &[Vec<u8>], flags: &CStr) -> Reply {
     let ctx = ctx.0;
@@ -261,7 +463,7 @@ pub fn call_locked(ctx: LockedCtx, cmd: &CStr, args: &[Vec<u8>], flags: &CStr) -
                 std::io::Error::last_os_error()
             ))
         } else {
-            convert_call_reply(r, true)
+            convert_call_reply(r, true, 0)
         };
         for s in strings {
             raw::RedisModule_FreeString.unwrap()(ctx, s);
@@ -547,12 +749,17 @@ unsafe fn notification<'a>(
     ctx: *mut raw::RedisModuleCtx,
     event: *const c_char,
     key: *mut raw::RedisModuleString,
-) -> Option<(std::borrow::Cow<'a, str>, &'a [u8])> {
+) -> Option<(std::borrow::Cow<'a, str>, &'a [u8], i64)> {
     let flags = context_flags(ctx);
     if flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_SLAVE) != 0 {
         return None;
     }
-    Some((CStr::from_ptr(event).to_string_lossy(), string_bytes(key)))
+    let db = raw::RedisModule_GetSelectedDb.unwrap()(ctx) as i64;
+    Some((
+        CStr::from_ptr(event).to_string_lossy(),
+        string_bytes(key),
+        db,
+    ))
 }
 
 extern "C" fn on_keyspace(
@@ -563,9 +770,13 @@ extern "C" fn on_keyspace(
 ) -> c_int {
     if let Some(layer) = LAYER.get() {
         // SAFETY: the arguments come from Redis for this callback.
-        if let Some((event, key)) = unsafe { notification(ctx, event, key) } {
+        if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
             guard("keyspace event", || {
-                (layer.callbacks.keyspace)(&Notification { event: &event, key })
+                (layer.callbacks.keyspace)(&Notification {
+                    event: &event,
+                    key,
+                    db,
+                })
             });
         }
     }
@@ -580,9 +791,13 @@ extern "C" fn on_stream(
 ) -> c_int {
     if let Some(layer) = LAYER.get() {
         // SAFETY: the arguments come from Redis for this callback.
-        if let Some((event, key)) = unsafe { notification(ctx, event, key) } {
+        if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
             guard("stream event", || {
-                (layer.callbacks.stream)(&Notification { event: &event, key })
+                (layer.callbacks.stream)(&Notification {
+                    event: &event,
+                    key,
+                    db,
+                })
             });
         }
     }

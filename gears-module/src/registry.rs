@@ -61,10 +61,11 @@ fn refresh(g: &Gears) {
     }));
 }
 
-/// Applies the registrations of a script that succeeded, after removing
-/// those of the session it replaces.
+/// Applies the registrations of a script that succeeded (sent by a client
+/// of database `db`), after removing those of the session it replaces.
 pub fn apply(
     g: &'static Gears,
+    db: i64,
     session: &str,
     desc: Option<String>,
     replaced: Option<&str>,
@@ -85,7 +86,7 @@ pub fn apply(
     refresh(g);
     for p in &pending {
         if matches!(p.reg.args, ReaderArgs::Stream { .. }) {
-            streams::scan_existing(g, &p.reg);
+            streams::scan_existing(g, &p.reg, db);
         }
         p.on_registered();
     }

@@ -28,8 +28,8 @@ pub struct Consumer {
     pub pending_first: bool,
 }
 
-/// (registration id, stream key).
-pub type ConsumerKey = (String, Vec<u8>);
+/// (registration id, database, stream key).
+pub type ConsumerKey = (String, i64, Vec<u8>);
 
 pub struct Gears {
     pub config: RwLock<GearsConfig>,
@@ -43,6 +43,8 @@ pub struct Gears {
     consumers: Mutex<HashMap<ConsumerKey, Consumer>>,
     pub timer: Timer,
     session_counter: AtomicU64,
+    /// The secret the command filter passes to RG.INNERHOOK.
+    pub hook_token: String,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -71,9 +73,13 @@ impl Gears {
             consumers: Mutex::default(),
             timer,
             session_counter: AtomicU64::new(0),
+            hook_token: String::new(),
         };
         g.apply_limits();
-        g
+        Gears {
+            hook_token: g.random_session_id(),
+            ..g
+        }
     }
 
     pub fn config(&self) -> RwLockReadGuard<'_, GearsConfig> {
@@ -110,17 +116,18 @@ impl Gears {
         *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
     }
 
-    /// Runs `f` on `reg`'s consumer of `key`. A new consumer reads its
-    /// pending entries first.
+    /// Runs `f` on `reg`'s consumer of `key` in `db`. A new consumer reads
+    /// its pending entries first.
     pub fn consumer<R>(
         &self,
         reg: &Registration,
+        db: i64,
         key: &[u8],
         f: impl FnOnce(&mut Consumer) -> R,
     ) -> R {
         let mut all = self.consumers();
         let c = all
-            .entry((reg.id.clone(), key.to_vec()))
+            .entry((reg.id.clone(), db, key.to_vec()))
             .or_insert_with(|| Consumer {
                 pending_first: true,
                 ..Consumer::default()

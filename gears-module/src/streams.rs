@@ -1,28 +1,35 @@
 //! StreamReader: `run()` over one stream and registrations that consume
 //! streams through a consumer group.
 //!
-//! Each (registration, stream) pair has one consumer state. At most one
-//! execution per stream is in flight. An execution reads with XREADGROUP
-//! (the consumer's pending entries first after a (re)start, new ones
-//! after), and only once it succeeded are its messages acknowledged (and
-//! trimmed). A failed batch stays pending in the group, so nothing is lost:
-//! `retry` reads it again, a restart reads it again.
+//! Each (registration, database, stream) has one consumer state. At most
+//! one execution per stream is in flight. A batch is read with XREADGROUP
+//! as the registration's owner (the consumer's pending entries first after
+//! a (re)start, a retry or an abort; new ones after), and only once its
+//! execution succeeded (or failed under `continue`) are its messages
+//! acknowledged and trimmed, never past an entry still pending. A failed
+//! batch stays pending in the group, so nothing is lost: `retry` reads it
+//! again, a restart reads it again.
+//!
+//! Draining is a loop, not a recursion: after a batch, the consumer reads
+//! on while a backlog is likely (a full batch, a batch of pending entries),
+//! so messages already in the stream are processed without waiting for the
+//! next XADD.
 
 use crate::redis::{self, bulk_list};
 use crate::state::{Consumer, Gears};
-use gears_core::execution::Execution;
+use gears_core::execution::{Execution, Status};
 use gears_core::registration::{
     prefix_matches, BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus,
 };
-use gears_core::{Caller, Fired, Reader, Record, Reply};
+use gears_core::{Caller, Fired, Identity, Reader, Record, Reply};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const GROUP: &str = "__gears_consumer_group__";
 pub const CONSUMER: &str = "__gears_client__";
 
-fn call(args: &[&[u8]]) -> Reply {
-    redis::call(&args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
+fn call(who: &Identity, args: &[&[u8]]) -> Reply {
+    redis::call_as(who, &args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
 }
 
 /// Stream entries of an XREAD/XREADGROUP reply as records; also returns
@@ -65,14 +72,16 @@ fn entries(reply: Reply, key: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
 
 /// `GB('StreamReader').run(key, fromId=...)`: every message after `from`.
 pub struct StreamRunReader {
+    who: Identity,
     key: Vec<u8>,
     from: Vec<u8>,
     done: bool,
 }
 
 impl StreamRunReader {
-    pub fn new(key: Vec<u8>, from: Vec<u8>) -> StreamRunReader {
+    pub fn new(who: Identity, key: Vec<u8>, from: Vec<u8>) -> StreamRunReader {
         StreamRunReader {
+            who,
             key,
             from,
             done: false,
@@ -85,9 +94,12 @@ impl Reader for StreamRunReader {
         if self.done {
             return Ok(None);
         }
-        let reply = call(&[
-            b"XREAD", b"COUNT", b"1024", b"STREAMS", &self.key, &self.from,
-        ]);
+        let reply = call(
+            &self.who,
+            &[
+                b"XREAD", b"COUNT", b"1024", b"STREAMS", &self.key, &self.from,
+            ],
+        );
         if let Reply::Error(e) = reply {
             return Err(e);
         }
@@ -100,26 +112,71 @@ impl Reader for StreamRunReader {
     }
 }
 
-/// What one batch read, shared between its reader and its completion.
+/// The ids of one batch, and whether they were pending entries.
 #[derive(Default)]
 struct BatchInfo {
     ids: Vec<Vec<u8>>,
+    from_pending: bool,
 }
 
-/// Reads one batch of a registration through the consumer group.
+/// One batch of a registration through the consumer group: read already
+/// (`ready`), or read when its execution starts (on a worker, when a new
+/// message is known to be there).
 struct GroupReader {
-    key: Vec<u8>,
-    batch: usize,
+    stream: Stream,
     pending_first: bool,
+    batch: usize,
     info: Arc<Mutex<BatchInfo>>,
+    ready: Option<Vec<Record>>,
     done: bool,
-    /// A batch already read by whoever started the execution.
-    ready: Option<(Vec<Record>, Vec<Vec<u8>>)>,
 }
 
-impl GroupReader {
-    fn read(&self, from: &[u8]) -> Reply {
-        let count = self.batch.to_string();
+impl Reader for GroupReader {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(None);
+        }
+        let records = match self.ready.take() {
+            Some(r) => r,
+            None => {
+                let (records, info) = self.stream.read_batch(self.pending_first, self.batch)?;
+                *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+                records
+            }
+        };
+        Ok((!records.is_empty()).then_some(records))
+    }
+
+    fn in_memory(&self) -> bool {
+        self.ready.is_some()
+    }
+}
+
+/// A registration's consumer of one stream: what its batches need.
+#[derive(Clone)]
+struct Stream {
+    reg: Arc<Registration>,
+    db: i64,
+    key: Vec<u8>,
+}
+
+impl Stream {
+    /// Reads as the registration's owner.
+    fn owner(&self) -> Identity {
+        Identity::new(self.reg.owner.clone(), self.db)
+    }
+
+    /// Bookkeeping (group, acks, trims) is the module's own.
+    fn module(&self) -> Identity {
+        Identity::module(self.db)
+    }
+
+    fn consumer<R>(&self, g: &Gears, f: impl FnOnce(&mut Consumer) -> R) -> R {
+        g.consumer(&self.reg, self.db, &self.key, f)
+    }
+
+    fn read(&self, from: &[u8], batch: usize) -> Reply {
+        let count = batch.to_string();
         let mut args: Vec<&[u8]> = vec![
             b"XREADGROUP",
             b"GROUP",
@@ -130,52 +187,51 @@ impl GroupReader {
             args.extend([b"COUNT".as_slice(), count.as_bytes()]);
         }
         args.extend([b"STREAMS".as_slice(), &self.key, from]);
-        let reply = call(&args);
+        let reply = call(&self.owner(), &args);
         match &reply {
             Reply::Error(e) if e.starts_with("NOGROUP") => {
-                let created = call(&[b"XGROUP", b"CREATE", &self.key, GROUP.as_bytes(), b"0"]);
-                if let Reply::Error(e) = created {
+                let group = [b"XGROUP", b"CREATE", &self.key[..], GROUP.as_bytes(), b"0"];
+                if let Reply::Error(e) = call(&self.module(), &group) {
                     return Reply::Error(e);
                 }
-                call(&args)
+                call(&self.owner(), &args)
             }
             _ => reply,
         }
     }
-}
 
-impl GroupReader {
-    /// The pending entries (when asked) or else the next new ones.
-    fn read_batch(&self) -> Result<(Vec<Record>, Vec<Vec<u8>>), String> {
-        let mut got = (Vec::new(), Vec::new());
-        if self.pending_first {
-            match self.read(b"0") {
+    /// The next batch: the pending entries (when asked) or else new ones.
+    fn read_batch(
+        &self,
+        pending_first: bool,
+        batch: usize,
+    ) -> Result<(Vec<Record>, BatchInfo), String> {
+        if pending_first {
+            let (records, ids) = match self.read(b"0", batch) {
                 Reply::Error(e) => return Err(e),
-                r => got = entries(r, &self.key),
+                r => entries(r, &self.key),
+            };
+            if !records.is_empty() {
+                let info = BatchInfo {
+                    ids,
+                    from_pending: true,
+                };
+                return Ok((records, info));
             }
         }
-        if got.0.is_empty() {
-            match self.read(b">") {
-                Reply::Error(e) => return Err(e),
-                r => got = entries(r, &self.key),
+        match self.read(b">", batch) {
+            Reply::Error(e) => Err(e),
+            r => {
+                let (records, ids) = entries(r, &self.key);
+                Ok((
+                    records,
+                    BatchInfo {
+                        ids,
+                        from_pending: false,
+                    },
+                ))
             }
         }
-        Ok(got)
-    }
-}
-
-impl Reader for GroupReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
-        if self.done {
-            return Ok(None);
-        }
-        self.done = true;
-        let (records, ids) = match self.ready.take() {
-            Some(r) => r,
-            None => self.read_batch()?,
-        };
-        self.info.lock().unwrap_or_else(|e| e.into_inner()).ids = ids;
-        Ok((!records.is_empty()).then_some(records))
     }
 }
 
@@ -207,13 +263,18 @@ fn params(reg: &Registration) -> Option<Params> {
     }
 }
 
-/// A message was added to `key`, which `reg` consumes. Lock held.
-pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
+/// A message was added to `key` in `db`, which `reg` consumes. Lock held.
+pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, db: i64, key: &[u8]) {
     let Some(p) = params(reg) else { return };
     if reg.stream_status() != StreamStatus::Ok {
         return;
     }
-    let start = g.consumer(reg, key, |c| {
+    let s = Stream {
+        reg: reg.clone(),
+        db,
+        key: key.to_vec(),
+    };
+    let start = s.consumer(g, |c| {
         c.unread += 1;
         if c.running {
             false
@@ -221,98 +282,117 @@ pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
             c.running = true;
             true
         } else {
-            arm_flush(g, c, reg, key, &p);
+            arm_flush(g, c, &s, &p);
             false
         }
     });
     if start {
-        start_batch(g, reg, key);
+        drain(g, s, true);
     }
 }
 
 /// Arms the `duration` timer that flushes a partial batch, once.
-fn arm_flush(g: &'static Gears, c: &mut Consumer, reg: &Arc<Registration>, key: &[u8], p: &Params) {
+fn arm_flush(g: &'static Gears, c: &mut Consumer, s: &Stream, p: &Params) {
     if p.duration_ms > 0 && !c.timer {
         c.timer = true;
-        let delay = Duration::from_millis(p.duration_ms);
-        arm(g, reg.clone(), key.to_vec(), delay, false);
+        arm(g, s.clone(), Duration::from_millis(p.duration_ms), false);
     }
 }
 
 /// After `delay`, starts a batch if the consumer is idle and has messages
-/// (duration timer) or unconditionally after a failure (`retry`).
-fn arm(g: &'static Gears, reg: Arc<Registration>, key: Vec<u8>, delay: Duration, retry: bool) {
+/// (duration timer) or, after a failure, reads its pending batch again
+/// (`retry`, per stream: two streams that failed are both retried).
+fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
     g.timer.after(delay, move || {
         redis::with_lock(|_| {
-            if reg.is_unregistered() {
+            if s.reg.is_unregistered() {
                 return;
             }
-            if retry {
-                if reg.stream_status() != StreamStatus::WaitingForRetry {
-                    return;
-                }
-                reg.set_stream_status(StreamStatus::Ok);
+            let status = s.reg.stream_status();
+            if matches!(status, StreamStatus::Paused | StreamStatus::Aborted) {
+                return;
             }
-            let ok = reg.stream_status() == StreamStatus::Ok;
-            let start = g.consumer(&reg, &key, |c| {
-                c.timer = false;
-                c.pending_first |= retry;
+            if retry && status == StreamStatus::WaitingForRetry {
+                s.reg.set_stream_status(StreamStatus::Ok);
+            }
+            let ok = s.reg.stream_status() == StreamStatus::Ok;
+            let start = s.consumer(g, |c| {
+                if retry {
+                    c.pending_first = true;
+                } else {
+                    c.timer = false;
+                }
                 let go = ok && !c.running && (retry || c.unread > 0);
                 c.running |= go;
                 go
             });
             if start {
-                start_batch_if_any(g, &reg, &key);
+                drain(g, s, false);
             }
         });
     });
 }
 
-fn group_reader(g: &Gears, reg: &Registration, key: &[u8], batch: usize) -> GroupReader {
-    let pending_first = g.consumer(reg, key, |c| std::mem::take(&mut c.pending_first));
-    GroupReader {
-        key: key.to_vec(),
-        batch,
-        pending_first,
-        info: Arc::new(Mutex::new(BatchInfo::default())),
-        done: false,
-        ready: None,
-    }
-}
-
-/// Starts one execution for `key` (the consumer is marked running); its
-/// messages are read when it starts.
-fn start_batch(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
-    let Some(p) = params(reg) else { return };
-    launch(g, reg, key, group_reader(g, reg, key, p.batch));
-}
-
-/// Like [`start_batch`], but reads now (lock held) and starts nothing if
-/// there is nothing to read: used when it is not known that messages wait.
-fn start_batch_if_any(g: &'static Gears, reg: &Arc<Registration>, key: &[u8]) {
-    let Some(p) = params(reg) else { return };
-    let mut reader = group_reader(g, reg, key, p.batch);
-    match reader.read_batch() {
-        Ok((records, _)) if records.is_empty() => g.consumer(reg, key, |c| c.running = false),
-        Ok(batch) => {
-            reader.ready = Some(batch);
-            launch(g, reg, key, reader);
+/// Runs batches of `s` (the consumer is marked running) until there is
+/// nothing to read, a batch must wait, or an execution is queued (its end
+/// goes on). A loop: a sync registration over a long backlog does not
+/// recurse. With `known` (a message just arrived), a queued execution reads
+/// its first batch itself, on its worker.
+fn drain(g: &'static Gears, s: Stream, mut known: bool) {
+    let Some(p) = params(&s.reg) else { return };
+    let lazy = s.reg.mode != gears_core::registration::Mode::Sync;
+    redis::with_lock(|_| loop {
+        let pending_first = s.consumer(g, |c| std::mem::take(&mut c.pending_first));
+        let info = Arc::new(Mutex::new(BatchInfo::default()));
+        let mut reader = GroupReader {
+            stream: s.clone(),
+            pending_first,
+            batch: p.batch,
+            info: info.clone(),
+            ready: None,
+            done: false,
+        };
+        if !(lazy && std::mem::take(&mut known)) {
+            let records = match s.read_batch(pending_first, p.batch) {
+                Ok((records, _)) if records.is_empty() => {
+                    s.consumer(g, |c| c.running = false);
+                    return;
+                }
+                Ok((records, read)) => {
+                    *info.lock().unwrap_or_else(|e| e.into_inner()) = read;
+                    records
+                }
+                Err(e) => vec![Record::Error(e)],
+            };
+            reader.ready = Some(records);
         }
-        // Let the execution report the error.
-        Err(_) => launch(g, reg, key, reader),
-    }
-}
-
-fn launch(g: &'static Gears, reg: &Arc<Registration>, key: &[u8], reader: GroupReader) {
-    let info = reader.info.clone();
-    let (r, k) = (reg.clone(), key.to_vec());
-    match g.engine.fire(reg, Caller::Event, Box::new(reader), None) {
-        Ok(Fired::Finished(exec)) => finish_batch(g, &r, &k, &exec, &info),
-        Ok(Fired::Queued(exec)) => {
-            exec.on_finish(Box::new(move |e| finish_batch(g, &r, &k, e, &info)))
+        let reader = Box::new(reader);
+        let who = s.owner();
+        match g.engine.fire(&s.reg, Caller::Event, who, reader, None) {
+            Ok(Fired::Finished(exec)) => {
+                if !finish_batch(g, &s, &exec, &info) {
+                    return;
+                }
+            }
+            Ok(Fired::Queued(exec)) => {
+                let (s2, info2) = (s.clone(), info.clone());
+                let next: gears_core::execution::DoneCallback = Box::new(move |e| {
+                    if finish_batch(g, &s2, e, &info2) {
+                        drain(g, s2, false);
+                    }
+                });
+                if exec.when_done(next).is_none() {
+                    // Its end goes on.
+                    return;
+                }
+                // Already finished: go on here rather than recurse.
+                if !finish_batch(g, &s, &exec, &info) {
+                    return;
+                }
+            }
+            Err(_) => unreachable!("an event never waits for its execution"),
         }
-        Err(_) => unreachable!("an event never waits for its execution"),
-    }
+    });
 }
 
 fn now_ms() -> u64 {
@@ -334,86 +414,110 @@ fn next_id(id: &[u8]) -> Option<Vec<u8>> {
     Some(format!("{ms}-{}", seq.checked_add(1)?).into_bytes())
 }
 
-fn ack(key: &[u8], ids: &[Vec<u8>], trim: bool) {
-    let Some(last) = ids.last() else { return };
-    let mut args = vec![b"XACK".to_vec(), key.to_vec(), GROUP.as_bytes().to_vec()];
-    args.extend(ids.iter().cloned());
-    redis::call(&args);
-    if trim {
-        if let Some(min) = next_id(last) {
-            call(&[b"XTRIM", key, b"MINID", &min]);
-        }
+/// The oldest entry of the group still pending (read, not acknowledged).
+fn oldest_pending(s: &Stream) -> Option<Vec<u8>> {
+    let reply = call(
+        &s.module(),
+        &[b"XPENDING", &s.key, GROUP.as_bytes(), b"-", b"+", b"1"],
+    );
+    let Reply::Array(mut entries) = reply else {
+        return None;
+    };
+    match entries.pop() {
+        Some(Reply::Array(mut e)) if !e.is_empty() => match e.swap_remove(0) {
+            Reply::Bulk(id) => Some(id),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
-fn finish_batch(
-    g: &'static Gears,
-    reg: &Arc<Registration>,
-    key: &[u8],
-    exec: &Execution,
-    info: &Mutex<BatchInfo>,
-) {
-    let Some(p) = params(reg) else { return };
-    let ids = std::mem::take(&mut info.lock().unwrap_or_else(|e| e.into_inner()).ids);
+/// Acknowledges `ids` and, with `trim`, deletes what came before the
+/// next entry, but never an entry still pending.
+fn ack(s: &Stream, ids: &[Vec<u8>], trim: bool) {
+    let Some(last) = ids.last() else { return };
+    let mut args = vec![b"XACK".to_vec(), s.key.clone(), GROUP.as_bytes().to_vec()];
+    args.extend(ids.iter().cloned());
+    redis::call_as(&s.module(), &args);
+    if !trim {
+        return;
+    }
+    let Some(mut min) = next_id(last) else { return };
+    if let Some(pending) = oldest_pending(s) {
+        if id_parts(&pending) < id_parts(&min) {
+            min = pending;
+        }
+    }
+    call(&s.module(), &[b"XTRIM", &s.key, b"MINID", &min]);
+}
+
+/// Settles a finished batch (ack, pause, retry...); whether the consumer
+/// goes on reading now (it stays marked running) or stops.
+fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<BatchInfo>) -> bool {
+    let Some(p) = params(&s.reg) else {
+        return false;
+    };
+    let info = std::mem::take(&mut *info.lock().unwrap_or_else(|e| e.into_inner()));
+    let reg = &s.reg;
     redis::with_lock(|_| {
+        let aborted = exec.status() == Status::Aborted;
         match BatchOutcome::of(exec) {
-            BatchOutcome::Success => ack(key, &ids, p.trim),
+            // An aborted batch was not processed: it stays pending and is
+            // read first next time.
+            _ if aborted => s.consumer(g, |c| c.pending_first = true),
+            BatchOutcome::Success => ack(s, &info.ids, p.trim),
             BatchOutcome::Pause => reg.set_stream_status(StreamStatus::Paused),
             BatchOutcome::Failure => match p.on_failed {
-                OnFailed::Continue => ack(key, &ids, p.trim),
+                OnFailed::Continue => ack(s, &info.ids, p.trim),
                 OnFailed::Abort => reg.set_stream_status(StreamStatus::Aborted),
                 OnFailed::Retry => {
                     reg.set_stream_status(StreamStatus::WaitingForRetry);
-                    arm(
-                        g,
-                        reg.clone(),
-                        key.to_vec(),
-                        Duration::from_secs(p.retry_s),
-                        true,
-                    );
+                    arm(g, s.clone(), Duration::from_secs(p.retry_s), true);
                 }
             },
         }
-        if let Some((ms, _)) = ids.first().and_then(|id| id_parts(id)) {
+        if let Some((ms, _)) = info.ids.first().and_then(|id| id_parts(id)) {
             reg.on_lag(now_ms().saturating_sub(ms));
         }
         if reg.is_unregistered() {
             // Its consumers are gone; do not bring one back.
-            return;
+            return false;
         }
-        let again = g.consumer(reg, key, |c| {
-            c.running = false;
-            c.unread = c.unread.saturating_sub(ids.len());
-            let ok = reg.stream_status() == StreamStatus::Ok;
-            let more = (!ids.is_empty() && ids.len() >= p.batch) || c.unread >= p.batch;
+        s.consumer(g, |c| {
+            c.unread = c.unread.saturating_sub(info.ids.len());
+            let ok = reg.stream_status() == StreamStatus::Ok && !aborted;
+            // A backlog is likely after a full batch or a batch of pending
+            // entries: read on now, a partial batch included.
+            let more = info.from_pending || info.ids.len() >= p.batch || c.unread >= p.batch;
             if ok && more {
-                c.running = true;
-                true
-            } else {
-                if ok && c.unread > 0 {
-                    arm_flush(g, c, reg, key, &p);
-                }
-                false
+                return true;
             }
-        });
-        if again {
-            start_batch_if_any(g, reg, key);
-        }
-    });
+            c.running = false;
+            if ok && c.unread > 0 {
+                arm_flush(g, c, s, &p);
+            }
+            false
+        })
+    })
 }
 
-/// Starts consuming every existing stream `reg` matches (at registration
-/// and on unpause): pending entries first, then the backlog. Lock held.
-pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>) {
+/// Starts consuming every existing stream `reg` matches in `db` (at
+/// registration and on unpause): pending entries first, then the backlog.
+/// Lock held.
+pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>, db: i64) {
     let ReaderArgs::Stream { prefix, .. } = &reg.args else {
         return;
     };
+    let module = Identity::module(db);
     let mut cursor = b"0".to_vec();
     let mut keys = Vec::new();
     loop {
-        let reply = call(&[
-            b"SCAN", &cursor, b"MATCH", prefix, b"COUNT", b"1000", b"TYPE", b"stream",
-        ]);
+        let reply = call(
+            &module,
+            &[
+                b"SCAN", &cursor, b"MATCH", prefix, b"COUNT", b"1000", b"TYPE", b"stream",
+            ],
+        );
         let Reply::Array(mut parts) = reply else {
             break;
         };
@@ -429,19 +533,24 @@ pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>) {
         if !prefix_matches(prefix, &key) {
             continue;
         }
-        let start = g.consumer(reg, &key, |c| {
+        let s = Stream {
+            reg: reg.clone(),
+            db,
+            key,
+        };
+        let start = s.consumer(g, |c| {
             c.pending_first = true;
             !std::mem::replace(&mut c.running, true)
         });
         if start {
-            start_batch_if_any(g, reg, &key);
+            drain(g, s, false);
         }
     }
 }
 
 /// Forgets the consumers of an unregistered registration.
 pub fn forget(g: &Gears, reg: &Registration) {
-    g.consumers().retain(|(id, _), _| id != &reg.id);
+    g.consumers().retain(|(id, _, _), _| id != &reg.id);
 }
 
 #[cfg(test)]

@@ -57,8 +57,9 @@ fn execute<'py>(
     };
     let argv = argv_of(args, Some(cmd.to_str()?))?;
     let h = host();
+    let who = command::identity();
     // Never wait for the Redis lock while holding the GIL.
-    let reply = py.allow_threads(move || h.call(&argv));
+    let reply = py.allow_threads(move || h.call(&who, &argv));
     reply_or_raise(py, reply)
 }
 
@@ -82,7 +83,8 @@ fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
     let Some(ctx) = command::current() else {
         return Err(GearsError::new_err(e::NO_COMMAND_CTX));
     };
-    ctx.override_reply(py_to_reply(value))
+    let reply = py_to_reply(value).map_err(GearsError::new_err)?;
+    ctx.override_reply(reply)
         .map_err(|_| GearsError::new_err(e::OVERRIDE_TWICE))
 }
 
@@ -116,6 +118,17 @@ fn atomic_enter(py: Python<'_>) -> PyResult<()> {
 
 #[pyfunction]
 fn atomic_exit() {
+    leave_atomic();
+}
+
+/// Whether this thread is inside an `atomic()` block.
+pub(crate) fn in_atomic() -> bool {
+    IN_ATOMIC.with(|a| a.get())
+}
+
+/// Leaves an `atomic()` block this thread is in, if any (its exit, or the
+/// end of the execution or script body it was left open in).
+pub(crate) fn leave_atomic() {
     if IN_ATOMIC.with(|a| a.replace(false)) {
         host().unlock();
     }
@@ -152,11 +165,14 @@ fn make_reader(
             let pattern = bytes_of(arg, e::PATTERN_NOT_STRING)?;
             let no_scan = flag(kwargs.get_item("noScan")?, false, e::NOSCAN_NOT_BOOL)?;
             let read_value = flag(kwargs.get_item("readValue")?, true, e::READVALUE_NOT_BOOL)?;
-            Ok(host().keys_reader(KeysReaderSpec {
+            let who = command::identity();
+            let spec = KeysReaderSpec {
                 pattern,
                 no_scan,
                 read_value,
-            }))
+                db: who.db,
+            };
+            Ok(host().keys_reader(who, spec))
         }
         "PythonReader" => {
             if !arg.is_callable() {
@@ -170,7 +186,7 @@ fn make_reader(
                 None => "0-0".to_owned(),
                 Some(v) => text_of(&v, e::FROMID_NOT_STRING)?,
             };
-            Ok(host().stream_reader(key.into_bytes(), from.into_bytes()))
+            Ok(host().stream_reader(command::identity(), key.into_bytes(), from.into_bytes()))
         }
         "CommandReader" => Err(GearsError::new_err(e::READER_CANNOT_RUN)),
         _ => Err(GearsError::new_err(e::UNKNOWN_RUN_READER)),
@@ -208,7 +224,9 @@ fn run(
         desc,
     };
     plan.validate().map_err(GearsError::new_err)?;
-    let execution = Arc::new(Execution::new(engine().next_execution_id(), &plan, false));
+    let execution = Arc::new(
+        Execution::new(engine().next_execution_id(), &plan, false).acting_as(command::identity()),
+    );
     in_script(|ctx| {
         ctx.run = Some(PendingRun {
             execution,

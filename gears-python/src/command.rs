@@ -1,30 +1,47 @@
-//! The client command of the execution running on this thread, for
-//! `call_next` and `override_reply`.
+//! The context of the execution (or script body) running on this thread:
+//! who its commands run as, and the client command it may act on
+//! (`call_next`, `override_reply`).
 
-use gears_core::CommandCtx;
+use gears_core::{CommandCtx, Identity};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-thread_local! {
-    /// Per thread by nature: the steps that call `call_next` run on the
-    /// thread of the execution that set it.
-    static CURRENT_COMMAND: RefCell<Option<Arc<CommandCtx>>> = const { RefCell::new(None) };
+#[derive(Default)]
+struct Current {
+    command: Option<Arc<CommandCtx>>,
+    identity: Identity,
 }
 
-/// Runs `f` with `command` as this thread's command context.
-pub(crate) fn with_command<R>(command: Option<Arc<CommandCtx>>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Arc<CommandCtx>>);
+thread_local! {
+    /// Per thread by nature: the steps (or the body) that call `execute()`
+    /// and `call_next` run on the thread of the execution that set it.
+    static CURRENT: RefCell<Current> = RefCell::default();
+}
+
+/// Runs `f` with `command` and `identity` as this thread's context.
+pub(crate) fn with_context<R>(
+    command: Option<Arc<CommandCtx>>,
+    identity: Identity,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<Current>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let prev = self.0.take();
-            CURRENT_COMMAND.with(|c| *c.borrow_mut() = prev);
+            if let Some(prev) = self.0.take() {
+                CURRENT.with(|c| *c.borrow_mut() = prev);
+            }
         }
     }
-    let prev = CURRENT_COMMAND.with(|c| c.replace(command));
-    let _restore = Restore(prev);
+    let prev = CURRENT.with(|c| c.replace(Current { command, identity }));
+    let _restore = Restore(Some(prev));
     f()
 }
 
 pub(crate) fn current() -> Option<Arc<CommandCtx>> {
-    CURRENT_COMMAND.with(|c| c.borrow().clone())
+    CURRENT.with(|c| c.borrow().command.clone())
+}
+
+/// Who this thread's commands run as.
+pub(crate) fn identity() -> Identity {
+    CURRENT.with(|c| c.borrow().identity.clone())
 }

@@ -1,7 +1,7 @@
 //! Conversions between native records, Python objects and replies.
 
 use crate::errors::{GearsError, FOREIGN_RECORD};
-use gears_core::record::{KeyEntry, KeyValue};
+use gears_core::record::{too_deep, KeyEntry, KeyValue, MAX_REPLY_DEPTH};
 use gears_core::{HostObject, HostValue, Record, Reply};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -18,6 +18,10 @@ impl HostValue for PyValue {
     }
 
     fn to_reply(&self) -> Reply {
+        self.try_reply().unwrap_or_else(Reply::Error)
+    }
+
+    fn try_reply(&self) -> Result<Reply, String> {
         Python::with_gil(|py| py_to_reply(self.0.bind(py)))
     }
 }
@@ -103,11 +107,25 @@ pub fn host_to_py<'py>(py: Python<'py>, h: &HostObject) -> PyResult<Bound<'py, P
     }
 }
 
-/// The reply a Python result gets (1.2's conversion table).
-pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Reply {
-    if let Ok(l) = obj.downcast::<PyList>() {
-        return Reply::Array(l.iter().map(|x| py_to_reply(&x)).collect());
+/// The reply a Python result gets (1.2's conversion table), or an error
+/// for data nested deeper than [`MAX_REPLY_DEPTH`] (a list containing
+/// itself included).
+pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Result<Reply, String> {
+    py_reply_at(obj, 0)
+}
+
+fn py_reply_at(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Reply, String> {
+    if depth > MAX_REPLY_DEPTH {
+        return Err(too_deep());
     }
+    if let Ok(l) = obj.downcast::<PyList>() {
+        let items = l.iter().map(|x| py_reply_at(&x, depth + 1));
+        return items.collect::<Result<_, _>>().map(Reply::Array);
+    }
+    Ok(py_scalar_reply(obj))
+}
+
+fn py_scalar_reply(obj: &Bound<'_, PyAny>) -> Reply {
     if obj.is_instance_of::<PyBool>() || obj.is_instance_of::<PyInt>() {
         return match obj.extract::<i64>() {
             Ok(i) => Reply::Int(i),
@@ -131,6 +149,13 @@ pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Reply {
 
 /// The Python value of a command reply (for `execute`).
 pub fn reply_to_py(py: Python<'_>, r: Reply) -> PyResult<Bound<'_, PyAny>> {
+    reply_to_py_at(py, r, 0)
+}
+
+fn reply_to_py_at(py: Python<'_>, r: Reply, depth: usize) -> PyResult<Bound<'_, PyAny>> {
+    if depth > MAX_REPLY_DEPTH {
+        return Err(GearsError::new_err(too_deep()));
+    }
     Ok(match r {
         Reply::Null => py.None().into_bound(py),
         Reply::Int(i) => i.into_bound_py_any(py)?,
@@ -139,7 +164,7 @@ pub fn reply_to_py(py: Python<'_>, r: Reply) -> PyResult<Bound<'_, PyAny>> {
         Reply::Array(items) => {
             let out = PyList::empty(py);
             for x in items {
-                out.append(reply_to_py(py, x)?)?;
+                out.append(reply_to_py_at(py, x, depth + 1)?)?;
             }
             out.into_any()
         }

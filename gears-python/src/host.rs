@@ -3,7 +3,7 @@
 //! cross it.
 
 use gears_core::registration::ReaderArgs;
-use gears_core::{Reader, Reply};
+use gears_core::{Identity, Reader, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -42,38 +42,46 @@ pub struct KeysReaderSpec {
     pub pattern: Vec<u8>,
     pub no_scan: bool,
     pub read_value: bool,
+    /// The database to read.
+    pub db: i64,
 }
 
-/// The session a script body runs for, and the session it replaces
-/// (`UPGRADE` or `REPLACE_WITH`), whose registrations are about to go.
+/// The session a script body runs for, the session it replaces (`UPGRADE`
+/// or `REPLACE_WITH`, whose registrations are about to go), and who sent it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScriptScope {
     pub session: String,
     pub replacing: Option<String>,
+    /// The client that sent the script: its body's commands and its `run()`
+    /// act as it; its registrations are owned by its user.
+    pub identity: Identity,
 }
 
 impl From<&str> for ScriptScope {
     fn from(session: &str) -> ScriptScope {
         ScriptScope {
             session: session.to_owned(),
-            replacing: None,
+            ..ScriptScope::default()
         }
     }
 }
 
 /// Everything the Python runtime needs from Redis.
 pub trait RedisHost: Send + Sync + 'static {
-    /// Runs a command (replicated when it writes). Called without the GIL,
-    /// from any thread; a top-level error comes back as [`Reply::Error`].
-    fn call(&self, argv: &[Vec<u8>]) -> Reply;
+    /// Runs a command as `who` (its user's permissions, its database;
+    /// replicated when it writes, refused over `maxmemory` when it would
+    /// grow the data). Called without the GIL, from any thread; a top-level
+    /// error comes back as [`Reply::Error`].
+    fn call(&self, who: &Identity, argv: &[Vec<u8>]) -> Reply;
     fn log(&self, level: LogLevel, message: &str);
     /// A configuration value (built-in option or extra key).
     fn config_get(&self, key: &str) -> Option<gears_config::Value>;
     fn hashtag(&self) -> String;
-    /// A reader over the keyspace.
-    fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader>;
-    /// A reader over the messages of stream `key` after id `from`.
-    fn stream_reader(&self, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader>;
+    /// A reader over the keyspace (the keys `who` may read).
+    fn keys_reader(&self, who: Identity, spec: KeysReaderSpec) -> Box<dyn Reader>;
+    /// A reader over the messages of stream `key` after id `from`, read as
+    /// `who`.
+    fn stream_reader(&self, who: Identity, key: Vec<u8>, from: Vec<u8>) -> Box<dyn Reader>;
     /// Takes the Redis lock for the calling thread (reentrant; `atomic()`).
     /// Called without the GIL.
     fn lock(&self);

@@ -2,6 +2,7 @@
 //! bodies, and starting the executions they prepare.
 
 use crate::api;
+use crate::command::with_context;
 use crate::host::{RedisHost, ScriptScope};
 use crate::runner;
 use crate::runtime::{self, runtime, Runtime};
@@ -108,20 +109,25 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
 /// globals. The caller holds the Redis lock (it is the Redis main thread).
 pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOutcome, String> {
     let code = CString::new(code).map_err(|_| "the script contains a NUL byte".to_string())?;
-    let (result, ctx) = with_script(scope.into(), || {
-        Python::with_gil(|py| -> Result<(), String> {
-            let globals = runtime()
-                .prelude
-                .bind(py)
-                .copy()
-                .map_err(|e| error_text(py, &e))?;
-            globals
-                .set_item("__name__", "__main__")
-                .map_err(|e| error_text(py, &e))?;
-            py.run(&code, Some(&globals), None)
-                .map_err(|e| error_text(py, &e))
+    let scope: ScriptScope = scope.into();
+    let identity = scope.identity.clone();
+    let (result, ctx) = with_script(scope, || {
+        with_context(None, identity, || {
+            Python::with_gil(|py| -> Result<(), String> {
+                let globals = runtime()
+                    .prelude
+                    .bind(py)
+                    .copy()
+                    .map_err(|e| error_text(py, &e))?;
+                globals
+                    .set_item("__name__", "__main__")
+                    .map_err(|e| error_text(py, &e))?;
+                py.run(&code, Some(&globals), None)
+                    .map_err(|e| error_text(py, &e))
+            })
         })
     });
+    api::leave_atomic();
     match result {
         Ok(()) => Ok(ScriptOutcome {
             run: ctx.run,

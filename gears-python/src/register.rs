@@ -172,7 +172,8 @@ pub(crate) fn register(
     };
     plan.validate().map_err(GearsError::new_err)?;
     let id = engine().next_registration_id();
-    let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session);
+    let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session)
+        .owned_by(scope.identity.user);
     in_script(|c| {
         c.registrations.push(PendingRegistration {
             reg: Arc::new(reg),

@@ -1,7 +1,7 @@
 //! Running one execution: [`PyRunner`], the gears-core [`PlanRunner`] of
 //! Python plans.
 
-use crate::command::with_command;
+use crate::command::with_context;
 use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use gears_core::execution::Execution;
 use gears_core::pipeline::Pipeline;
@@ -61,9 +61,18 @@ pub(crate) fn run(
     command: Option<Arc<CommandCtx>>,
 ) {
     let started = Instant::now();
-    let outcome = with_command(command, || {
+    // An execution nested in another one's `atomic()` block (a sync
+    // registration its write triggered) leaves that block alone.
+    let nested_in_atomic = crate::api::in_atomic();
+    let outcome = with_context(command, exec.identity.clone(), || {
         catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader)))
     });
+    // Whatever happened inside (an abort while entering `atomic()`, a
+    // generator left suspended in one), the Redis lock goes with the
+    // execution.
+    if !nested_in_atomic {
+        crate::api::leave_atomic();
+    }
     let (results, mut errors, read) = match outcome {
         Ok(Some(r)) => r,
         // Aborted before it started: nothing to record.
@@ -181,10 +190,14 @@ fn finish(
     if !exec.abort_flag().load(Ordering::SeqCst) {
         pipe.finish();
     }
-    let results: Vec<Reply> = std::mem::take(&mut pipe.results)
-        .iter()
-        .map(|r| r.to_reply())
-        .collect();
-    let errors = std::mem::take(&mut pipe.errors);
+    let mut errors = std::mem::take(&mut pipe.errors);
+    let mut results = Vec::with_capacity(pipe.results.len());
+    // A result without a reply (too deep, cyclic) becomes an error record.
+    for r in std::mem::take(&mut pipe.results) {
+        match r.try_reply() {
+            Ok(reply) => results.push(reply),
+            Err(e) => errors.push(e),
+        }
+    }
     (results, errors)
 }

@@ -4,7 +4,7 @@
 use gears_core::engine::VecReader;
 use gears_core::record::{KeyEntry, KeyValue};
 use gears_core::registration::{Mode, ReaderArgs};
-use gears_core::{Caller, CommandCtx, Engine, Reader, Record, Reply};
+use gears_core::{Caller, CommandCtx, Engine, Identity, Reader, Record, Reply};
 use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +16,7 @@ struct FakeHost {
 }
 
 impl RedisHost for FakeHost {
-    fn call(&self, argv: &[Vec<u8>]) -> Reply {
+    fn call(&self, _who: &Identity, argv: &[Vec<u8>]) -> Reply {
         let words: Vec<String> = argv
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -48,7 +48,7 @@ impl RedisHost for FakeHost {
         gears_cluster_tag()
     }
 
-    fn keys_reader(&self, spec: KeysReaderSpec) -> Box<dyn Reader> {
+    fn keys_reader(&self, _who: Identity, spec: KeysReaderSpec) -> Box<dyn Reader> {
         assert_eq!(spec.pattern, b"*");
         Box::new(VecReader(Some(vec![Record::Key(Box::new(KeyEntry {
             key: b"k".to_vec(),
@@ -62,7 +62,7 @@ impl RedisHost for FakeHost {
 
     fn unlock(&self) {}
 
-    fn stream_reader(&self, _: Vec<u8>, _: Vec<u8>) -> Box<dyn Reader> {
+    fn stream_reader(&self, _: Identity, _: Vec<u8>, _: Vec<u8>) -> Box<dyn Reader> {
         Box::new(VecReader(None))
     }
 
@@ -104,7 +104,7 @@ fn python_runtime_in_process() {
     // A registration's execution, run inline on this thread.
     let run_inline = |reg, reader, command| {
         engine
-            .fire(reg, Caller::Event, reader, command)
+            .fire(reg, Caller::Event, Identity::default(), reader, command)
             .map(|fired| fired.execution().clone())
             .unwrap_or_else(|_| panic!("an event can always fire"))
     };

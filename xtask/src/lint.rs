@@ -177,7 +177,7 @@ pub fn raw_outside_layer(files: &BTreeMap<String, String>) -> Vec<String> {
         let words: Vec<&str> = code
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .collect();
-        if words.iter().any(|w| *w == "unsafe") {
+        if words.contains(&"unsafe") {
             out.push(format!(
                 "{MODULE_CRATE}: {path} uses unsafe outside {REDIS_LAYER}"
             ));

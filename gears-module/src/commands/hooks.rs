@@ -1,10 +1,11 @@
 //! RG.INNERHOOK: where the command filter sends hooked commands.
 
-use crate::hooks::{call_linked, call_real, fire_hook, first_accepting, hook_reply};
+use crate::errors;
+use crate::hooks::{call_linked, call_real, fire_hook, first_accepting, hook_reply, INNER_HOOK};
 use crate::redis;
-use crate::response::{arity, guarded, reply_when_all_done, respond_fired, Failure, Response};
+use crate::response::{arity, err, guarded, reply_when_all_done, respond_fired, Failure, Response};
 use crate::state::Gears;
-use gears_core::Caller;
+use gears_core::{Caller, Identity};
 use redis_module::{Context, RedisResult, RedisString};
 
 fn inner_hook_impl(
@@ -12,21 +13,33 @@ fn inner_hook_impl(
     ctx: &Context,
     args: &[RedisString],
 ) -> Result<Response, Failure> {
-    arity(args, |n| n >= 2)?;
-    let argv: Vec<Vec<u8>> = args[1..].iter().map(|a| a.as_slice().to_vec()).collect();
+    // Only the command filter calls RG.INNERHOOK: it adds the token, which
+    // clients never see; and a hooked command is never RG.INNERHOOK itself.
+    if args.len() < 3 || args[1].as_slice() != g.hook_token.as_bytes() {
+        return Err(err(errors::INNER_HOOK_INTERNAL));
+    }
+    if args[2]
+        .as_slice()
+        .eq_ignore_ascii_case(INNER_HOOK.as_bytes())
+    {
+        return Err(err(errors::INNER_HOOK_INTERNAL));
+    }
+    arity(args, |n| n >= 3)?;
+    let argv: Vec<Vec<u8>> = args[2..].iter().map(|a| a.as_slice().to_vec()).collect();
+    let who = redis::identity_of(ctx);
     // Replication and loading replay the command as it was.
     if redis::is_replayed(ctx) {
-        return Ok(call_real(&argv).into());
+        return Ok(call_real(&Identity::module(who.db), &argv).into());
     }
     let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let hooks = g.engine.registrations.hooks(&name);
     let can_block = redis::can_block(ctx);
     if let Some(i) = first_accepting(g, &hooks, &argv) {
         let (newest, rest) = (&hooks[i], hooks[i + 1..].to_vec());
-        let fired = fire_hook(g, newest, &argv, rest, Caller::Client { can_block });
+        let fired = fire_hook(g, newest, &argv, rest, Caller::Client { can_block }, who);
         return respond_fired(ctx, fired, hook_reply);
     }
-    let (real, linked) = call_linked(&argv, can_block);
+    let (real, linked) = call_linked(&who, &argv, can_block);
     let held = linked.held();
     Ok(reply_when_all_done(ctx, held, move || {
         linked.final_reply(real)

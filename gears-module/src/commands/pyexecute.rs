@@ -98,15 +98,19 @@ fn pyexecute_impl(
         }
         replaced = Some(old.clone());
     }
+    let identity = redis::identity_of(ctx);
+    let db = identity.db;
     let scope = ScriptScope {
         session: session.clone(),
         replacing: replaced.clone(),
+        identity,
     };
     let outcome = gears_python::exec_script(script, scope).map_err(err)?;
     let registered = !outcome.registrations.is_empty();
     if registered {
         registry::apply(
             g,
+            db,
             &session,
             opts.desc.clone(),
             replaced.as_deref(),

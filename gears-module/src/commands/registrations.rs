@@ -175,6 +175,7 @@ pub fn clear_stats(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 fn pause_or_unpause(
     g: &'static Gears,
+    ctx: &Context,
     args: &[RedisString],
     pause: bool,
 ) -> Result<Response, Failure> {
@@ -197,17 +198,21 @@ fn pause_or_unpause(
         reg.set_stream_status(StreamStatus::Paused);
     } else if reg.stream_status() != StreamStatus::Ok {
         reg.set_stream_status(StreamStatus::Ok);
-        streams::scan_existing(g, &reg);
+        streams::scan_existing(g, &reg, redis::identity_of(ctx).db);
     }
     Ok(ok().into())
 }
 
 pub fn pause(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guarded(ctx, args, |g, _, args| pause_or_unpause(g, args, true))
+    guarded(ctx, args, |g, ctx, args| {
+        pause_or_unpause(g, ctx, args, true)
+    })
 }
 
 pub fn unpause(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guarded(ctx, args, |g, _, args| pause_or_unpause(g, args, false))
+    guarded(ctx, args, |g, ctx, args| {
+        pause_or_unpause(g, ctx, args, false)
+    })
 }
 
 fn trigger_reply(e: &Execution) -> Reply {
@@ -228,7 +233,9 @@ fn trigger_impl(
     let caller = Caller::Client {
         can_block: redis::can_block(ctx),
     };
-    let fired = g.engine.fire(&reg, caller, reader, None);
+    let fired = g
+        .engine
+        .fire(&reg, caller, redis::identity_of(ctx), reader, None);
     respond_fired(ctx, fired, trigger_reply)
 }
 

@@ -1,0 +1,347 @@
+//! What users send must not crash the server, write to the wrong database,
+//! get around ACLs, stall a stream or leak: regression tests of each way it
+//! once could.
+
+use gears_tests::{bulk, Client, Server, Value};
+use std::time::Duration;
+
+fn ok() -> Value {
+    Value::Status("OK".into())
+}
+
+fn alive(c: &mut Client) {
+    assert_eq!(c.cmd(&["PING"]), Value::Status("PONG".into()));
+}
+
+#[test]
+fn cyclic_and_deeply_nested_results_are_error_records() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let cyclic = "def f(x):\n    l = []\n    l.append(l)\n    return l\nGB('ShardsIDReader').map(f).run(convertToStr=False)";
+    let r = c.py(cyclic);
+    assert_eq!(r.array()[0], Value::Array(vec![]));
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("reply nesting too deep"), "{errors:?}");
+    let deep = "def f(x):\n    l = []\n    for i in range(100000):\n        l = [l]\n    return l\nGB('ShardsIDReader').map(f).run(convertToStr=False)";
+    let r = c.py(deep);
+    assert!(r.errors()[0].contains("reply nesting too deep"));
+    // Nesting within the bound still converts.
+    let fine = "def f(x):\n    l = 'x'\n    for i in range(100):\n        l = [l]\n    return l\nGB('ShardsIDReader').map(f).run(convertToStr=False)";
+    let r = c.py(fine);
+    assert!(r.errors().is_empty());
+    // override_reply with a cycle raises instead.
+    c.py("def f(x):\n    l = []\n    l.append(l)\n    override_reply(l)\nGB().foreach(f).register(prefix='cyc*', commands=['get'], eventTypes=['keymiss'], mode='sync')");
+    assert_eq!(c.cmd(&["GET", "cyc1"]), Value::Nil);
+    let last = c.registrations()[0].field("lastError").text();
+    assert!(last.contains("reply nesting too deep"), "{last}");
+    alive(&mut c);
+}
+
+#[test]
+fn clients_can_not_call_the_internal_hook_command() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let before = c.cmd(&["CONFIG", "GET", "maxmemory"]);
+    let err = c
+        .cmd(&["RG.INNERHOOK", "config", "set", "maxmemory", "777"])
+        .error();
+    assert!(err.contains("RG.INNERHOOK is internal"), "{err}");
+    assert_eq!(c.cmd(&["CONFIG", "GET", "maxmemory"]), before);
+    // Nested 20,000 times: refused at once, no recursion.
+    let mut nested: Vec<&str> = vec!["RG.INNERHOOK"; 20_000];
+    nested.push("PING");
+    assert!(c.cmd(&nested).error().contains("RG.INNERHOOK is internal"));
+    // With a hook in place the hooked command still goes through it, and
+    // a hooked RG.INNERHOOK argument is not nested either.
+    c.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync')");
+    assert_eq!(c.cmd(&["SET", "a", "1"]), bulk("OK"));
+    assert_eq!(c.cmd(&["GET", "a"]), bulk("1"));
+    alive(&mut c);
+}
+
+#[test]
+fn a_sync_stream_registration_drains_a_long_backlog_without_recursion() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.set_timeout(Duration::from_secs(600));
+    c.cmd(&[
+        "EVAL",
+        "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'n', i) end return 1",
+        "1",
+        "s",
+        "100000",
+    ]);
+    assert_eq!(
+        c.py("GB('StreamReader').foreach(lambda x: execute('INCR', 'seen')).register(prefix='s', mode='sync')"),
+        ok()
+    );
+    assert_eq!(c.cmd(&["GET", "seen"]), bulk("100000"));
+    assert_eq!(c.cmd(&["XLEN", "s"]).int(), 0);
+    alive(&mut c);
+}
+
+#[test]
+fn hooks_events_and_runs_act_on_the_clients_database() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // A hook with call_next, from database 5.
+    c.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='hset', mode='sync')");
+    c.cmd(&["SELECT", "5"]);
+    // (A hook's reply is its result, here the str of call_next's.)
+    assert_eq!(c.cmd(&["HSET", "myhash", "f", "v"]), bulk("1"));
+    assert_eq!(c.cmd(&["HGET", "myhash", "f"]), bulk("v"));
+    c.cmd(&["SELECT", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "myhash"]).int(), 0);
+    // A sync KeysReader registration: its record and its execute() are in
+    // the database of the event.
+    c.py("GB().foreach(lambda x: execute('SET', 'copy:' + x['key'], x['value'])).register(prefix='k*', mode='sync', eventTypes=['set'])");
+    c.cmd(&["SELECT", "3"]);
+    c.cmd(&["SET", "k1", "hello"]);
+    assert_eq!(c.cmd(&["GET", "copy:k1"]), bulk("hello"));
+    c.cmd(&["SELECT", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "copy:k1"]).int(), 0);
+    // An async one too.
+    c.py("GB().foreach(lambda x: execute('SET', 'acopy:' + x['key'], x['value'])).register(prefix='a*', eventTypes=['set'])");
+    c.cmd(&["SELECT", "4"]);
+    c.cmd(&["SET", "a1", "there"]);
+    assert!(s.wait_for(10, || c.cmd(&["GET", "acopy:a1"]) == bulk("there")));
+    c.cmd(&["SELECT", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "acopy:a1"]).int(), 0);
+    // run() reads the client's database; the script body writes there.
+    c.cmd(&["SELECT", "2"]);
+    c.cmd(&["SET", "only:2", "x"]);
+    let r = c.py("execute('SET', 'body:2', 'y')\nGB().map(lambda x: x['key']).run('only:*')");
+    assert_eq!(r.results(), ["only:2"]);
+    assert_eq!(c.cmd(&["GET", "body:2"]), bulk("y"));
+    // A trigger too.
+    c.py("GB('CommandReader').map(lambda x: execute('SET', x[1], 'trig')).register(trigger='put')");
+    c.cmd(&["SELECT", "6"]);
+    c.cmd(&["RG.TRIGGER", "put", "t6"]);
+    assert_eq!(c.cmd(&["GET", "t6"]), bulk("trig"));
+    c.cmd(&["SELECT", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "t6", "body:2", "only:2"]).int(), 0);
+}
+
+#[test]
+fn python_runs_with_the_permissions_of_its_user() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    assert_eq!(
+        admin.cmd(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~app:*",
+            "+@all",
+            "-@dangerous",
+        ]),
+        ok()
+    );
+    admin.cmd(&["SET", "secret:x", "s3cret"]);
+    admin.cmd(&["SET", "app:a", "1"]);
+    let maxmemory = admin.cmd(&["CONFIG", "GET", "maxmemory"]);
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["AUTH", "limited", "pw"]), ok());
+    assert!(c
+        .cmd(&["CONFIG", "SET", "maxmemory", "1"])
+        .error()
+        .starts_with("NOPERM"));
+    // execute() from a step and from the script body.
+    let r = c.py(
+        "GB('ShardsIDReader').map(lambda x: execute('CONFIG','SET','maxmemory','12345')).run()",
+    );
+    assert!(r.errors()[0].contains("NOPERM"), "{r:?}");
+    let err = c.py("execute('GET', 'secret:x')").error();
+    assert!(err.contains("NOPERM"), "{err}");
+    assert_eq!(admin.cmd(&["CONFIG", "GET", "maxmemory"]), maxmemory);
+    // KeysReader only sees the keys the user may read.
+    let r = c.py("GB().map(lambda x: x['key']).run()");
+    assert_eq!(r.results(), ["app:a"]);
+    let r = c.py("GB().map(lambda x: x['value']).run('secret:x', noScan=True)");
+    assert!(r.results().is_empty(), "{r:?}");
+    // A registration of the limited user hears only of its keys, and its
+    // functions run as that user.
+    c.py("GB().foreach(lambda x: execute('INCR', 'app:count')).register(prefix='*', mode='sync', readValue=False, eventTypes=['set'])");
+    admin.cmd(&["SET", "secret:y", "1"]);
+    assert_eq!(admin.cmd(&["GET", "app:count"]), Value::Nil);
+    admin.cmd(&["SET", "app:b", "1"]);
+    assert_eq!(admin.cmd(&["GET", "app:count"]), bulk("1"));
+    // A hooked command the user may not run stays refused.
+    admin.cmd(&["ACL", "SETUSER", "limited", "-hset"]);
+    admin.py(
+        "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='hset', mode='sync')",
+    );
+    let err = c.cmd(&["HSET", "app:h", "f", "v"]).error();
+    assert!(err.contains("NOPERM"), "{err}");
+    assert_eq!(admin.cmd(&["EXISTS", "app:h"]).int(), 0);
+    assert_eq!(admin.cmd(&["HSET", "app:h", "f", "v"]), bulk("1"));
+}
+
+#[test]
+fn writes_from_python_respect_maxmemory() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    let r = c.py("GB('ShardsIDReader').map(lambda x: execute('SET', 'big', 'x')).run()");
+    assert!(r.errors()[0].contains("OOM"), "{r:?}");
+    c.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "big"]).int(), 0);
+}
+
+/// A StreamReader whose step fails until the key `gate` is set, recording
+/// each message it processed in the list `done`.
+const GATED: &str = "def f(x):\n    if execute('GET', 'gate') != '1':\n        raise Exception('closed')\n    execute('RPUSH', 'done', x['key'] + '/' + x['id'])\n";
+
+fn processed(c: &mut Client) -> Vec<String> {
+    c.cmd(&["LRANGE", "done", "0", "-1"]).texts()
+}
+
+#[test]
+fn a_stream_drains_its_backlog_once_a_failure_clears() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let script = format!("{GATED}GB('StreamReader').foreach(f).register(prefix='gated', batch=5, onFailedPolicy='retry', onFailedRetryInterval=1)");
+    assert_eq!(c.py(&script), ok());
+    // One message fails first; the other nineteen come while it fails.
+    c.cmd(&["XADD", "gated", "*", "n", "0"]);
+    assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") >= 1));
+    for i in 1..20 {
+        c.cmd(&["XADD", "gated", "*", "n", &i.to_string()]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(processed(&mut c).is_empty());
+    c.cmd(&["SET", "gate", "1"]);
+    assert!(
+        s.wait_for(20, || processed(&mut c).len() >= 20),
+        "processed: {:?}",
+        processed(&mut c)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let done = processed(&mut c);
+    let mut unique = done.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((done.len(), unique.len()), (20, 20), "{done:?}");
+    let pending = c.cmd(&["XPENDING", "gated", "__gears_consumer_group__"]);
+    assert_eq!(pending.array()[0].int(), 0);
+}
+
+#[test]
+fn each_failing_stream_of_a_registration_is_retried() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let script = format!("{GATED}GB('StreamReader').foreach(f).register(prefix='two:*', onFailedPolicy='retry', onFailedRetryInterval=1, trimStream=False)");
+    assert_eq!(c.py(&script), ok());
+    c.cmd(&["XADD", "two:a", "1-1", "n", "a"]);
+    c.cmd(&["XADD", "two:b", "1-1", "n", "b"]);
+    assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") >= 2));
+    c.cmd(&["SET", "gate", "1"]);
+    assert!(s.wait_for(20, || processed(&mut c).len() >= 2));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut done = processed(&mut c);
+    done.sort();
+    assert_eq!(done, ["two:a/1-1", "two:b/1-1"]);
+}
+
+#[test]
+fn an_execution_never_ends_holding_the_redis_lock() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.set_timeout(Duration::from_secs(20));
+    // A generator kept suspended inside atomic() when the execution ends.
+    let r = c.py("keep = []\ndef gen():\n    with atomic():\n        yield 1\ndef f(x):\n    g = gen()\n    next(g)\n    keep.append(g)\n    return 'left'\nGB('ShardsIDReader').map(f).run()");
+    assert_eq!(r.results(), ["left"]);
+    alive(&mut c);
+    // An abort that lands while a step goes in and out of atomic().
+    for _ in 0..5 {
+        let id = c
+            .cmd(&[
+                "RG.PYEXECUTE",
+                "def f(x):\n    while True:\n        with atomic():\n            pass\nGB('ShardsIDReader').map(f).run()",
+                "UNBLOCKING",
+            ])
+            .text();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(c.cmd(&["RG.ABORTEXECUTION", &id]), ok());
+        alive(&mut c);
+        assert_eq!(c.cmd(&["SET", "after", "1"]), ok());
+    }
+}
+
+fn used_memory(c: &mut Client) -> i64 {
+    let info = c.cmd(&["INFO", "memory"]).text();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO memory")
+}
+
+#[test]
+fn runs_leave_no_memory_behind() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    for i in 0..10 {
+        c.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    for script in [
+        "GB().map(lambda x: x['key']).run()",
+        "GB('ShardsIDReader').run()",
+    ] {
+        for _ in 0..200 {
+            c.py(script);
+        }
+        let before = used_memory(&mut c);
+        for _ in 0..3000 {
+            c.py(script);
+        }
+        let grown = used_memory(&mut c) - before;
+        assert!(
+            grown < 300_000,
+            "{script}: used_memory grew by {grown} bytes over 3000 runs"
+        );
+    }
+}
+
+#[test]
+fn keys_are_read_correctly_on_a_cluster_node() {
+    let s = Server::start_with(&["--cluster-enabled", "yes"], &[]);
+    let mut c = s.client();
+    c.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+    assert!(s.wait_for(10, || c
+        .cmd(&["CLUSTER", "INFO"])
+        .text()
+        .contains("cluster_state:ok")));
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        c.cmd(&["SET", k, v]);
+    }
+    c.cmd(&["RPUSH", "l", "x", "y"]);
+    c.cmd(&["HSET", "h", "f", "v"]);
+    let r = c.py("GB().map(lambda x: (x['key'], x['type'], x['value'])).sort().run()");
+    assert!(r.errors().is_empty(), "{r:?}");
+    assert_eq!(
+        r.results(),
+        [
+            "('a', 'string', '1')",
+            "('b', 'string', '2')",
+            "('c', 'string', '3')",
+            "('h', 'hash', {'f': 'v'})",
+            "('l', 'list', ['x', 'y'])",
+        ]
+    );
+}
+
+#[test]
+fn the_module_refuses_to_unload() {
+    let s = Server::start_with(&["--enable-module-command", "yes"], &[]);
+    let mut c = s.client();
+    let err = c.cmd(&["MODULE", "UNLOAD", "rg"]);
+    assert!(
+        matches!(&err, Value::Error(e) if e.contains("unload")),
+        "{err:?}"
+    );
+    let r = c.py("GB('ShardsIDReader').map(lambda x: 'still here').run()");
+    assert_eq!(r.results(), ["still here"]);
+}
