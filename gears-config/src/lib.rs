@@ -109,6 +109,7 @@ pub const SPECS: &[Spec] = &[
         true,
         Owner::Engine,
     ),
+    int("MaxQueuedExecutions", "10000", 1, true, Owner::Engine),
     int("ProfileExecutions", "0", 0, true, Owner::Engine),
     int("ExecutionThreads", "3", 1, false, Owner::Engine),
     int("ExecutionMaxIdleTime", "5000", 1, true, Owner::Engine),
@@ -153,6 +154,7 @@ pub fn spec_exact(key: &str) -> Option<&'static Spec> {
 pub struct Settings {
     pub maxexecutions: i64,
     pub maxexecutionsperregistration: i64,
+    pub maxqueuedexecutions: i64,
     pub profileexecutions: i64,
     pub executionthreads: i64,
     pub executionmaxidletime: i64,

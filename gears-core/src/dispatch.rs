@@ -122,8 +122,18 @@ impl Engine {
                 Fired::Finished(exec)
             }
             Placement::Queued => {
+                let slot = match self.reserve_queue_slot() {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        // Refused: it ends at once, as a failure.
+                        exec.start();
+                        exec.finish(Vec::new(), vec![full.to_string()], 0, 0);
+                        return Fired::Finished(exec);
+                    }
+                };
                 let (e, r, runner) = (exec.clone(), reg.clone(), self.runner.clone());
                 reg.submit(&self.pool, move || {
+                    drop(slot);
                     run_marked(&*runner, &e, &r, reader, command)
                 });
                 Fired::Queued(exec)

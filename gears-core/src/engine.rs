@@ -6,7 +6,7 @@ use crate::pool::WorkerPool;
 pub use crate::reader::{Reader, VecReader};
 use crate::registration::Registrations;
 use crate::runner::PlanRunner;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub struct Engine {
@@ -18,6 +18,10 @@ pub struct Engine {
     pub registration_ids: IdGen,
     /// `MaxExecutionsPerRegistration`, kept here for the event paths.
     pub max_per_registration: AtomicUsize,
+    /// `MaxQueuedExecutions`: how many executions may wait for a worker.
+    pub max_queued: AtomicUsize,
+    /// How many wait now.
+    queued: AtomicUsize,
     /// This node's id: forty zeros off-cluster.
     pub node_id: String,
     /// The host language that runs the plans' callbacks.
@@ -43,9 +47,28 @@ impl Engine {
             registrations: Registrations::default(),
             registration_ids: IdGen::new(),
             max_per_registration: AtomicUsize::new(max_per_registration),
+            max_queued: AtomicUsize::new(usize::MAX),
+            queued: AtomicUsize::new(0),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
             runner,
         })
+    }
+
+    /// Counts one more execution waiting for a worker, unless
+    /// `max_queued` already wait. The slot is given back when dropped: by
+    /// the job when it starts (or if it never runs).
+    pub fn reserve_queue_slot(self: &Arc<Self>) -> Result<QueueSlot, QueueFull> {
+        let max = self.max_queued.load(Ordering::Relaxed);
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= max {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(QueueFull(max));
+        }
+        Ok(QueueSlot(self.clone()))
+    }
+
+    /// How many executions wait for a worker.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     pub fn next_execution_id(&self) -> String {
@@ -54,5 +77,28 @@ impl Engine {
 
     pub fn next_registration_id(&self) -> String {
         self.registration_ids.next(&self.node_id)
+    }
+}
+
+/// An execution waiting for a worker, counted against `MaxQueuedExecutions`.
+pub struct QueueSlot(Arc<Engine>);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `MaxQueuedExecutions` executions already wait for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull(pub usize);
+
+impl std::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "too many executions are waiting to run (MaxQueuedExecutions is {})",
+            self.0
+        )
     }
 }

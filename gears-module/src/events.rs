@@ -25,9 +25,20 @@ use std::sync::Arc;
 /// events (so `expire` in a function on every key does not loop).
 pub fn on_keyspace(n: &Notification<'_>) {
     let Some(g) = state::get() else { return };
+    if g.any_streams.load(Ordering::Relaxed) && is_removal(n.event) {
+        // A stream that goes takes its consumers' state with it.
+        for reg in g.tables().streams_for(n) {
+            streams::forget_stream(g, reg, n.db, n.key);
+        }
+    }
     if g.any_keys.load(Ordering::Relaxed) {
         dispatch_keys(g, n);
     }
+}
+
+/// The events after which a key is gone.
+fn is_removal(event: &str) -> bool {
+    matches!(event, "del" | "expired" | "evicted" | "rename_from")
 }
 
 /// Stream events (StreamReader registrations). A separate subscriber, so

@@ -99,6 +99,9 @@ impl Gears {
             s.maxexecutionsperregistration.max(0) as usize,
             Ordering::Relaxed,
         );
+        self.engine
+            .max_queued
+            .store(s.maxqueuedexecutions.max(1) as usize, Ordering::Relaxed);
     }
 
     pub fn tables(&self) -> Arc<Tables> {

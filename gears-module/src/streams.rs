@@ -548,6 +548,17 @@ pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>, db: i64) {
     }
 }
 
+/// Forgets `reg`'s consumer of a stream that was deleted, unless a batch
+/// of it is in flight (its end forgets nothing and the next XADD starts
+/// afresh).
+pub fn forget_stream(g: &Gears, reg: &Registration, db: i64, key: &[u8]) {
+    let mut all = g.consumers();
+    let k = (reg.id.clone(), db, key.to_vec());
+    if all.get(&k).is_some_and(|c| !c.running) {
+        all.remove(&k);
+    }
+}
+
 /// Forgets the consumers of an unregistered registration.
 pub fn forget(g: &Gears, reg: &Registration) {
     g.consumers().retain(|(id, _, _), _| id != &reg.id);

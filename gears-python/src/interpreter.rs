@@ -141,11 +141,20 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
     }
 }
 
-/// Registers a prepared execution and starts it on the worker pool.
-pub fn submit(pending: PendingRun) {
-    let engine = runtime::engine();
+/// Registers a prepared execution and starts it on the worker pool; an
+/// error when `MaxQueuedExecutions` executions already wait.
+pub fn submit(pending: PendingRun) -> Result<(), String> {
+    let engine = &runtime::runtime().engine;
+    let slot = match engine.reserve_queue_slot() {
+        Ok(slot) => slot,
+        Err(full) => {
+            Python::with_gil(|_py| drop(pending));
+            return Err(full.to_string());
+        }
+    };
     engine.executions.add(pending.execution.clone());
     engine.pool.submit(move || {
+        drop(slot);
         let PendingRun {
             execution,
             plan,
@@ -154,4 +163,5 @@ pub fn submit(pending: PendingRun) {
         runner::run(&execution, &plan, reader, None);
         Python::with_gil(|_py| drop(plan));
     });
+    Ok(())
 }

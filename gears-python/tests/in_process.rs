@@ -85,7 +85,7 @@ fn run_to_end(script: &str) -> Reply {
     let run = outcome.run.expect("the script calls run()");
     let exec = run.execution.clone();
     let (tx, rx) = mpsc::channel();
-    gears_python::submit(run);
+    gears_python::submit(run).expect("the execution is queued");
     let cb: gears_core::execution::DoneCallback =
         Box::new(move |e| tx.send(e.results_reply()).unwrap());
     if let Some(cb) = exec.when_done(cb) {

@@ -345,3 +345,47 @@ fn the_module_refuses_to_unload() {
     let r = c.py("GB('ShardsIDReader').map(lambda x: 'still here').run()");
     assert_eq!(r.results(), ["still here"]);
 }
+
+#[test]
+fn nothing_is_written_on_a_read_only_replica() {
+    let master = Server::start(&[]);
+    let replica = Server::replica_of(&master);
+    let mut r = replica.client();
+    let reply =
+        r.py("GB('ShardsIDReader').map(lambda x: execute('SET', 'from:replica', '1')).run()");
+    let errors = reply.errors();
+    assert_eq!(errors.len(), 1, "{reply:?}");
+    assert_eq!(r.cmd(&["EXISTS", "from:replica"]).int(), 0);
+    // Reading still works.
+    let reply = r.py("GB('ShardsIDReader').map(lambda x: execute('PING')).run()");
+    assert_eq!(reply.results(), ["PONG"]);
+}
+
+#[test]
+fn queued_executions_are_bounded() {
+    let s = Server::start(&["ExecutionThreads", "1", "MaxQueuedExecutions", "1"]);
+    let mut c = s.client();
+    let busy = "import time\ndef f(x):\n    while True:\n        time.sleep(0.01)\nGB('ShardsIDReader').map(f).run()";
+    let first = c.cmd(&["RG.PYEXECUTE", busy, "UNBLOCKING"]).text();
+    // Let the worker take it.
+    std::thread::sleep(Duration::from_millis(500));
+    // The only worker is busy: one execution may wait, the next is refused.
+    let second = c
+        .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+        .text();
+    let err = c
+        .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+        .error();
+    assert!(err.contains("too many executions are waiting"), "{err}");
+    // A registration's execution is refused the same way, as a failure.
+    c.py("GB('CommandReader').register(trigger='t')");
+    let err = c.cmd(&["RG.TRIGGER", "t"]).error();
+    assert!(err.contains("MaxQueuedExecutions is 1"), "{err}");
+    assert_eq!(c.registrations()[0].count("numFailures"), 1);
+    c.cmd(&["RG.ABORTEXECUTION", &first]);
+    assert!(s.wait_for(10, || c.cmd(&["RG.GETRESULTS", &second]).array().len() == 2));
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "t", "x"]),
+        Value::Array(vec![bulk("['t', 'x']")])
+    );
+}

@@ -121,7 +121,7 @@ fn pyexecute_impl(
         return Ok(ok().into());
     };
     let exec = run.execution.clone();
-    gears_python::submit(run);
+    gears_python::submit(run).map_err(err)?;
     if registered {
         return Ok(ok().into());
     }
