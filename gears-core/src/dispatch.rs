@@ -66,6 +66,16 @@ thread_local! {
     static RUNNING: RefCell<Vec<*const Registration>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many executions may run nested on one thread (a sync trigger that
+/// calls itself through `execute()` stops here instead of overflowing the
+/// stack).
+pub const MAX_NESTING: usize = 64;
+
+/// The error of an execution refused for [`MAX_NESTING`].
+pub fn too_nested() -> String {
+    format!("too many nested executions (more than {MAX_NESTING}; does a function trigger itself?)")
+}
+
 /// Whether an execution of `reg` is running on this thread: an event it
 /// raises itself (its own `execute('expire', key)`) must not trigger it
 /// again, or it would never end.
@@ -118,7 +128,12 @@ impl Engine {
         let exec = self.new_registered_execution(reg, identity);
         match placement {
             Placement::Inline => {
-                run_marked(&*self.runner, &exec, reg, reader, command);
+                if RUNNING.with(|r| r.borrow().len()) >= MAX_NESTING {
+                    exec.start();
+                    exec.finish(Vec::new(), vec![too_nested()], 0, 0);
+                } else {
+                    run_marked(&*self.runner, &exec, reg, reader, command);
+                }
                 Fired::Finished(exec)
             }
             Placement::Queued => {

@@ -79,6 +79,7 @@ pub fn command_not_scriptable(what: &str) -> String {
 pub fn movable_keys_by_prefix(what: &str) -> String {
     format!("Can not {what} a command with moveable keys by key prefix")
 }
+pub const NOT_BUSY: &str = "NOTBUSY No gears Python code is running on the main thread right now.";
 pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
 pub const INNER_HOOK_INTERNAL: &str =
     "ERR RG.INNERHOOK is internal to the gears module and can not be called directly";

@@ -87,13 +87,15 @@ fn dispatch_keys(g: &'static Gears, n: &Notification<'_>) {
         // The registration's owner only hears of keys it may read.
         let who = Identity::new(reg.owner.clone(), n.db);
         let visible = redis::with_lock(|ctx| {
-            ctx.select_db(n.db);
-            if !redis::read_filter(ctx, &who)(n.key) {
-                return false;
-            }
-            let Some(kt) = key_types else { return true };
-            let ty = redis::key_type(ctx, n.key);
-            kt.iter().any(|t| t == ty.name())
+            redis::reading(|| {
+                ctx.select_db(n.db);
+                if !redis::read_filter(ctx, &who)(n.key) {
+                    return false;
+                }
+                let Some(kt) = key_types else { return true };
+                let ty = redis::key_type(ctx, n.key);
+                kt.iter().any(|t| t == ty.name())
+            })
         });
         if visible {
             fire_keys(g, reg, n, who, *read_value, linked);

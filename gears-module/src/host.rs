@@ -8,6 +8,7 @@ use crate::streams::StreamRunReader;
 use gears_core::registration::ReaderArgs;
 use gears_core::{Identity, Reader, Reply};
 use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
+use std::sync::atomic::Ordering;
 
 pub struct ModuleHost(pub &'static Gears);
 
@@ -46,5 +47,10 @@ impl RedisHost for ModuleHost {
 
     fn unlock(&self) {
         redis::unlock();
+    }
+
+    fn yield_to_clients(&self) -> bool {
+        redis::yield_to_clients();
+        self.0.kill_requested.swap(false, Ordering::SeqCst)
     }
 }

@@ -52,6 +52,10 @@ impl KeysReader {
 
 /// The record of `key` (database selected) for an event, read now.
 pub fn key_record(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
+    redis::reading(|| key_record_now(ctx, key, event, read_value))
+}
+
+fn key_record_now(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
     let value = read_value.then(|| {
         let ty = redis::key_type(ctx, key);
         read_values(ctx, vec![(key.to_vec(), ty)]).pop()
@@ -155,40 +159,42 @@ impl Reader for KeysReader {
         }
         let read_value = self.spec.read_value;
         let keys: Found = with_lock(|ctx| {
-            ctx.select_db(self.spec.db);
-            let readable = read_filter(ctx, &self.who);
-            let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
-                self.done = true;
-                let name = self.spec.pattern.clone();
-                if !readable(&name) {
-                    return Vec::new();
-                }
-                let ty = redis::key_type(ctx, &name);
-                vec![(name, ty)]
-            } else {
-                let mut found = Vec::with_capacity(BATCH);
-                let glob = &self.glob;
-                while found.len() < BATCH {
-                    let more = self.cursor.step(ctx, |name, ty| {
-                        if ty != KeyType::Empty && glob.matches(name) && readable(name) {
-                            found.push((name.to_vec(), ty));
-                        }
-                    });
-                    if !more {
-                        self.done = true;
-                        break;
+            redis::reading(|| {
+                ctx.select_db(self.spec.db);
+                let readable = read_filter(ctx, &self.who);
+                let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
+                    self.done = true;
+                    let name = self.spec.pattern.clone();
+                    if !readable(&name) {
+                        return Vec::new();
                     }
+                    let ty = redis::key_type(ctx, &name);
+                    vec![(name, ty)]
+                } else {
+                    let mut found = Vec::with_capacity(BATCH);
+                    let glob = &self.glob;
+                    while found.len() < BATCH {
+                        let more = self.cursor.step(ctx, |name, ty| {
+                            if ty != KeyType::Empty && glob.matches(name) && readable(name) {
+                                found.push((name.to_vec(), ty));
+                            }
+                        });
+                        if !more {
+                            self.done = true;
+                            break;
+                        }
+                    }
+                    found
+                };
+                if !read_value {
+                    return keys.into_iter().map(|(k, _)| (k, None)).collect();
                 }
-                found
-            };
-            if !read_value {
-                return keys.into_iter().map(|(k, _)| (k, None)).collect();
-            }
-            let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.clone()).collect();
-            names
-                .into_iter()
-                .zip(read_values(ctx, keys).into_iter().map(Some))
-                .collect()
+                let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.clone()).collect();
+                names
+                    .into_iter()
+                    .zip(read_values(ctx, keys).into_iter().map(Some))
+                    .collect()
+            })
         });
         // The lock is a plain mutex: a reader that re-locks at once can keep
         // the main thread waiting for several batches. Step aside briefly so

@@ -121,6 +121,7 @@ redis_module! {
         ["rg.getresultsblocking", commands::get_results_blocking, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dropexecution", commands::drop_execution, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.abortexecution", commands::abort_execution, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pykill", commands::pykill, "readonly allow-busy", 0, 0, 0, AclCategory::None],
         ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],

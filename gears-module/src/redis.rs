@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A raw pointer that may cross threads: Redis objects that the module API
 /// allows to use from other threads (thread-safe contexts, blocked clients).
@@ -45,14 +46,32 @@ impl Drop for ThreadCtx {
     fn drop(&mut self) {
         let ctx = self.0.get();
         if !ctx.is_null() {
-            // SAFETY: created by this thread in `thread_ctx`, not locked
-            // (the thread is ending), freed once.
-            unsafe { raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx) };
+            // SAFETY: created by this thread in `thread_ctx` and freed once;
+            // the thread is ending and holds no lock, so it takes the Redis
+            // lock around the free (freeing a context's client touches
+            // server state). Unlocking does not use the context.
+            unsafe {
+                raw::RedisModule_ThreadSafeContextLock.unwrap()(ctx);
+                raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx);
+                raw::RedisModule_ThreadSafeContextUnlock.unwrap()(main_ctx());
+            }
         }
     }
 }
 
+/// Whether the main thread is inside `RedisModule_Yield` (serving clients
+/// while Python runs long).
+static YIELDING: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
+    /// Set while the module reads keys for its own records: the key misses
+    /// those reads raise are not events (a registration on key misses would
+    /// otherwise trigger itself, or another one, forever).
+    static READING: Cell<u32> = const { Cell::new(0) };
+    /// The context of the command or notification the main thread serves
+    /// now (per thread: only the main thread sets it): what
+    /// `RedisModule_Yield` measures `busy-reply-threshold` from.
+    static SERVING: Cell<*mut raw::RedisModuleCtx> = const { Cell::new(ptr::null_mut()) };
     /// How many times this (non-main) thread holds the Redis lock: the lock
     /// is held by a thread, so its depth is per thread.
     static LOCK_DEPTH: Cell<u32> = const { Cell::new(0) };
@@ -112,6 +131,68 @@ pub fn subscribe(ctx: &Context) {
             raw::REDISMODULE_CMDFILTER_NOSELF as i32,
         );
     }
+}
+
+/// Runs `f` (the module's own key reads) without raising key-miss events.
+pub fn reading<R>(f: impl FnOnce() -> R) -> R {
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            READING.with(|r| r.set(r.get() - 1));
+        }
+    }
+    READING.with(|r| r.set(r.get() + 1));
+    let _done = Done;
+    f()
+}
+
+/// Runs `f` as the work of the command or notification of `ctx`.
+fn serving<R>(ctx: *mut raw::RedisModuleCtx, f: impl FnOnce() -> R) -> R {
+    struct Restore(*mut raw::RedisModuleCtx);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERVING.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERVING.with(|s| s.replace(ctx)));
+    f()
+}
+
+/// Runs a command handler as the work of its command (see
+/// [`yield_to_clients`]).
+pub fn serving_command<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
+    serving(ctx.ctx, f)
+}
+
+/// While long work runs on the main thread for a command or notification,
+/// lets Redis process events and other clients' commands (they get `BUSY`
+/// once `busy-reply-threshold` has passed since the command started, except
+/// `allow-busy` ones). A no-op elsewhere.
+pub fn yield_to_clients() {
+    if !on_main_thread() {
+        return;
+    }
+    let ctx = SERVING.with(|s| s.get());
+    if ctx.is_null() {
+        return;
+    }
+    YIELDING.store(true, Ordering::SeqCst);
+    // SAFETY: main thread, inside the command or notification `ctx` belongs
+    // to; Redis guards against nested yields itself.
+    unsafe {
+        raw::RedisModule_Yield.unwrap()(
+            ctx,
+            raw::REDISMODULE_YIELD_FLAG_CLIENTS as c_int,
+            c"a gears Python function is running; RG.PYKILL stops it".as_ptr(),
+        )
+    };
+    YIELDING.store(false, Ordering::SeqCst);
+}
+
+/// Whether a command runs while the main thread yields (see
+/// [`yield_to_clients`]).
+pub fn yielding() -> bool {
+    YIELDING.load(Ordering::SeqCst)
 }
 
 pub fn on_main_thread() -> bool {
@@ -771,11 +852,16 @@ extern "C" fn on_keyspace(
     if let Some(layer) = LAYER.get() {
         // SAFETY: the arguments come from Redis for this callback.
         if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
+            if event == "keymiss" && READING.with(|r| r.get()) > 0 {
+                return raw::REDISMODULE_OK as c_int;
+            }
             guard("keyspace event", || {
-                (layer.callbacks.keyspace)(&Notification {
-                    event: &event,
-                    key,
-                    db,
+                serving(ctx, || {
+                    (layer.callbacks.keyspace)(&Notification {
+                        event: &event,
+                        key,
+                        db,
+                    })
                 })
             });
         }
@@ -793,10 +879,12 @@ extern "C" fn on_stream(
         // SAFETY: the arguments come from Redis for this callback.
         if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
             guard("stream event", || {
-                (layer.callbacks.stream)(&Notification {
-                    event: &event,
-                    key,
-                    db,
+                serving(ctx, || {
+                    (layer.callbacks.stream)(&Notification {
+                        event: &event,
+                        key,
+                        db,
+                    })
                 })
             });
         }

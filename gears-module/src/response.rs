@@ -36,7 +36,9 @@ pub type Handler = fn(&'static Gears, &Context, &[RedisString]) -> Result<Respon
 /// reply unless the client was blocked.
 pub fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult {
     let r = match state::get() {
-        Some(g) => match catch_unwind(AssertUnwindSafe(|| f(g, ctx, &args))) {
+        Some(g) => match catch_unwind(AssertUnwindSafe(|| {
+            redis::serving_command(ctx, || f(g, ctx, &args))
+        })) {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Response::Now(e),
             Err(_) => Response::Now(err(errors::INTERNAL)),

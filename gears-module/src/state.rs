@@ -45,6 +45,8 @@ pub struct Gears {
     session_counter: AtomicU64,
     /// The secret the command filter passes to RG.INNERHOOK.
     pub hook_token: String,
+    /// RG.PYKILL asked to stop the Python code running on the main thread.
+    pub kill_requested: AtomicBool,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -74,6 +76,7 @@ impl Gears {
             timer,
             session_counter: AtomicU64::new(0),
             hook_token: String::new(),
+            kill_requested: AtomicBool::new(false),
         };
         g.apply_limits();
         Gears {

@@ -87,6 +87,12 @@ pub trait RedisHost: Send + Sync + 'static {
     fn lock(&self);
     /// Releases one [`RedisHost::lock`].
     fn unlock(&self);
+    /// Called every few milliseconds while Python runs on the Redis main
+    /// thread: lets Redis serve other clients; `true` when a client asked
+    /// to stop the running code.
+    fn yield_to_clients(&self) -> bool {
+        false
+    }
     /// Checks a registration against the registrations already applied
     /// (hooked command exists, trigger name free...), for a script of
     /// `scope`; called from the script body, lock held.

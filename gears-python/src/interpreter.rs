@@ -8,6 +8,7 @@ use crate::runner;
 use crate::runtime::{self, runtime, Runtime};
 use crate::script::{with_script, PendingRun, ScriptOutcome};
 use crate::traceback::error_text;
+use crate::watchdog;
 use gears_core::Engine;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -102,7 +103,8 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         host,
         engine,
         prelude,
-    })
+    })?;
+    watchdog::start()
 }
 
 /// Runs an RG.PYEXECUTE script body of a session (`scope`) in fresh
@@ -113,17 +115,19 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
     let identity = scope.identity.clone();
     let (result, ctx) = with_script(scope, || {
         with_context(None, identity, || {
-            Python::with_gil(|py| -> Result<(), String> {
-                let globals = runtime()
-                    .prelude
-                    .bind(py)
-                    .copy()
-                    .map_err(|e| error_text(py, &e))?;
-                globals
-                    .set_item("__name__", "__main__")
-                    .map_err(|e| error_text(py, &e))?;
-                py.run(&code, Some(&globals), None)
-                    .map_err(|e| error_text(py, &e))
+            watchdog::watched(|| {
+                Python::with_gil(|py| -> Result<(), String> {
+                    let globals = runtime()
+                        .prelude
+                        .bind(py)
+                        .copy()
+                        .map_err(|e| error_text(py, &e))?;
+                    globals
+                        .set_item("__name__", "__main__")
+                        .map_err(|e| error_text(py, &e))?;
+                    py.run(&code, Some(&globals), None)
+                        .map_err(|e| error_text(py, &e))
+                })
             })
         })
     });

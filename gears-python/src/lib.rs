@@ -32,6 +32,7 @@ mod runtime;
 mod script;
 mod steps;
 mod traceback;
+mod watchdog;
 
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{exec_script, initialize, submit};

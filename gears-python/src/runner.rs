@@ -65,7 +65,7 @@ pub(crate) fn run(
     // registration its write triggered) leaves that block alone.
     let nested_in_atomic = crate::api::in_atomic();
     let outcome = with_context(command, exec.identity.clone(), || {
-        catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader)))
+        crate::watchdog::watched(|| catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader))))
     });
     // Whatever happened inside (an abort while entering `atomic()`, a
     // generator left suspended in one), the Redis lock goes with the

@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fuzz;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -53,6 +55,17 @@ impl Value {
             Value::Error(e) => e.clone(),
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    /// Texts of an array's items, whatever they are (`Debug` for non-text).
+    pub fn texts_lossy(&self) -> Vec<String> {
+        self.array()
+            .iter()
+            .map(|v| match v {
+                Value::Status(_) | Value::Bulk(_) => v.text(),
+                other => format!("{other:?}"),
+            })
+            .collect()
     }
 
     /// Texts of an array of bulk/status replies.
@@ -157,6 +170,19 @@ impl Client {
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Value {
         self.send(args);
         self.read()
+    }
+
+    /// Like [`Client::cmd`], with I/O errors (a dead server, a timeout).
+    pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> std::io::Result<Value> {
+        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            let a = a.as_ref();
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&buf)?;
+        self.try_read()
     }
 
     /// `RG.PYEXECUTE script [extra...]`.

@@ -389,3 +389,51 @@ fn queued_executions_are_bounded() {
         Value::Array(vec![bulk("['t', 'x']")])
     );
 }
+
+#[test]
+fn runaway_python_on_the_main_thread_leaves_redis_responsive_and_can_be_killed() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    admin.cmd(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    let err = admin.cmd(&["RG.PYKILL"]).error();
+    assert!(err.starts_with("NOTBUSY"), "{err}");
+    // A script body that never ends.
+    let mut runner = s.client();
+    runner.send(&["RG.PYEXECUTE", "while True:\n    pass"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut other = s.client();
+    let busy = other.cmd(&["PING"]).error();
+    assert!(busy.starts_with("BUSY"), "{busy}");
+    assert_eq!(other.cmd(&["RG.PYKILL"]), ok());
+    let killed = runner.read().error();
+    assert!(killed.contains("killed"), "{killed}");
+    alive(&mut other);
+    // A sync function that never ends, inside a client's SET.
+    admin.py("def f(x):\n    while True:\n        pass\nGB().foreach(f).register(prefix='spin', mode='sync', eventTypes=['set'])");
+    runner.send(&["SET", "spin", "1"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(other.cmd(&["GET", "spin"]).error().starts_with("BUSY"));
+    assert_eq!(other.cmd(&["RG.PYKILL"]), ok());
+    assert_eq!(runner.read(), ok());
+    assert_eq!(other.cmd(&["GET", "spin"]), bulk("1"));
+    let last = other.registrations()[0].field("lastError").text();
+    assert!(last.contains("killed"), "{last}");
+}
+
+#[test]
+fn the_modules_own_reads_raise_no_key_misses() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // Two registrations on every event: reading the missing key for one
+    // must not raise a key miss that triggers the other, back and forth.
+    c.py("GB().register()");
+    c.py("GB().register()");
+    c.cmd(&["GET", "missing"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let triggered: Vec<i64> = c
+        .registrations()
+        .iter()
+        .map(|r| r.count("numTriggered"))
+        .collect();
+    assert_eq!(triggered, [1, 1]);
+}

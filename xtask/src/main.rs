@@ -24,10 +24,11 @@ fn main() -> ExitCode {
         Some("lint") => lint::lint(),
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("setup") => setup().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] | setup>"
+                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] | fuzz [--calls N] [--seed S] | setup>"
             );
             return ExitCode::from(2);
         }
@@ -202,6 +203,43 @@ fn run(args: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(format!("redis-server exited with {status}"))
+    }
+}
+
+/// `fuzz [--calls N] [--seed S]`: random calls and hostile Python against
+/// a fresh server; fails with the first sign of a broken server.
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut calls = 5000usize;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--calls" => calls = value?.parse().map_err(|_| "--calls needs a number")?,
+            "--seed" => seed = value?.parse().map_err(|_| "--seed needs a number")?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let python = setup()?;
+    let module = build_module(&python)?;
+    std::env::set_var("GEARS_MODULE", &module);
+    let server = gears_tests::Server::start(&[]);
+    println!(
+        "fuzz: {calls} calls, seed {seed}, server on port {}",
+        server.port
+    );
+    match gears_tests::fuzz::run(server.port, calls, seed) {
+        Ok(report) => {
+            println!(
+                "fuzz: the server survived {} calls ({} answered with an error)",
+                report.calls, report.errors
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("fuzz: {e}\nserver log:\n{}", server.log())),
     }
 }
 

@@ -127,6 +127,21 @@ pub fn drop_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
+/// RG.PYKILL: stops the Python code (a script body, a `sync` function)
+/// that keeps the main thread busy, as SCRIPT KILL stops Lua. Allowed while
+/// the server is busy.
+pub fn pykill(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, _, args| {
+        arity(args, |n| n == 1)?;
+        if !redis::yielding() {
+            return Err(err(errors::NOT_BUSY));
+        }
+        g.kill_requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(ok().into())
+    })
+}
+
 pub fn abort_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 2)?;

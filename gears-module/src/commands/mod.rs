@@ -10,7 +10,7 @@ mod registrations;
 pub use config::{config_get, config_set, info_cluster};
 pub use executions::{
     abort_execution, drop_execution, dump_executions, get_execution, get_results,
-    get_results_blocking,
+    get_results_blocking, pykill,
 };
 pub use hooks::inner_hook;
 pub use pyexecute::pyexecute;
