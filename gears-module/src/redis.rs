@@ -381,8 +381,9 @@ pub fn call_as(who: &Identity, argv: &[Vec<u8>]) -> Reply {
         return Reply::Error("ERR the command name contains a NUL byte".into());
     };
     with_lock(|ctx| {
+        let mut words = Words::new(ctx, argv);
         if let Some(user) = &who.user {
-            if let Err(e) = permitted(ctx, user, argv) {
+            if let Err(e) = permitted(ctx, user, &mut words) {
                 return e;
             }
         }
@@ -392,52 +393,79 @@ pub fn call_as(who: &Identity, argv: &[Vec<u8>]) -> Reply {
         } else {
             c"!vEM"
         };
-        call_locked(ctx, &cmd, &argv[1..], flags)
+        call_words(ctx, &cmd, &words.strings[1..], flags)
     })
 }
 
-/// Whether `user` may run `argv` (command and keys), by the server's ACLs.
-fn permitted(ctx: LockedCtx, user: &str, argv: &[Vec<u8>]) -> Result<(), Reply> {
-    let ctx = ctx.0;
-    let denied = || {
-        Reply::Error(format!(
-            "NOPERM this user has no permissions to run the '{}' command or to access one of its keys",
-            String::from_utf8_lossy(&argv[0]).to_ascii_lowercase()
-        ))
+/// Whether `user` may run the command of `words` (command and keys), by
+/// the server's ACLs.
+fn permitted(ctx: LockedCtx, user: &str, words: &mut Words) -> Result<(), Reply> {
+    let Some(u) = AclUser::find(ctx, user) else {
+        return Err(Reply::Error(format!(
+            "NOPERM the user '{user}' does not exist"
+        )));
     };
-    // SAFETY: lock held (a `LockedCtx` exists); every string and the user
-    // created here are freed before returning.
-    unsafe {
-        let create = |b: &[u8]| {
-            raw::RedisModule_CreateString.unwrap()(ctx, b.as_ptr().cast::<c_char>(), b.len())
-        };
-        let name = create(user.as_bytes());
-        let u = raw::RedisModule_GetModuleUserFromUserName.unwrap()(name);
-        raw::RedisModule_FreeString.unwrap()(ctx, name);
-        if u.is_null() {
-            return Err(Reply::Error(format!(
-                "NOPERM the user '{user}' does not exist"
-            )));
-        }
-        let mut strings: Vec<*mut raw::RedisModuleString> =
-            argv.iter().map(|a| create(a)).collect();
+    // SAFETY: lock held (a `LockedCtx` exists); `words` are live strings.
+    let (status, errno) = unsafe {
         let status = raw::RedisModule_ACLCheckCommandPermissions.unwrap()(
-            u,
-            strings.as_mut_ptr(),
-            strings.len() as c_int,
+            u.0,
+            words.strings.as_mut_ptr(),
+            words.strings.len() as c_int,
         );
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        for s in strings {
-            raw::RedisModule_FreeString.unwrap()(ctx, s);
+        (status, std::io::Error::last_os_error().raw_os_error())
+    };
+    if status == raw::REDISMODULE_OK as c_int || errno == Some(ENOENT) {
+        // (An unknown command: let the call say so.)
+        return Ok(());
+    }
+    Err(Reply::Error(format!(
+        "NOPERM this user has no permissions to run the '{}' command or to access one of its keys",
+        String::from_utf8_lossy(words.first()).to_ascii_lowercase()
+    )))
+}
+
+/// A command's words as Redis strings, freed on drop.
+struct Words {
+    ctx: *mut raw::RedisModuleCtx,
+    strings: Vec<*mut raw::RedisModuleString>,
+}
+
+impl Words {
+    fn new(ctx: LockedCtx, argv: &[Vec<u8>]) -> Words {
+        let strings = argv
+            .iter()
+            .map(|a| {
+                // SAFETY: lock held (a `LockedCtx` exists); freed by `Drop`.
+                unsafe {
+                    raw::RedisModule_CreateString.unwrap()(
+                        ctx.0,
+                        a.as_ptr().cast::<c_char>(),
+                        a.len(),
+                    )
+                }
+            })
+            .collect();
+        Words {
+            ctx: ctx.0,
+            strings,
         }
-        raw::RedisModule_FreeModuleUser.unwrap()(u);
-        if status == raw::REDISMODULE_OK as c_int {
-            Ok(())
-        } else if errno == Some(ENOENT) {
-            // An unknown command: let the call say so.
-            Ok(())
-        } else {
-            Err(denied())
+    }
+
+    fn first(&self) -> &[u8] {
+        match self.strings.first() {
+            // SAFETY: a live string of ours.
+            Some(s) => unsafe { string_bytes(*s) },
+            None => &[],
+        }
+    }
+}
+
+impl Drop for Words {
+    fn drop(&mut self) {
+        for s in self.strings.drain(..) {
+            // SAFETY: created in `Words::new` with this context, freed once,
+            // still under the lock of the `LockedCtx` that made them.
+            unsafe { raw::RedisModule_FreeString.unwrap()(self.ctx, s) };
         }
     }
 }
@@ -520,36 +548,37 @@ pub fn identity_of(ctx: &Context) -> Identity {
 
 /// Like [`call`] but with the lock already held and explicit flags.
 pub fn call_locked(ctx: LockedCtx, cmd: &CStr, args: &[Vec<u8>], flags: &CStr) -> Reply {
-    let ctx = ctx.0;
+    let words = Words::new(ctx, args);
+    call_words(ctx, cmd, &words.strings, flags)
+}
+
+/// `RedisModule_Call` of `cmd` with `args` (live strings), converted.
+fn call_words(
+    ctx: LockedCtx,
+    cmd: &CStr,
+    args: &[*mut raw::RedisModuleString],
+    flags: &CStr,
+) -> Reply {
     // SAFETY: the caller holds the Redis lock (a `LockedCtx` exists) and
-    // `ctx` is valid; the strings we create are freed after the call, and
-    // the reply is freed by the conversion.
+    // `args` are live strings; `RedisModule_Call` only reads the array (the
+    // pointer is cast to mutable for the C signature); the reply is freed by
+    // the conversion.
     unsafe {
-        let strings: Vec<*mut raw::RedisModuleString> = args
-            .iter()
-            .map(|a| {
-                raw::RedisModule_CreateString.unwrap()(ctx, a.as_ptr().cast::<c_char>(), a.len())
-            })
-            .collect();
         let r = raw::RedisModule_Call.unwrap()(
-            ctx,
+            ctx.0,
             cmd.as_ptr(),
             flags.as_ptr(),
-            strings.as_ptr(),
-            strings.len(),
+            args.as_ptr().cast_mut(),
+            args.len(),
         );
-        let out = if r.is_null() {
+        if r.is_null() {
             Reply::Error(format!(
                 "ERR command failed ({})",
                 std::io::Error::last_os_error()
             ))
         } else {
             convert_call_reply(r, true, 0)
-        };
-        for s in strings {
-            raw::RedisModule_FreeString.unwrap()(ctx, s);
         }
-        out
     }
 }
 
