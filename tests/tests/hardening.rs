@@ -114,6 +114,14 @@ fn hooks_events_and_runs_act_on_the_clients_database() {
     let r = c.py("execute('SET', 'body:2', 'y')\nGB().map(lambda x: x['key']).run('only:*')");
     assert_eq!(r.results(), ["only:2"]);
     assert_eq!(c.cmd(&["GET", "body:2"]), bulk("y"));
+    // A key-miss function linked to GET fills the key in the client's
+    // database and answers for it.
+    c.py("def fill(x):\n    execute('SET', x['key'], 'filled')\n    override_reply('filled:' + x['key'])\nGB().foreach(fill).register(prefix='miss:*', commands=['get'], eventTypes=['keymiss'], mode='sync')");
+    c.cmd(&["SELECT", "7"]);
+    assert_eq!(c.cmd(&["GET", "miss:1"]), bulk("filled:miss:1"));
+    assert_eq!(c.cmd(&["GET", "miss:1"]), bulk("filled"));
+    c.cmd(&["SELECT", "0"]);
+    assert_eq!(c.cmd(&["EXISTS", "miss:1"]).int(), 0);
     // A trigger too.
     c.py("GB('CommandReader').map(lambda x: execute('SET', x[1], 'trig')).register(trigger='put')");
     c.cmd(&["SELECT", "6"]);
@@ -286,9 +294,12 @@ fn runs_leave_no_memory_behind() {
     for i in 0..10 {
         c.cmd(&["SET", &format!("k{i}"), "v"]);
     }
+    c.cmd(&["XADD", "st", "*", "f", "v"]);
     for script in [
         "GB().map(lambda x: x['key']).run()",
         "GB('ShardsIDReader').run()",
+        "GB('PythonReader').run(lambda: iter([1, 2, 3]))",
+        "GB('StreamReader').run('st')",
     ] {
         for _ in 0..200 {
             c.py(script);
