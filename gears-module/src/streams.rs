@@ -266,14 +266,21 @@ fn params(reg: &Registration) -> Option<Params> {
 /// A message was added to `key` in `db`, which `reg` consumes. Lock held.
 pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, db: i64, key: &[u8]) {
     let Some(p) = params(reg) else { return };
-    if reg.stream_status() != StreamStatus::Ok {
-        return;
-    }
     let s = Stream {
         reg: reg.clone(),
         db,
         key: key.to_vec(),
     };
+    match reg.stream_status() {
+        StreamStatus::Ok => {}
+        // Another stream of the registration waits to retry: remember this
+        // one, started when the registration resumes.
+        StreamStatus::WaitingForRetry => {
+            s.consumer(g, |c| c.unread += 1);
+            return;
+        }
+        StreamStatus::Paused | StreamStatus::Aborted => return,
+    }
     let start = s.consumer(g, |c| {
         c.unread += 1;
         if c.running {
@@ -314,6 +321,7 @@ fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
             }
             if retry && status == StreamStatus::WaitingForRetry {
                 s.reg.set_stream_status(StreamStatus::Ok);
+                resume_others(g, &s);
             }
             let ok = s.reg.stream_status() == StreamStatus::Ok;
             let start = s.consumer(g, |c| {
@@ -331,6 +339,30 @@ fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
             }
         });
     });
+}
+
+/// Starts the registration's other consumers that got messages while it
+/// waited to retry `s`.
+fn resume_others(g: &'static Gears, s: &Stream) {
+    let waiting: Vec<Stream> = g
+        .consumers()
+        .iter_mut()
+        .filter(|((id, db, key), c)| {
+            id == &s.reg.id && (*db, key) != (s.db, &s.key) && !c.running && c.unread > 0
+        })
+        .map(|((_, db, key), c)| {
+            c.running = true;
+            c.pending_first = true;
+            Stream {
+                reg: s.reg.clone(),
+                db: *db,
+                key: key.clone(),
+            }
+        })
+        .collect();
+    for other in waiting {
+        drain(g, other, false);
+    }
 }
 
 /// Runs batches of `s` (the consumer is marked running) until there is

@@ -252,6 +252,19 @@ fn each_failing_stream_of_a_registration_is_retried() {
     let mut done = processed(&mut c);
     done.sort();
     assert_eq!(done, ["two:a/1-1", "two:b/1-1"]);
+    // A message to another stream while the registration waits to retry
+    // is processed once it resumes.
+    c.cmd(&["DEL", "gate", "done"]);
+    let failures = c.registrations()[0].count("numFailures");
+    c.cmd(&["XADD", "two:c", "1-1", "n", "c"]);
+    assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") > failures));
+    c.cmd(&["XADD", "two:d", "1-1", "n", "d"]);
+    c.cmd(&["SET", "gate", "1"]);
+    assert!(s.wait_for(20, || processed(&mut c).len() >= 2));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut done = processed(&mut c);
+    done.sort();
+    assert_eq!(done, ["two:c/1-1", "two:d/1-1"]);
 }
 
 #[test]
