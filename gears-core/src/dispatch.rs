@@ -83,6 +83,12 @@ pub fn is_running_here(reg: &Registration) -> bool {
     RUNNING.with(|r| r.borrow().contains(&(reg as *const Registration)))
 }
 
+/// Ends an execution that may not run, at once, as a failure.
+fn refuse(exec: &Execution, error: String) {
+    exec.start();
+    exec.finish(Vec::new(), vec![error], 0, 0);
+}
+
 fn run_marked(
     runner: &dyn PlanRunner,
     exec: &Arc<Execution>,
@@ -129,8 +135,7 @@ impl Engine {
         match placement {
             Placement::Inline => {
                 if RUNNING.with(|r| r.borrow().len()) >= MAX_NESTING {
-                    exec.start();
-                    exec.finish(Vec::new(), vec![too_nested()], 0, 0);
+                    refuse(&exec, too_nested());
                 } else {
                     run_marked(&*self.runner, &exec, reg, reader, command);
                 }
@@ -140,9 +145,7 @@ impl Engine {
                 let slot = match self.reserve_queue_slot() {
                     Ok(slot) => slot,
                     Err(full) => {
-                        // Refused: it ends at once, as a failure.
-                        exec.start();
-                        exec.finish(Vec::new(), vec![full.to_string()], 0, 0);
+                        refuse(&exec, full.to_string());
                         return Fired::Finished(exec);
                     }
                 };

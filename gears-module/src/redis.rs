@@ -872,30 +872,48 @@ unsafe fn notification<'a>(
     ))
 }
 
+/// Hands a notification to `pick`'s callback, with the context it came
+/// with as the one being served.
+///
+/// # Safety
+/// The arguments are those Redis passes to a notification callback.
+unsafe fn deliver(
+    ctx: *mut raw::RedisModuleCtx,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+    what: &str,
+    pick: fn(&Callbacks) -> fn(&Notification<'_>),
+) -> c_int {
+    let Some(layer) = LAYER.get() else {
+        return raw::REDISMODULE_OK as c_int;
+    };
+    let Some((event, key, db)) = notification(ctx, event, key) else {
+        return raw::REDISMODULE_OK as c_int;
+    };
+    if event == "keymiss" && READING.with(|r| r.get()) > 0 {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    let callback = pick(&layer.callbacks);
+    guard(what, || {
+        serving(ctx, || {
+            callback(&Notification {
+                event: &event,
+                key,
+                db,
+            })
+        })
+    });
+    raw::REDISMODULE_OK as c_int
+}
+
 extern "C" fn on_keyspace(
     ctx: *mut raw::RedisModuleCtx,
     _type: c_int,
     event: *const c_char,
     key: *mut raw::RedisModuleString,
 ) -> c_int {
-    if let Some(layer) = LAYER.get() {
-        // SAFETY: the arguments come from Redis for this callback.
-        if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
-            if event == "keymiss" && READING.with(|r| r.get()) > 0 {
-                return raw::REDISMODULE_OK as c_int;
-            }
-            guard("keyspace event", || {
-                serving(ctx, || {
-                    (layer.callbacks.keyspace)(&Notification {
-                        event: &event,
-                        key,
-                        db,
-                    })
-                })
-            });
-        }
-    }
-    raw::REDISMODULE_OK as c_int
+    // SAFETY: the arguments come from Redis for this callback.
+    unsafe { deliver(ctx, event, key, "keyspace event", |c| c.keyspace) }
 }
 
 extern "C" fn on_stream(
@@ -904,21 +922,8 @@ extern "C" fn on_stream(
     event: *const c_char,
     key: *mut raw::RedisModuleString,
 ) -> c_int {
-    if let Some(layer) = LAYER.get() {
-        // SAFETY: the arguments come from Redis for this callback.
-        if let Some((event, key, db)) = unsafe { notification(ctx, event, key) } {
-            guard("stream event", || {
-                serving(ctx, || {
-                    (layer.callbacks.stream)(&Notification {
-                        event: &event,
-                        key,
-                        db,
-                    })
-                })
-            });
-        }
-    }
-    raw::REDISMODULE_OK as c_int
+    // SAFETY: the arguments come from Redis for this callback.
+    unsafe { deliver(ctx, event, key, "stream event", |c| c.stream) }
 }
 
 extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {

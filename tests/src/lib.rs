@@ -89,6 +89,18 @@ pub fn bulk(s: &str) -> Value {
     Value::Bulk(s.as_bytes().to_vec())
 }
 
+/// A command in RESP.
+fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf
+}
+
 pub struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
@@ -111,14 +123,9 @@ impl Client {
 
     /// Sends one command without reading its reply.
     pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
-        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            let a = a.as_ref();
-            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend_from_slice(a);
-            buf.extend_from_slice(b"\r\n");
-        }
-        self.writer.write_all(&buf).expect("write to redis");
+        self.writer
+            .write_all(&encode(args))
+            .expect("write to redis");
     }
 
     pub fn read(&mut self) -> Value {
@@ -174,14 +181,7 @@ impl Client {
 
     /// Like [`Client::cmd`], with I/O errors (a dead server, a timeout).
     pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> std::io::Result<Value> {
-        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            let a = a.as_ref();
-            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend_from_slice(a);
-            buf.extend_from_slice(b"\r\n");
-        }
-        self.writer.write_all(&buf)?;
+        self.writer.write_all(&encode(args))?;
         self.try_read()
     }
 

@@ -464,3 +464,45 @@ fn the_modules_own_reads_raise_no_key_misses() {
         .collect();
     assert_eq!(triggered, [1, 1]);
 }
+
+#[test]
+fn trimming_never_deletes_an_entry_still_pending() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // 1-1 is read by another consumer of the group and not acknowledged.
+    c.cmd(&[
+        "XGROUP",
+        "CREATE",
+        "tr",
+        "__gears_consumer_group__",
+        "0",
+        "MKSTREAM",
+    ]);
+    c.cmd(&["XADD", "tr", "1-1", "n", "1"]);
+    c.cmd(&[
+        "XREADGROUP",
+        "GROUP",
+        "__gears_consumer_group__",
+        "other",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "tr",
+        ">",
+    ]);
+    c.py("GB('StreamReader').foreach(lambda x: execute('RPUSH', 'done', x['id'])).register(prefix='tr', trimStream=True)");
+    c.cmd(&["XADD", "tr", "2-1", "n", "2"]);
+    assert!(
+        s.wait_for(10, || c.cmd(&["LRANGE", "done", "0", "-1"]).texts()
+            == ["2-1"])
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let ids: Vec<String> = c
+        .cmd(&["XRANGE", "tr", "-", "+"])
+        .array()
+        .iter()
+        .map(|e| e.array()[0].text())
+        .collect();
+    // MINID trims a prefix: nothing from the pending entry on may go.
+    assert_eq!(ids, ["1-1", "2-1"]);
+}
