@@ -506,3 +506,35 @@ fn trimming_never_deletes_an_entry_still_pending() {
     // MINID trims a prefix: nothing from the pending entry on may go.
     assert_eq!(ids, ["1-1", "2-1"]);
 }
+
+#[test]
+fn a_client_that_leaves_while_blocked_harms_nothing() {
+    let s = Server::start(&[]);
+    {
+        let mut gone = s.client();
+        gone.send(&[
+            "RG.PYEXECUTE",
+            "import time\nGB('ShardsIDReader').map(lambda x: time.sleep(0.5) or 'late').run()",
+        ]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let mut c = s.client();
+    alive(&mut c);
+    // The execution finished and was dropped like any blocking run.
+    assert_eq!(c.cmd(&["RG.DUMPEXECUTIONS"]), Value::Array(vec![]));
+}
+
+#[test]
+fn values_that_raise_when_shown_become_error_records() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let script = "class Bad:\n    def __str__(self):\n        raise ValueError('no str')\n    def __repr__(self):\n        raise ValueError('no repr')\n    def __eq__(self, other):\n        raise ValueError('no eq')\nGB('ShardsIDReader').map(lambda x: Bad()).run()";
+    let r = c.py(script);
+    assert!(r.array()[0].array().is_empty(), "{r:?}");
+    assert!(r.errors()[0].contains("no str"), "{r:?}");
+    // Without the str() step, the object replies as an opaque record.
+    let r = c.py(&script.replace(".run()", ".run(convertToStr=False)"));
+    assert_eq!(r.results(), ["PY RECORD"]);
+    alive(&mut c);
+}
