@@ -87,6 +87,7 @@ pub mod execution;
 pub mod glob;
 pub mod id;
 pub mod identity;
+pub mod persist;
 pub mod pipeline;
 pub mod plan;
 pub mod pool;

@@ -239,6 +239,9 @@ pub struct Registration {
     /// The user who registered it: executions that events start run as
     /// this user (`None`: unrestricted).
     pub owner: Option<String>,
+    /// The plan's callbacks in the host language's saved form (empty when
+    /// they can not be saved).
+    pub payload: Vec<u8>,
     stats: Mutex<Stats>,
     queue: SerialQueue,
     /// Executions kept for `RG.DUMPEXECUTIONS`, oldest first.
@@ -265,12 +268,19 @@ impl Registration {
             plan,
             session,
             owner: None,
+            payload: Vec::new(),
             stats: Mutex::new(Stats::default()),
             queue: SerialQueue::default(),
             executions: Mutex::new(VecDeque::new()),
             stream_status: Mutex::new(StreamStatus::Ok),
             unregistered: AtomicBool::new(false),
         }
+    }
+
+    /// The same registration, with its callbacks saved as `payload`.
+    pub fn with_payload(mut self, payload: Vec<u8>) -> Registration {
+        self.payload = payload;
+        self
     }
 
     /// The same registration, owned by `user`.
@@ -528,6 +538,11 @@ impl Registrations {
             .filter(|r| matches!(&r.args, ReaderArgs::Hook { command: c, .. } if c == command))
             .cloned()
             .collect()
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<Session> {
+        lock(&self.sessions).clone()
     }
 
     pub fn session(&self, id: &str) -> Option<Session> {

@@ -23,6 +23,7 @@
 //! ```
 
 mod commands;
+mod durability;
 mod errors;
 mod events;
 mod hooks;
@@ -37,6 +38,7 @@ mod streams;
 mod tables;
 mod timer;
 
+use redis::GEARS_TYPE;
 #[allow(unused_imports)] // used inside the redis_module! expansion
 use redis_module::AclCategory;
 use redis_module::{redis_module, Context, RedisString, Status};
@@ -54,6 +56,10 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             keyspace: events::on_keyspace,
             stream: events::on_stream,
             command_filter: hooks::command_filter,
+            aux_save: durability::aux_save,
+            aux_load: durability::aux_load,
+            loading: durability::loading,
+            role_changed: durability::role_changed,
         },
     );
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
@@ -110,7 +116,7 @@ redis_module! {
     // Not RedisAlloc: its global used_memory counter becomes a contended
     // cache line when the reader and the Python worker allocate in parallel.
     allocator: (std::alloc::System, std::alloc::System),
-    data_types: [],
+    data_types: [GEARS_TYPE],
     init: init,
     deinit: deinit,
     commands: [
@@ -133,5 +139,7 @@ redis_module! {
         ["rg.trigger", commands::trigger, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.triggeronkey", commands::trigger, "readonly", 2, 2, 1, AclCategory::None],
         ["rg.innerhook", commands::inner_hook, "", 0, 0, 0, AclCategory::None],
+        ["rg.innerregister", commands::inner_register, "", 0, 0, 0, AclCategory::None],
+        ["rg.innerunregister", commands::inner_unregister, "", 0, 0, 0, AclCategory::None],
     ],
 }

@@ -96,6 +96,153 @@ pub struct Callbacks {
     pub stream: fn(&Notification<'_>),
     /// Every command a client sends (`NOSELF`: not our own calls).
     pub command_filter: fn(&mut CommandFilter<'_>),
+    /// The module's RDB aux data: written before the keys.
+    pub aux_save: fn() -> Vec<u8>,
+    /// Reads what `aux_save` wrote; an error fails the load.
+    pub aux_load: fn(&[u8]) -> Result<(), String>,
+    /// A load (RDB, AOF, full sync) starts (`true`) or ended (`false`).
+    pub loading: fn(bool),
+    /// The server became a master (`true`) or a replica (`false`).
+    pub role_changed: fn(bool),
+}
+
+/// The data type that only carries the module's RDB aux data (no key is
+/// ever of this type).
+pub static GEARS_TYPE: redis_module::native_types::RedisType =
+    redis_module::native_types::RedisType::new(
+        "GEARS_REG",
+        AUX_VERSION,
+        raw::RedisModuleTypeMethods {
+            version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+            rdb_load: None,
+            rdb_save: None,
+            aof_rewrite: None,
+            free: None,
+            mem_usage: None,
+            digest: None,
+            aux_load: Some(aux_load),
+            aux_save: Some(aux_save),
+            aux_save2: None,
+            aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
+            free_effort: None,
+            unlink: None,
+            copy: None,
+            defrag: None,
+            copy2: None,
+            free_effort2: None,
+            mem_usage2: None,
+            unlink2: None,
+        },
+    );
+
+/// The encoding version of the aux data (the payload carries its own format
+/// version too).
+const AUX_VERSION: i32 = 1;
+
+extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
+    if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return;
+    }
+    let Some(layer) = LAYER.get() else { return };
+    let blob = std::panic::catch_unwind(layer.callbacks.aux_save).unwrap_or_else(|_| {
+        log(
+            "warning",
+            "saving the registrations panicked; none are saved",
+        );
+        Vec::new()
+    });
+    raw::save_slice(rdb, &blob);
+}
+
+extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, _when: c_int) -> c_int {
+    let fail = |why: &str| {
+        log(
+            "warning",
+            &format!("could not load the registrations: {why}"),
+        );
+        raw::REDISMODULE_ERR as c_int
+    };
+    if encver != AUX_VERSION {
+        return fail(&format!(
+            "aux data of version {encver}, this module reads version {AUX_VERSION}"
+        ));
+    }
+    let Some(layer) = LAYER.get() else {
+        return fail("the module is not initialized");
+    };
+    let Ok(buf) = raw::load_string_buffer(rdb) else {
+        return fail("the RDB ended early");
+    };
+    let bytes = buf.as_ref().to_vec();
+    match std::panic::catch_unwind(|| (layer.callbacks.aux_load)(&bytes)) {
+        Ok(Ok(())) => raw::REDISMODULE_OK as c_int,
+        Ok(Err(e)) => fail(&e),
+        Err(_) => fail("loading them panicked"),
+    }
+}
+
+extern "C" fn on_server_event(
+    _ctx: *mut raw::RedisModuleCtx,
+    eid: raw::RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    let Some(layer) = LAYER.get() else { return };
+    let cb = &layer.callbacks;
+    guard("server event", || {
+        if eid.id == raw::REDISMODULE_EVENT_LOADING {
+            match subevent {
+                raw::REDISMODULE_SUBEVENT_LOADING_RDB_START
+                | raw::REDISMODULE_SUBEVENT_LOADING_AOF_START
+                | raw::REDISMODULE_SUBEVENT_LOADING_REPL_START => (cb.loading)(true),
+                raw::REDISMODULE_SUBEVENT_LOADING_ENDED => (cb.loading)(false),
+                _ => {}
+            }
+        } else if eid.id == raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED {
+            (cb.role_changed)(subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER);
+        }
+    });
+}
+
+/// Whether this server is loading data (RDB, AOF, full sync).
+pub fn is_loading() -> bool {
+    LAYER
+        .get()
+        .is_some_and(|l| context_flags(l.main_ctx.0) & raw::REDISMODULE_CTX_FLAGS_LOADING != 0)
+}
+
+/// Whether this server is a master now.
+pub fn is_master() -> bool {
+    LAYER
+        .get()
+        .is_some_and(|l| context_flags(l.main_ctx.0) & raw::REDISMODULE_CTX_FLAGS_MASTER != 0)
+}
+
+/// Propagates `cmd args...` to the AOF and the replicas, as part of the
+/// command being served (main thread).
+pub fn replicate(cmd: &CStr, args: &[&[u8]]) {
+    let ctx = SERVING.with(|s| s.get());
+    let ctx = if ctx.is_null() { main_ctx() } else { ctx };
+    // SAFETY: main thread, lock held; the strings are freed after the call,
+    // which copies them.
+    unsafe {
+        let strings: Vec<*mut raw::RedisModuleString> = args
+            .iter()
+            .map(|a| {
+                raw::RedisModule_CreateString.unwrap()(ctx, a.as_ptr().cast::<c_char>(), a.len())
+            })
+            .collect();
+        raw::RedisModule_Replicate.unwrap()(
+            ctx,
+            cmd.as_ptr(),
+            c"v".as_ptr(),
+            strings.as_ptr(),
+            strings.len(),
+        );
+        for s in strings {
+            raw::RedisModule_FreeString.unwrap()(ctx, s);
+        }
+    }
 }
 
 /// Records the main thread, creates the detached context used for calls
@@ -130,6 +277,16 @@ pub fn subscribe(ctx: &Context) {
             Some(on_command),
             raw::REDISMODULE_CMDFILTER_NOSELF as i32,
         );
+        for id in [
+            raw::REDISMODULE_EVENT_LOADING,
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        ] {
+            raw::RedisModule_SubscribeToServerEvent.unwrap()(
+                ctx.ctx,
+                raw::RedisModuleEvent { id, dataver: 1 },
+                Some(on_server_event),
+            );
+        }
     }
 }
 

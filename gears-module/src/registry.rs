@@ -8,6 +8,7 @@ use crate::redis;
 use crate::state::Gears;
 use crate::streams;
 use crate::tables::Tables;
+use gears_core::persist::{encode_registration, Saved};
 use gears_core::registration::{Mode, ReaderArgs, Registration};
 use gears_python::{PendingRegistration, ScriptScope};
 
@@ -63,6 +64,7 @@ fn refresh(g: &Gears) {
 
 /// Applies the registrations of a script that succeeded (sent by a client
 /// of database `db`), after removing those of the session it replaces.
+/// Each one reaches the AOF and the replicas as `RG.INNERREGISTER`.
 pub fn apply(
     g: &'static Gears,
     db: i64,
@@ -75,13 +77,15 @@ pub fn apply(
     if let Some(old) = replaced {
         if let Some(s) = regs.session(old) {
             for id in s.registrations {
-                unregister(g, &id, true);
+                unregister(g, &id, true, true);
             }
         }
     }
-    regs.open_session(session, desc);
+    regs.open_session(session, desc.clone());
     for p in &pending {
         regs.add(p.reg.clone());
+        let blob = encode_registration(&p.reg, &desc);
+        redis::replicate(c"RG.INNERREGISTER", &[&blob]);
     }
     refresh(g);
     for p in &pending {
@@ -92,11 +96,19 @@ pub fn apply(
     }
 }
 
-/// Removes a registration; `false` if there is none with that id.
-pub fn unregister(g: &Gears, id: &str, abort_pending: bool) -> bool {
+/// Removes a registration; `false` if there is none with that id. With
+/// `propagate`, the AOF and the replicas get `RG.INNERUNREGISTER`.
+pub fn unregister(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
     let Some(reg) = g.engine.registrations.remove(id) else {
         return false;
     };
+    if propagate {
+        let mut args: Vec<&[u8]> = vec![id.as_bytes()];
+        if abort_pending {
+            args.push(b"abortpending");
+        }
+        redis::replicate(c"RG.INNERUNREGISTER", &args);
+    }
     if abort_pending {
         for e in reg.pending_executions() {
             e.abort();
@@ -105,4 +117,34 @@ pub fn unregister(g: &Gears, id: &str, abort_pending: bool) -> bool {
     streams::forget(g, &reg);
     refresh(g);
     true
+}
+
+/// Removes every registration (a load brings its own), propagating nothing.
+pub fn clear(g: &Gears) {
+    for reg in g.engine.registrations.snapshot().iter() {
+        unregister(g, &reg.id, true, false);
+    }
+    g.consumers().clear();
+}
+
+/// Applies a saved registration (RDB, AOF, replication) under its own id,
+/// replacing one with the same id. A master starts consuming its streams.
+pub fn restore(g: &'static Gears, saved: Saved, on_registered: bool) -> Result<(), String> {
+    let session_desc = saved.session_desc.clone();
+    let pending = gears_python::restore(saved)?;
+    let reg = pending.reg.clone();
+    unregister(g, &reg.id, true, false);
+    let regs = &g.engine.registrations;
+    regs.open_session(&reg.session, session_desc);
+    regs.add(reg.clone());
+    g.engine.registration_ids.observe(&reg.id);
+    refresh(g);
+    // While loading, consumers start once the load has ended.
+    if redis::is_master() && !redis::is_loading() && matches!(reg.args, ReaderArgs::Stream { .. }) {
+        streams::scan_existing(g, &reg, 0);
+    }
+    if on_registered {
+        pending.on_registered();
+    }
+    Ok(())
 }

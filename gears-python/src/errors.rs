@@ -78,6 +78,10 @@ pub const HOOK_NOT_STRING: &str = "hook argument is not string";
 pub const KEYPREFIX_NOT_STRING: &str = "keyprefix argument is not string";
 pub const NO_TRIGGER_OR_HOOK: &str = "no trigger or hook argument was given";
 
+pub fn serialize_failed(callback: &str, error: &str) -> String {
+    format!("Error occured when serialized a python callback, callback={callback} error={error}")
+}
+
 // Error records of executions.
 pub const EXECUTION_PANICKED: &str = "internal error: the execution panicked (see the Redis log)";
 pub const EXECUTION_ABORTED: &str = "Execution was aborted";

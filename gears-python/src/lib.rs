@@ -25,6 +25,7 @@ pub mod convert;
 mod errors;
 mod host;
 mod interpreter;
+mod persist;
 mod readers;
 mod register;
 mod runner;
@@ -36,6 +37,7 @@ mod watchdog;
 
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{exec_script, initialize, submit};
+pub use persist::restore;
 pub use runner::PyRunner;
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

@@ -171,9 +171,12 @@ pub(crate) fn register(
         desc: desc.clone(),
     };
     plan.validate().map_err(GearsError::new_err)?;
+    // Saved now: a callback that can not be saved fails register() at once.
+    let payload = crate::persist::save(steps.py(), steps, on_registered.as_ref())?;
     let id = engine().next_registration_id();
     let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session)
-        .owned_by(scope.identity.user);
+        .owned_by(scope.identity.user)
+        .with_payload(payload);
     in_script(|c| {
         c.registrations.push(PendingRegistration {
             reg: Arc::new(reg),

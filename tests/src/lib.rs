@@ -226,6 +226,8 @@ pub struct Server {
     pub port: u16,
     pub dir: PathBuf,
     child: Child,
+    server_args: Vec<String>,
+    module_args: Vec<String>,
 }
 
 impl Server {
@@ -268,9 +270,28 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let dir = dir.canonicalize().unwrap();
         let port = free_port();
+        let server_args: Vec<String> = server_args.iter().map(|s| s.to_string()).collect();
+        let module_args: Vec<String> = module_args.iter().map(|s| s.to_string()).collect();
+        let child = Server::run(port, &dir, &server_args, &module_args)?;
+        let server = Server {
+            port,
+            dir,
+            child,
+            server_args,
+            module_args,
+        };
+        server.wait_started()
+    }
+
+    fn run(
+        port: u16,
+        dir: &Path,
+        server_args: &[String],
+        module_args: &[String],
+    ) -> Result<Child, String> {
         let mut load = vec![module_path().to_string_lossy().into_owned()];
-        load.extend(module_args.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
+        load.extend(module_args.iter().cloned());
+        Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &dir.to_string_lossy()])
             .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
@@ -280,19 +301,60 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("could not run redis-server: {e}"))?;
-        let mut server = Server { port, dir, child };
+            .map_err(|e| format!("could not run redis-server: {e}"))
+    }
+
+    /// Waits until the server answers; `Ok(Err(log))` when it exited.
+    fn wait_started(mut self) -> Result<Result<Server, String>, String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return Ok(Err(server.log()));
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(Err(self.log()));
             }
-            if server.is_mine() {
-                return Ok(Ok(server));
+            if self.is_mine() && !self.loading() {
+                return Ok(Ok(self));
             }
             if Instant::now() > deadline {
-                return Err(format!("timed out; log:\n{}", server.log()));
+                return Err(format!("timed out; log:\n{}", self.log()));
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn loading(&self) -> bool {
+        let Ok(mut c) = Client::connect(self.port) else {
+            return true;
+        };
+        matches!(c.try_cmd(&["PING"]), Ok(Value::Error(e)) if e.starts_with("LOADING"))
+    }
+
+    /// Stops the server (`SHUTDOWN` with `how`, e.g. `["NOSAVE"]`, or a
+    /// `kill -9` when `how` is `["KILL"]`) and starts it again on the same
+    /// port, in the same directory, with the same arguments.
+    pub fn restart(&mut self, how: &[&str]) {
+        if how == ["KILL"] {
+            let _ = self.child.kill();
+        } else {
+            let mut c = self.client();
+            let mut cmd = vec!["SHUTDOWN"];
+            cmd.extend_from_slice(how);
+            let _ = c.try_cmd(&cmd);
+        }
+        let _ = self.child.wait();
+        let child = Server::run(self.port, &self.dir, &self.server_args, &self.module_args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let old = std::mem::replace(&mut self.child, child);
+        drop(old);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.is_mine() || self.loading() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("redis-server did not restart ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restart timed out:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -304,8 +366,7 @@ impl Server {
             return false;
         };
         c.set_timeout(Duration::from_secs(5));
-        c.send(&["CONFIG", "GET", "dir"]);
-        match c.try_read() {
+        match c.try_cmd(&["CONFIG", "GET", "dir"]) {
             Ok(Value::Array(a)) if a.len() == 2 => a[1].text() == self.dir.to_string_lossy(),
             _ => false,
         }

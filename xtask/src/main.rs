@@ -127,7 +127,13 @@ fn setup() -> Result<String> {
 
 /// Python packages the module's default environment provides to user code
 /// (the 1.2 tutorials import redis-py inside their functions).
-const PYTHON_PACKAGES: &[(&str, &str)] = &[("redis", "redis>=4,<6")];
+///
+/// cloudpickle saves registrations' callbacks (RDB, AOF, replicas), as the
+/// 1.2 ecosystem (gearsclient) ships pipelines with it.
+const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("redis", "redis>=4,<6"),
+    ("cloudpickle", "cloudpickle>=2,<4"),
+];
 
 fn python_packages(python: &str) -> Result<()> {
     for (module, spec) in PYTHON_PACKAGES {

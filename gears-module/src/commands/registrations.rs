@@ -12,6 +12,7 @@ use crate::response::{
 use crate::state::Gears;
 use crate::streams;
 use gears_core::execution::Execution;
+use gears_core::persist::decode_registration;
 use gears_core::registration::{ReaderArgs, Registration, StreamStatus};
 use gears_core::{Caller, Reply};
 use redis_module::{Context, RedisResult, RedisString};
@@ -155,7 +156,7 @@ pub fn unregister_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult 
         let abort_pending = args
             .get(2)
             .is_some_and(|a| text(a).eq_ignore_ascii_case("abortpending"));
-        if registry::unregister(g, &text(&args[1]), abort_pending) {
+        if registry::unregister(g, &text(&args[1]), abort_pending, true) {
             Ok(ok().into())
         } else {
             Err(err(errors::NOT_REGISTERED))
@@ -212,6 +213,34 @@ pub fn pause(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn unpause(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         pause_or_unpause(g, ctx, args, false)
+    })
+}
+
+/// RG.INNERREGISTER <saved registration>: how the AOF and the replicas get
+/// a registration. Only replayed (from the master or the AOF), never from a
+/// client.
+pub fn inner_register(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, ctx, args| {
+        if !redis::is_replayed(ctx) {
+            return Err(err(errors::internal_command("RG.INNERREGISTER")));
+        }
+        arity(args, |n| n == 2)?;
+        let saved = decode_registration(args[1].as_slice()).map_err(err)?;
+        registry::restore(g, saved, false).map_err(err)?;
+        Ok(ok().into())
+    })
+}
+
+/// RG.INNERUNREGISTER <id> [abortpending]: the replayed form of
+/// RG.UNREGISTER.
+pub fn inner_unregister(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, ctx, args| {
+        if !redis::is_replayed(ctx) {
+            return Err(err(errors::internal_command("RG.INNERUNREGISTER")));
+        }
+        arity(args, |n| n == 2 || n == 3)?;
+        registry::unregister(g, &text(&args[1]), args.len() == 3, false);
+        Ok(ok().into())
     })
 }
 

@@ -1,0 +1,100 @@
+//! Registrations' callbacks in saved form: the steps of a registration and
+//! its `onRegistered`, pickled together with `cloudpickle` (functions of
+//! the script are saved by value, with the globals they use).
+
+use crate::errors::{serialize_failed, GearsError};
+use crate::script::PendingRegistration;
+use crate::steps::make_steps;
+use crate::traceback::error_text;
+use gears_core::persist::Saved;
+use gears_core::plan::Plan;
+use gears_core::registration::Registration;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use std::sync::Arc;
+
+fn cloudpickle(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("cloudpickle")
+}
+
+/// The saved form of `steps` (the prelude's step tuples) and
+/// `on_registered`; 1.2's error naming the callback that can not be saved.
+pub(crate) fn save(
+    py: Python<'_>,
+    steps: &Bound<'_, PyList>,
+    on_registered: Option<&Py<PyAny>>,
+) -> PyResult<Vec<u8>> {
+    let cp = cloudpickle(py)?;
+    let whole = PyTuple::new(
+        py,
+        [
+            steps.clone().into_any(),
+            on_registered.map_or_else(|| py.None().into_bound(py), |f| f.bind(py).clone()),
+        ],
+    )?;
+    match cp.call_method1("dumps", (whole,)) {
+        Ok(b) => Ok(b.downcast::<PyBytes>()?.as_bytes().to_vec()),
+        Err(whole_err) => {
+            // Name the callback that fails on its own.
+            let mut funcs: Vec<Bound<'_, PyAny>> = Vec::new();
+            for item in steps.iter() {
+                if let Ok(f) = item.get_item(2) {
+                    if !f.is_none() {
+                        funcs.push(f);
+                    }
+                }
+            }
+            if let Some(f) = on_registered {
+                funcs.push(f.bind(py).clone());
+            }
+            for f in funcs {
+                if let Err(e) = cp.call_method1("dumps", (&f,)) {
+                    let name = f
+                        .getattr("__name__")
+                        .and_then(|n| n.str().map(|s| s.to_string()))
+                        .unwrap_or_else(|_| "<unknown>".into());
+                    return Err(GearsError::new_err(serialize_failed(
+                        &name,
+                        &error_text(py, &e),
+                    )));
+                }
+            }
+            Err(GearsError::new_err(serialize_failed(
+                "<registration>",
+                &error_text(py, &whole_err),
+            )))
+        }
+    }
+}
+
+/// A saved registration, ready to be applied again.
+pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
+    Python::with_gil(|py| {
+        let fail = |e: PyErr| error_text(py, &e);
+        let loaded = cloudpickle(py)
+            .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, &saved.payload),)))
+            .map_err(fail)?;
+        let (steps, on_registered): (Bound<'_, PyList>, Option<Py<PyAny>>) =
+            loaded.extract().map_err(fail)?;
+        let plan = Plan {
+            reader: saved.reader,
+            steps: make_steps(&steps).map_err(fail)?,
+            desc: saved.plan_desc,
+        };
+        plan.validate()?;
+        let reg = Registration::new(
+            saved.id,
+            saved.desc,
+            saved.mode,
+            saved.args,
+            plan,
+            saved.session,
+        )
+        .owned_by(saved.owner)
+        .with_payload(saved.payload);
+        Ok(PendingRegistration {
+            reg: Arc::new(reg),
+            on_registered: on_registered.filter(|f| !f.is_none(py)),
+        })
+    })
+}

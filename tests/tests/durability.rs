@@ -1,0 +1,178 @@
+//! Registrations that outlive the process: RDB, DEBUG RELOAD, AOF,
+//! replicas.
+
+use gears_tests::{bulk, Client, Server, Value};
+use std::time::Duration;
+
+fn ok() -> Value {
+    Value::Status("OK".into())
+}
+
+/// A trigger that counts in a module-level dict (session state), a sync
+/// KeysReader registration and a StreamReader registration.
+const SCRIPT: &str = "counter = {'n': 0}\n\
+def count(x):\n    counter['n'] += 1\n    return counter['n']\n\
+GB('CommandReader').map(count).register(trigger='count', mode='sync')\n\
+GB().foreach(lambda x: execute('INCR', 'sets')).register(prefix='k:*', mode='sync', eventTypes=['set'])\n\
+GB('StreamReader').foreach(lambda x: execute('INCR', 'messages')).register(prefix='s')";
+
+/// (id, reader, args) of every registration.
+fn registrations(c: &mut Client) -> Vec<(String, String, String)> {
+    c.registrations()
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                format!("{} {}", r.reader, r.field("mode").text()),
+                format!("{:?}", r.field("args")),
+            )
+        })
+        .collect()
+}
+
+fn works(s: &Server, c: &mut Client, expect_count: &str) {
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "count"]),
+        Value::Array(vec![bulk(expect_count)])
+    );
+    let sets = c.cmd(&["GET", "sets"]);
+    c.cmd(&["SET", "k:1", "v"]);
+    let before = if sets == Value::Nil {
+        0
+    } else {
+        sets.text().parse::<i64>().unwrap()
+    };
+    assert_eq!(c.cmd(&["GET", "sets"]), bulk(&(before + 1).to_string()));
+    let messages = c.cmd(&["GET", "messages"]);
+    let before = if messages == Value::Nil {
+        0
+    } else {
+        messages.text().parse::<i64>().unwrap()
+    };
+    c.cmd(&["XADD", "s", "*", "f", "v"]);
+    let want = bulk(&(before + 1).to_string());
+    assert!(s.wait_for(10, || c.cmd(&["GET", "messages"]) == want));
+}
+
+#[test]
+fn registrations_survive_debug_reload_with_their_ids() {
+    let s = Server::start_with(&["--enable-debug-command", "yes"], &[]);
+    let mut c = s.client();
+    assert_eq!(c.py(SCRIPT), ok());
+    works(&s, &mut c, "1");
+    let before = registrations(&mut c);
+    assert_eq!(before.len(), 3);
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), ok());
+    assert_eq!(registrations(&mut c), before);
+    // Module-level state comes back as it was when the function was
+    // registered (it is saved with the callbacks then).
+    works(&s, &mut c, "1");
+    // Ids go on after the restored ones.
+    c.py("GB('CommandReader').register(trigger='later')");
+    let ids: Vec<String> = registrations(&mut c).into_iter().map(|r| r.0).collect();
+    let last: u64 = ids[3].rsplit('-').next().unwrap().parse().unwrap();
+    assert!(
+        ids[..3]
+            .iter()
+            .all(|id| id.rsplit('-').next().unwrap().parse::<u64>().unwrap() < last),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn registrations_survive_a_restart_from_rdb() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client();
+    assert_eq!(c.py(SCRIPT), ok());
+    let before = registrations(&mut c);
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    assert_eq!(registrations(&mut c), before);
+    works(&s, &mut c, "1");
+    // An unregistration is saved too.
+    let id = before[0].0.clone();
+    assert_eq!(c.cmd(&["RG.UNREGISTER", &id]), ok());
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    assert_eq!(registrations(&mut c), before[1..].to_vec());
+}
+
+#[test]
+fn registrations_survive_a_restart_from_the_aof() {
+    let mut s = Server::start_with(&["--appendonly", "yes"], &[]);
+    let mut c = s.client();
+    assert_eq!(c.py(SCRIPT), ok());
+    c.py("GB('CommandReader').register(trigger='gone')");
+    let gone = registrations(&mut c)[3].0.clone();
+    c.cmd(&["RG.UNREGISTER", &gone]);
+    let before = registrations(&mut c);
+    assert_eq!(before.len(), 3);
+    // Replayed from the AOF's RG.INNERREGISTER / RG.INNERUNREGISTER.
+    s.restart(&["NOSAVE"]);
+    let mut c = s.client();
+    assert_eq!(registrations(&mut c), before);
+    works(&s, &mut c, "1");
+    // After a rewrite, from the AOF's RDB preamble.
+    c.cmd(&["BGREWRITEAOF"]);
+    assert!(s.wait_for(20, || c
+        .cmd(&["INFO", "persistence"])
+        .text()
+        .contains("aof_rewrite_in_progress:0")));
+    std::thread::sleep(Duration::from_millis(200));
+    s.restart(&["NOSAVE"]);
+    let mut c = s.client();
+    assert_eq!(registrations(&mut c), before);
+}
+
+#[test]
+fn replicas_hold_every_registration_and_fire_nothing() {
+    let master = Server::start(&[]);
+    let mut m = master.client();
+    assert_eq!(m.py(SCRIPT), ok());
+    // Attached after: the full sync brings the registrations.
+    let replica = Server::replica_of(&master);
+    let mut r = replica.client();
+    assert_eq!(registrations(&mut r), registrations(&mut m));
+    // Registered after: RG.INNERREGISTER reaches it.
+    m.py("GB('CommandReader').register(trigger='late')");
+    assert!(replica.wait_for(10, || registrations(&mut r).len() == 4));
+    assert_eq!(registrations(&mut r), registrations(&mut m));
+    // The master's registrations fire; the replica's only get the writes.
+    m.cmd(&["SET", "k:1", "v"]);
+    assert_eq!(m.cmd(&["GET", "sets"]), bulk("1"));
+    assert!(replica.wait_for(10, || r.cmd(&["GET", "sets"]) == bulk("1")));
+    std::thread::sleep(Duration::from_millis(200));
+    let fired: i64 = r
+        .registrations()
+        .iter()
+        .map(|x| x.count("numTriggered"))
+        .sum();
+    assert_eq!(fired, 0);
+    // An unregistration reaches it too.
+    let id = registrations(&mut m)[3].0.clone();
+    m.cmd(&["RG.UNREGISTER", &id]);
+    assert!(replica.wait_for(10, || registrations(&mut r).len() == 3));
+    // Promoted, it fires its registrations.
+    assert_eq!(r.cmd(&["REPLICAOF", "NO", "ONE"]), ok());
+    r.cmd(&["SET", "k:2", "v"]);
+    assert_eq!(r.cmd(&["GET", "sets"]), bulk("2"));
+}
+
+#[test]
+fn a_callback_that_can_not_be_saved_fails_register() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let err = c
+        .py("import threading\nlock = threading.Lock()\nGB('CommandReader').map(lambda x: str(lock)).register(trigger='t')")
+        .error();
+    assert!(
+        err.contains("Error occured when serialized a python callback, callback=<lambda>"),
+        "{err}"
+    );
+    assert_eq!(c.cmd(&["RG.DUMPREGISTRATIONS"]), Value::Array(vec![]));
+    // Clients can not inject registrations.
+    let err = c.cmd(&["RG.INNERREGISTER", "x"]).error();
+    assert!(err.contains("internal"), "{err}");
+    let err = c.cmd(&["RG.INNERUNREGISTER", "x"]).error();
+    assert!(err.contains("internal"), "{err}");
+}
