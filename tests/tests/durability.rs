@@ -152,10 +152,13 @@ fn replicas_hold_every_registration_and_fire_nothing() {
     let id = registrations(&mut m)[3].0.clone();
     m.cmd(&["RG.UNREGISTER", &id]);
     assert!(replica.wait_for(10, || registrations(&mut r).len() == 3));
-    // Promoted, it fires its registrations.
+    // Promoted, it fires its registrations and consumes the stream from the
+    // group the master left.
     assert_eq!(r.cmd(&["REPLICAOF", "NO", "ONE"]), ok());
     r.cmd(&["SET", "k:2", "v"]);
     assert_eq!(r.cmd(&["GET", "sets"]), bulk("2"));
+    r.cmd(&["XADD", "s", "*", "f", "after"]);
+    assert!(replica.wait_for(10, || r.cmd(&["GET", "messages"]) == bulk("1")));
 }
 
 #[test]
@@ -175,4 +178,35 @@ fn a_callback_that_can_not_be_saved_fails_register() {
     assert!(err.contains("internal"), "{err}");
     let err = c.cmd(&["RG.INNERUNREGISTER", "x"]).error();
     assert!(err.contains("internal"), "{err}");
+}
+
+#[test]
+fn no_stream_message_is_lost_across_a_crash() {
+    let mut s = Server::start_with(&["--appendonly", "yes", "--appendfsync", "always"], &[]);
+    let mut c = s.client();
+    c.py("import time\ndef f(x):\n    time.sleep(0.02)\n    execute('SADD', 'done', x['id'])\nGB('StreamReader').foreach(f).register(prefix='jobs', batch=3)");
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(c.cmd(&["XADD", "jobs", "*", "n", &i.to_string()]).text());
+    }
+    // Some processed, a batch in flight, the rest waiting: kill -9.
+    assert!(s.wait_for(10, || c.cmd(&["SCARD", "done"]).int() >= 10));
+    s.restart(&["KILL"]);
+    let mut c = s.client();
+    assert_eq!(c.registrations().len(), 1);
+    assert!(
+        s.wait_for(30, || c.cmd(&["SCARD", "done"]).int() == 60),
+        "processed {} of 60",
+        c.cmd(&["SCARD", "done"]).int()
+    );
+    for id in &ids {
+        assert_eq!(c.cmd(&["SISMEMBER", "done", id]).int(), 1, "{id}");
+    }
+    // And across a plain shutdown and restart.
+    for i in 60..70 {
+        ids.push(c.cmd(&["XADD", "jobs", "*", "n", &i.to_string()]).text());
+    }
+    s.restart(&["NOSAVE"]);
+    let mut c = s.client();
+    assert!(s.wait_for(30, || c.cmd(&["SCARD", "done"]).int() == 70));
 }
