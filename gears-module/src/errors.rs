@@ -55,6 +55,12 @@ pub fn config_error(message: &str) -> String {
 }
 
 // Registrations.
+pub fn unknown_option(tok: &str) -> String {
+    format!("Unknown option {tok}")
+}
+pub fn no_such_session(id: &str) -> String {
+    format!("Session {id} does not exists")
+}
 pub const NOT_REGISTERED: &str = "execution is not registered";
 pub const NOTHING_TO_PAUSE: &str = "ERR no registration to pause";
 pub fn no_registration_on_shard(id: &str, shard: &str) -> String {

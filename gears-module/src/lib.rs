@@ -132,6 +132,7 @@ redis_module! {
         ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.unregister", commands::unregister_command, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pauseregistrations", commands::pause, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.unpauseregistrations", commands::unpause, "readonly", 0, 0, 0, AclCategory::None],

@@ -210,3 +210,74 @@ fn no_stream_message_is_lost_across_a_crash() {
     let mut c = s.client();
     assert!(s.wait_for(30, || c.cmd(&["SCARD", "done"]).int() == 70));
 }
+
+#[test]
+fn sessions_are_dumped_and_survive_a_restart() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&[
+            "RG.PYEXECUTE",
+            "GB('CommandReader').register(trigger='a')",
+            "ID",
+            "test",
+            "DESCRIPTION",
+            "my session",
+        ]),
+        ok()
+    );
+    let id = c.registrations()[0].id.clone();
+    let expected = Value::Array(vec![Value::Array(vec![
+        bulk("ID"),
+        bulk("test"),
+        bulk("sessionDescription"),
+        bulk("my session"),
+        bulk("refCount"),
+        Value::Int(1),
+        bulk("linked"),
+        bulk("primary"),
+        bulk("dead"),
+        bulk("false"),
+        bulk("requirementInstallationNeeded"),
+        Value::Int(0),
+        bulk("requirements"),
+        Value::Array(vec![]),
+        bulk("registrations"),
+        Value::Array(vec![bulk(&id)]),
+    ])]);
+    assert_eq!(c.cmd(&["RG.PYDUMPSESSIONS"]), expected);
+    // VERBOSE shows each registration (without PD).
+    let verbose = c.cmd(&["RG.PYDUMPSESSIONS", "VERBOSE", "SESSIONS", "test"]);
+    let regs = verbose.array()[0].array()[15].array().to_vec();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0].array().len(), 10);
+    assert_eq!(regs[0].array()[1], bulk(&id));
+    assert_eq!(
+        c.cmd(&["RG.PYDUMPSESSIONS", "SESSIONS", "nope"]),
+        Value::Array(vec![bulk("Session nope does not exists")])
+    );
+    assert_eq!(
+        c.cmd(&["RG.PYDUMPSESSIONS", "BAD"]).error(),
+        "Unknown option BAD"
+    );
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["RG.PYDUMPSESSIONS"]), expected);
+    // UPGRADE still replaces the session's registrations after the reload.
+    assert_eq!(
+        c.cmd(&[
+            "RG.PYEXECUTE",
+            "GB('CommandReader').register(trigger='b')",
+            "ID",
+            "test",
+            "UPGRADE",
+        ]),
+        ok()
+    );
+    let triggers: Vec<String> = c
+        .registrations()
+        .iter()
+        .map(|r| r.field("args").array()[1].text())
+        .collect();
+    assert_eq!(triggers, ["b"]);
+}

@@ -122,31 +122,91 @@ fn session_pd(g: &Gears, r: &Registration) -> Reply {
     ))
 }
 
+/// A registration as RG.DUMPREGISTRATIONS shows it (with the session's
+/// `PD`) or RG.PYDUMPSESSIONS VERBOSE (without).
+fn registration_entry(g: &Gears, r: &Registration, with_pd: bool) -> Reply {
+    let desc = r
+        .desc
+        .as_ref()
+        .map(|d| Reply::bulk(d.as_bytes()))
+        .unwrap_or(Reply::Null);
+    let mut pairs = vec![
+        ("id", Reply::bulk(r.id.as_bytes())),
+        ("reader", Reply::bulk(r.reader_name())),
+        ("desc", desc),
+        ("RegistrationData", registration_data(r)),
+    ];
+    if with_pd {
+        pairs.push(("PD", session_pd(g, r)));
+    }
+    pairs.push(("ExecutionThreadPool", Reply::bulk("DefaultPool")));
+    Reply::map(pairs)
+}
+
 pub fn dump_registrations(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 1)?;
         let all = g.engine.registrations.snapshot();
-        Ok(Reply::Array(
-            all.iter()
-                .map(|r| {
-                    Reply::map([
-                        ("id", Reply::bulk(r.id.as_bytes())),
-                        ("reader", Reply::bulk(r.reader_name())),
-                        (
-                            "desc",
-                            r.desc
-                                .as_ref()
-                                .map(|d| Reply::bulk(d.as_bytes()))
-                                .unwrap_or(Reply::Null),
-                        ),
-                        ("RegistrationData", registration_data(r)),
-                        ("PD", session_pd(g, r)),
-                        ("ExecutionThreadPool", Reply::bulk("DefaultPool")),
-                    ])
+        let entries = all.iter().map(|r| registration_entry(g, r, true));
+        Ok(Reply::Array(entries.collect()).into())
+    })
+}
+
+/// RG.PYDUMPSESSIONS [VERBOSE] [DEAD|TS] [SESSIONS s1 s2 ...]: the sessions
+/// and their registrations (ids, or whole entries with VERBOSE). Sessions
+/// are freed with their last registration, so none is ever dead.
+pub fn dump_sessions(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, _, args| {
+        let mut verbose = false;
+        let mut wanted: Option<Vec<String>> = None;
+        let mut i = 1;
+        while i < args.len() {
+            let tok = text(&args[i]);
+            match tok.to_ascii_uppercase().as_str() {
+                "VERBOSE" => verbose = true,
+                "DEAD" | "TS" => {}
+                "SESSIONS" => {
+                    wanted = Some(args[i + 1..].iter().map(text).collect());
+                    break;
+                }
+                _ => return Err(err(errors::unknown_option(&tok))),
+            }
+            i += 1;
+        }
+        let regs = &g.engine.registrations;
+        let session_entry = |s: &gears_core::registration::Session| {
+            let registrations = s.registrations.iter().map(|id| match regs.get(id) {
+                Some(r) if verbose => registration_entry(g, &r, false),
+                _ => Reply::bulk(id.as_bytes()),
+            });
+            Reply::map([
+                ("ID", Reply::bulk(s.id.as_bytes())),
+                (
+                    "sessionDescription",
+                    s.desc
+                        .as_ref()
+                        .map(|d| Reply::bulk(d.as_bytes()))
+                        .unwrap_or(Reply::Null),
+                ),
+                ("refCount", Reply::Int(s.registrations.len() as i64)),
+                ("linked", Reply::bulk("primary")),
+                ("dead", Reply::bulk("false")),
+                ("requirementInstallationNeeded", Reply::Int(0)),
+                ("requirements", Reply::Array(Vec::new())),
+                ("registrations", Reply::Array(registrations.collect())),
+            ])
+        };
+        let entries: Vec<Reply> = match wanted {
+            None => regs.sessions().iter().map(session_entry).collect(),
+            Some(ids) => ids
+                .iter()
+                .map(|id| match regs.session(id) {
+                    Some(s) => session_entry(&s),
+                    None => Reply::bulk(errors::no_such_session(id)),
                 })
                 .collect(),
-        )
-        .into())
+        };
+        Ok(Reply::Array(entries).into())
     })
 }
 
