@@ -372,6 +372,11 @@ fn resume_others(g: &'static Gears, s: &Stream) {
 /// its first batch itself, on its worker.
 fn drain(g: &'static Gears, s: Stream, mut known: bool) {
     let Some(p) = params(&s.reg) else { return };
+    // A demoted master's timers and queued batches stop here.
+    if !redis::is_master() {
+        s.consumer(g, |c| c.running = false);
+        return;
+    }
     let lazy = s.reg.mode != gears_core::registration::Mode::Sync;
     redis::with_lock(|_| loop {
         let pending_first = s.consumer(g, |c| std::mem::take(&mut c.pending_first));

@@ -157,6 +157,35 @@ fn stream_ingest(server: &Server, c: &mut Client, n: usize) {
     );
 }
 
+/// DEBUG RELOAD (save and load the RDB) with 1,000 registrations against
+/// the same with none: the cost of restoring one registration.
+fn restart_with_registrations() {
+    let s = Server::start_with(&["--enable-debug-command", "yes"], &[]);
+    let mut c = s.client();
+    c.set_timeout(Duration::from_secs(600));
+    let reload = |c: &mut Client| {
+        best_of(3, || {
+            let t = Instant::now();
+            assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), Value::Status("OK".into()));
+            t.elapsed()
+        })
+    };
+    let empty = reload(&mut c);
+    let n = 1000;
+    let script = format!(
+        "def f(x):\n    return x\nfor i in range({n}):\n    GB('CommandReader').map(f).register(trigger='t%d' % i)"
+    );
+    assert_eq!(c.py(&script), Value::Status("OK".into()));
+    let full = reload(&mut c);
+    assert_eq!(c.cmd(&["RG.DUMPREGISTRATIONS"]).array().len(), n);
+    let per = full.saturating_sub(empty).as_secs_f64() * 1000.0 / n as f64;
+    println!(
+        "restart_with_registrations: DEBUG RELOAD with {n} registrations {:.1} ms, with none {:.1} ms: {per:.3} ms per registration",
+        full.as_secs_f64() * 1000.0,
+        empty.as_secs_f64() * 1000.0
+    );
+}
+
 /// Latency of SET with a sync registration while a Python batch job keeps
 /// a worker busy (it competes for the GIL).
 fn sync_set_during_batch(c: &mut Client, port: u16) {
@@ -259,5 +288,6 @@ pub fn bench(args: &[String]) -> Result<()> {
     trigger_overhead(&mut c, events);
     stream_ingest(&server, &mut c, events);
     sync_set_during_batch(&mut c, port);
+    restart_with_registrations();
     Ok(())
 }
