@@ -5,6 +5,7 @@ use crate::redis;
 use crate::registry;
 use crate::state::Gears;
 use crate::streams::StreamRunReader;
+use crate::timeevents;
 use gears_core::registration::ReaderArgs;
 use gears_core::{Identity, Reader, Reply};
 use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
@@ -47,6 +48,16 @@ impl RedisHost for ModuleHost {
 
     fn unlock(&self) {
         redis::unlock();
+    }
+
+    fn create_time_event(
+        &self,
+        who: &Identity,
+        key: &[u8],
+        period_ms: u64,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        timeevents::create(self.0, who, key, period_ms, payload, true)
     }
 
     fn yield_to_clients(&self) -> bool {

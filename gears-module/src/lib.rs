@@ -36,9 +36,10 @@ mod response;
 mod state;
 mod streams;
 mod tables;
+mod timeevents;
 mod timer;
 
-use redis::GEARS_TYPE;
+use redis::{GEARS_TYPE, TIME_EVENT_TYPE};
 #[allow(unused_imports)] // used inside the redis_module! expansion
 use redis_module::AclCategory;
 use redis_module::{redis_module, Context, RedisString, Status};
@@ -60,6 +61,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             aux_load: durability::aux_load,
             loading: durability::loading,
             role_changed: durability::role_changed,
+            time_event: timeevents::loaded,
         },
     );
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
@@ -116,7 +118,7 @@ redis_module! {
     // Not RedisAlloc: its global used_memory counter becomes a contended
     // cache line when the reader and the Python worker allocate in parallel.
     allocator: (std::alloc::System, std::alloc::System),
-    data_types: [GEARS_TYPE],
+    data_types: [GEARS_TYPE, TIME_EVENT_TYPE],
     init: init,
     deinit: deinit,
     commands: [
@@ -142,5 +144,6 @@ redis_module! {
         ["rg.innerhook", commands::inner_hook, "", 0, 0, 0, AclCategory::None],
         ["rg.innerregister", commands::inner_register, "", 0, 0, 0, AclCategory::None],
         ["rg.innerunregister", commands::inner_unregister, "", 0, 0, 0, AclCategory::None],
+        ["rg.innertimeevent", commands::inner_time_event, "write", 1, 1, 1, AclCategory::None],
     ],
 }

@@ -64,6 +64,9 @@ impl Drop for ThreadCtx {
 static YIELDING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
+    /// Who the `call_as` in progress on this thread runs as: the identity
+    /// of a module command it calls (whose client is a fake one).
+    static CALLING_AS: std::cell::RefCell<Option<Identity>> = const { std::cell::RefCell::new(None) };
     /// Set while the module reads keys for its own records: the key misses
     /// those reads raise are not events (a registration on key misses would
     /// otherwise trigger itself, or another one, forever).
@@ -104,6 +107,8 @@ pub struct Callbacks {
     pub loading: fn(bool),
     /// The server became a master (`true`) or a replica (`false`).
     pub role_changed: fn(bool),
+    /// A time event was loaded (RDB): start its timer.
+    pub time_event: fn(&TimeEvent),
 }
 
 /// The data type that only carries the module's RDB aux data (no key is
@@ -134,6 +139,163 @@ pub static GEARS_TYPE: redis_module::native_types::RedisType =
             unlink2: None,
         },
     );
+
+/// A time event: the value of a key of type [`TIME_EVENT_TYPE`]. Deleting
+/// the key frees the value, which cancels the event.
+pub struct TimeEvent {
+    pub period_ms: u64,
+    pub owner: Option<String>,
+    /// The callback in the host language's saved form.
+    pub payload: Vec<u8>,
+    pub cancelled: std::sync::Arc<AtomicBool>,
+}
+
+impl TimeEvent {
+    pub fn new(period_ms: u64, owner: Option<String>, payload: Vec<u8>) -> TimeEvent {
+        TimeEvent {
+            period_ms,
+            owner,
+            payload,
+            cancelled: std::sync::Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The type of keys that hold a time event (`registerTimeEvent`).
+pub static TIME_EVENT_TYPE: redis_module::native_types::RedisType =
+    redis_module::native_types::RedisType::new(
+        "GEARS_TEV",
+        1,
+        raw::RedisModuleTypeMethods {
+            version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+            rdb_load: Some(te_rdb_load),
+            rdb_save: Some(te_rdb_save),
+            aof_rewrite: Some(te_aof_rewrite),
+            free: Some(te_free),
+            mem_usage: None,
+            digest: None,
+            aux_load: None,
+            aux_save: None,
+            aux_save2: None,
+            aux_save_triggers: 0,
+            free_effort: None,
+            unlink: None,
+            copy: None,
+            defrag: None,
+            copy2: None,
+            free_effort2: None,
+            mem_usage2: None,
+            unlink2: None,
+        },
+    );
+
+extern "C" fn te_rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    // SAFETY: Redis hands back a value this module set (a `TimeEvent`).
+    let ev = unsafe { &*value.cast::<TimeEvent>() };
+    raw::save_unsigned(rdb, ev.period_ms);
+    raw::save_slice(rdb, ev.owner.as_deref().unwrap_or("").as_bytes());
+    raw::save_slice(rdb, &ev.payload);
+}
+
+extern "C" fn te_rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    if encver != 1 {
+        log(
+            "warning",
+            &format!("a time event of version {encver} can not be loaded"),
+        );
+        return ptr::null_mut();
+    }
+    let (Ok(period_ms), Ok(owner), Ok(payload)) = (
+        raw::load_unsigned(rdb),
+        raw::load_string_buffer(rdb),
+        raw::load_string_buffer(rdb),
+    ) else {
+        return ptr::null_mut();
+    };
+    let owner = String::from_utf8_lossy(owner.as_ref()).into_owned();
+    let ev = TimeEvent::new(
+        period_ms,
+        (!owner.is_empty()).then_some(owner),
+        payload.as_ref().to_vec(),
+    );
+    if let Some(layer) = LAYER.get() {
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (layer.callbacks.time_event)(&ev)
+        }));
+        if started.is_err() {
+            log("warning", "starting a loaded time event panicked");
+        }
+    }
+    Box::into_raw(Box::new(ev)).cast()
+}
+
+extern "C" fn te_aof_rewrite(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    value: *mut c_void,
+) {
+    // SAFETY: a `TimeEvent` of ours; `key` is live for the call; the
+    // strings passed are copied by Redis.
+    unsafe {
+        let ev = &*value.cast::<TimeEvent>();
+        let period = ev.period_ms.to_string();
+        let owner = ev.owner.as_deref().unwrap_or("");
+        raw::RedisModule_EmitAOF.unwrap()(
+            aof,
+            c"RG.INNERTIMEEVENT".as_ptr(),
+            c"sbbb".as_ptr(),
+            key,
+            period.as_ptr(),
+            period.len(),
+            owner.as_ptr(),
+            owner.len(),
+            ev.payload.as_ptr(),
+            ev.payload.len(),
+        );
+    }
+}
+
+extern "C" fn te_free(value: *mut c_void) {
+    // SAFETY: a `TimeEvent` boxed by this module, freed once by Redis.
+    let ev = unsafe { Box::from_raw(value.cast::<TimeEvent>()) };
+    ev.cancelled.store(true, Ordering::SeqCst);
+}
+
+/// Stores `ev` under `key` (database selected); an error if the key
+/// exists.
+pub fn set_time_event(ctx: LockedCtx, key: &[u8], ev: TimeEvent) -> Result<(), String> {
+    // SAFETY: lock held; the key is closed and the string freed here; on
+    // success Redis owns the boxed value (freed by `te_free`).
+    unsafe {
+        let name =
+            raw::RedisModule_CreateString.unwrap()(ctx.0, key.as_ptr().cast::<c_char>(), key.len());
+        let k = raw::RedisModule_OpenKey.unwrap()(
+            ctx.0,
+            name,
+            (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as i32,
+        );
+        raw::RedisModule_FreeString.unwrap()(ctx.0, name);
+        let out = if raw::RedisModule_KeyType.unwrap()(k) != raw::REDISMODULE_KEYTYPE_EMPTY as c_int
+        {
+            Err("key already exists".to_string())
+        } else {
+            let value = Box::into_raw(Box::new(ev));
+            let set = raw::RedisModule_ModuleTypeSetValue.unwrap()(
+                k,
+                *TIME_EVENT_TYPE.raw_type.borrow(),
+                value.cast(),
+            );
+            if set == raw::REDISMODULE_OK as c_int {
+                Ok(())
+            } else {
+                drop(Box::from_raw(value));
+                Err("could not store the time event".to_string())
+            }
+        };
+        raw::RedisModule_CloseKey.unwrap()(k);
+        out
+    }
+}
 
 /// The encoding version of the aux data (the payload carries its own format
 /// version too).
@@ -221,8 +383,16 @@ pub fn is_master() -> bool {
 /// Propagates `cmd args...` to the AOF and the replicas, as part of the
 /// command being served (main thread).
 pub fn replicate(cmd: &CStr, args: &[&[u8]]) {
-    let ctx = SERVING.with(|s| s.get());
-    let ctx = if ctx.is_null() { main_ctx() } else { ctx };
+    let ctx = if on_main_thread() {
+        let serving = SERVING.with(|s| s.get());
+        if serving.is_null() {
+            main_ctx()
+        } else {
+            serving
+        }
+    } else {
+        thread_ctx()
+    };
     // SAFETY: main thread, lock held; the strings are freed after the call,
     // which copies them.
     unsafe {
@@ -550,7 +720,31 @@ pub fn call_as(who: &Identity, argv: &[Vec<u8>]) -> Reply {
         } else {
             c"!vEM"
         };
+        struct Restore(Option<Identity>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                CALLING_AS.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let _restore = Restore(CALLING_AS.with(|c| c.replace(Some(who.clone()))));
         call_words(ctx, &cmd, &words.strings[1..], flags)
+    })
+}
+
+/// Runs a command replayed from the master or the AOF, as it was: in
+/// database `db`, unchecked and not propagated again (a replica proxies its
+/// master's stream to its own replicas).
+pub fn call_replayed(db: i64, argv: &[Vec<u8>]) -> Reply {
+    let Some((cmd, args)) = argv.split_first() else {
+        return Reply::Error("ERR empty command".into());
+    };
+    let Ok(cmd) = CString::new(cmd.clone()) else {
+        return Reply::Error("ERR the command name contains a NUL byte".into());
+    };
+    with_lock(|ctx| {
+        ctx.select_db(db);
+        call_locked(ctx, &cmd, args, c"vE")
     })
 }
 
@@ -686,20 +880,39 @@ pub fn read_filter<'a>(ctx: LockedCtx<'a>, who: &Identity) -> impl Fn(&[u8]) -> 
 /// `ENOENT`, the errno of an ACL check of an unknown command.
 const ENOENT: i32 = 2;
 
-/// Who the client of a command is: its user and its database.
+/// Who the client of a command is: its user and its database. A command
+/// replayed from the master or the AOF is the module's own; one that our
+/// own `call_as` runs is the identity it runs as (its client is a fake one,
+/// without a user).
 pub fn identity_of(ctx: &Context) -> Identity {
     // SAFETY: `ctx` is a live command context; the returned name is freed.
-    unsafe {
-        let db = raw::RedisModule_GetSelectedDb.unwrap()(ctx.ctx) as i64;
-        let name = raw::RedisModule_GetCurrentUserName.unwrap()(ctx.ctx);
-        let user = if name.is_null() {
-            None
-        } else {
-            let u = String::from_utf8_lossy(string_bytes(name)).into_owned();
-            raw::RedisModule_FreeString.unwrap()(ptr::null_mut(), name);
-            Some(u)
-        };
-        Identity::new(user, db)
+    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap()(ctx.ctx) as i64 };
+    if is_replayed(ctx) {
+        return Identity::module(db);
+    }
+    // SAFETY: as above; a client id that is not a connected client (a fake
+    // client) gives NULL, as does a client without a user.
+    let user = unsafe {
+        match raw::RedisModule_GetClientUserNameById {
+            Some(by_id) => {
+                let id = raw::RedisModule_GetClientId.unwrap()(ctx.ctx);
+                let name = by_id(ctx.ctx, id);
+                if name.is_null() {
+                    None
+                } else {
+                    let u = String::from_utf8_lossy(string_bytes(name)).into_owned();
+                    raw::RedisModule_FreeString.unwrap()(ctx.ctx, name);
+                    Some(u)
+                }
+            }
+            None => None,
+        }
+    };
+    match user {
+        Some(u) => Identity::new(Some(u), db),
+        None => CALLING_AS
+            .with(|c| c.borrow().clone())
+            .map_or_else(|| Identity::module(db), |who| Identity::new(who.user, db)),
     }
 }
 

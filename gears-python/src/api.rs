@@ -237,6 +237,34 @@ fn run(
     Ok(())
 }
 
+/// `registerTimeEvent(seconds, callback, key)`: runs `callback` every
+/// `seconds`, stored in `key` (deleting the key stops it); it survives
+/// restarts.
+#[pyfunction]
+#[pyo3(name = "registerTimeEvent")]
+fn register_time_event(
+    py: Python<'_>,
+    seconds: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    key: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let seconds: f64 = seconds
+        .extract()
+        .map_err(|_| GearsError::new_err(e::TIME_EVENT_PERIOD))?;
+    if !(seconds > 0.0 && seconds < 1e9) {
+        return Err(GearsError::new_err(e::TIME_EVENT_PERIOD));
+    }
+    if !callback.is_callable() {
+        return Err(GearsError::new_err(e::TIME_EVENT_CALLBACK));
+    }
+    let key = bytes_of(key, e::TIME_EVENT_KEY)?;
+    let payload = crate::persist::save_callable(py, callback)?;
+    let (h, who) = (host(), command::identity());
+    let period_ms = ((seconds * 1000.0) as u64).max(1);
+    py.allow_threads(move || h.create_time_event(&who, &key, period_ms, payload))
+        .map_err(GearsError::new_err)
+}
+
 /// Builds the `redisgears` module and registers it in `sys.modules`.
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let m = PyModule::new(py, "redisgears")?;
@@ -254,6 +282,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crate::register::register, &m)?)?;
     m.add_function(wrap_pyfunction!(call_next, &m)?)?;
     m.add_function(wrap_pyfunction!(override_reply, &m)?)?;
+    m.add_function(wrap_pyfunction!(register_time_event, &m)?)?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("redisgears", m)?;

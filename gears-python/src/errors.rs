@@ -45,6 +45,11 @@ pub fn unknown_step(kind: &str) -> String {
     format!("unknown step kind {kind}")
 }
 
+// registerTimeEvent().
+pub const TIME_EVENT_PERIOD: &str = "time event period must be a positive number of seconds";
+pub const TIME_EVENT_CALLBACK: &str = "time event callback must be a function";
+pub const TIME_EVENT_KEY: &str = "time event key must be a string";
+
 // register().
 pub const REGISTER_OUTSIDE_SCRIPT: &str =
     "register() is only supported at the top level of an RG.PYEXECUTE script";

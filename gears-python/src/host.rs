@@ -87,6 +87,18 @@ pub trait RedisHost: Send + Sync + 'static {
     fn lock(&self);
     /// Releases one [`RedisHost::lock`].
     fn unlock(&self);
+    /// Stores a time event under `key` (in `who`'s database) and starts it:
+    /// `payload` (a saved callback) runs every `period_ms` as `who`'s user.
+    /// Called without the GIL.
+    fn create_time_event(
+        &self,
+        _who: &Identity,
+        _key: &[u8],
+        _period_ms: u64,
+        _payload: Vec<u8>,
+    ) -> Result<(), String> {
+        Err("time events are not supported here".into())
+    }
     /// Called every few milliseconds while Python runs on the Redis main
     /// thread: lets Redis serve other clients; `true` when a client asked
     /// to stop the running code.

@@ -9,6 +9,7 @@ use crate::traceback::error_text;
 use gears_core::persist::Saved;
 use gears_core::plan::Plan;
 use gears_core::registration::Registration;
+use gears_core::Identity;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::sync::Arc;
@@ -97,4 +98,48 @@ pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
             on_registered: on_registered.filter(|f| !f.is_none(py)),
         })
     })
+}
+
+/// A single callback in saved form (time events).
+pub(crate) fn save_callable(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    match cloudpickle(py)?.call_method1("dumps", (f,)) {
+        Ok(b) => Ok(b.downcast::<PyBytes>()?.as_bytes().to_vec()),
+        Err(e) => {
+            let name = f
+                .getattr("__name__")
+                .and_then(|n| n.str().map(|s| s.to_string()))
+                .unwrap_or_else(|_| "<unknown>".into());
+            Err(GearsError::new_err(serialize_failed(
+                &name,
+                &error_text(py, &e),
+            )))
+        }
+    }
+}
+
+/// A saved callback brought back, to call again and again (time events).
+pub struct TimeCallback(Py<PyAny>);
+
+impl TimeCallback {
+    pub fn restore(payload: &[u8]) -> Result<TimeCallback, String> {
+        Python::with_gil(|py| {
+            cloudpickle(py)
+                .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, payload),)))
+                .map(|f| TimeCallback(f.unbind()))
+                .map_err(|e| error_text(py, &e))
+        })
+    }
+
+    /// Calls it with `who` as the identity of its `execute()` calls.
+    pub fn call(&self, who: Identity) -> Result<(), String> {
+        crate::command::with_context(None, who, || {
+            Python::with_gil(|py| {
+                self.0
+                    .bind(py)
+                    .call0()
+                    .map(|_| ())
+                    .map_err(|e| error_text(py, &e))
+            })
+        })
+    }
 }

@@ -9,6 +9,7 @@
 # same step layout RedisGears 1.2 shows in RG.GETEXECUTION.
 
 import copy as _copy
+import redisgears
 import redisgears as _native
 from redisgears import (
     GearsError,

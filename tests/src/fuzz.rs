@@ -53,6 +53,10 @@ const COMMANDS: &[&str] = &[
     "RG.TRIGGER",
     "RG.TRIGGERONKEY",
     "RG.INNERHOOK",
+    "RG.INNERREGISTER",
+    "RG.INNERUNREGISTER",
+    "RG.INNERTIMEEVENT",
+    "RG.PYDUMPSESSIONS",
     "RG.PYKILL",
 ];
 
@@ -151,6 +155,11 @@ const SCRIPTS: &[&str] = &[
     "GB('PythonReader').run(lambda: (1/0 for _ in range(3)))",
     "GB('PythonReader').run(lambda: 5)",
     "import gc\ngc.collect()\nGB().run()",
+    "redisgears.registerTimeEvent(None, None, None)",
+    "redisgears.registerTimeEvent(0.05, lambda: execute('INCR', 'fuzz:ticks'), 'fuzz:te')",
+    "redisgears.registerTimeEvent(0.05, lambda: 1 / 0, 'fuzz:te2')",
+    "import threading\nl = threading.Lock()\nredisgears.registerTimeEvent(1, lambda: l, 'fuzz:te3')",
+    "import threading\nl = threading.Lock()\nGB('CommandReader').map(lambda x: str(l)).register(trigger='unsaved')",
 ];
 
 /// What a fuzz run did.

@@ -281,3 +281,63 @@ fn sessions_are_dumped_and_survive_a_restart() {
         .collect();
     assert_eq!(triggers, ["b"]);
 }
+
+fn ticks(c: &mut Client) -> i64 {
+    match c.cmd(&["GET", "ticks"]) {
+        Value::Nil => 0,
+        v => v.text().parse().unwrap(),
+    }
+}
+
+#[test]
+fn time_events_run_until_their_key_goes_and_survive_restarts() {
+    let mut s = Server::start_with(&["--enable-debug-command", "yes"], &[]);
+    let mut c = s.client();
+    assert_eq!(
+        c.py("redisgears.registerTimeEvent(0.1, lambda: execute('INCR', 'ticks'), 'tick')"),
+        ok()
+    );
+    assert!(s.wait_for(10, || ticks(&mut c) >= 3));
+    let err = c
+        .py("redisgears.registerTimeEvent(1, lambda: 1, 'tick')")
+        .error();
+    assert!(err.contains("key already exists"), "{err}");
+    let err = c
+        .py("redisgears.registerTimeEvent(0, lambda: 1, 'other')")
+        .error();
+    assert!(err.contains("positive number of seconds"), "{err}");
+    // DEBUG RELOAD, then a restart from the RDB: still ticking.
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), ok());
+    let t = ticks(&mut c);
+    assert!(s.wait_for(10, || ticks(&mut c) >= t + 3));
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    let t = ticks(&mut c);
+    assert!(s.wait_for(10, || ticks(&mut c) >= t + 3));
+    // Deleting the key stops it.
+    assert_eq!(c.cmd(&["DEL", "tick"]).int(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = ticks(&mut c);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ticks(&mut c), t);
+}
+
+#[test]
+fn time_events_reach_the_aof_and_replicas() {
+    let mut s = Server::start_with(&["--appendonly", "yes"], &[]);
+    let replica = Server::replica_of(&s);
+    let mut c = s.client();
+    assert_eq!(
+        c.py("redisgears.registerTimeEvent(0.1, lambda: execute('INCR', 'ticks'), 'tick')"),
+        ok()
+    );
+    let mut r = replica.client();
+    assert!(replica.wait_for(10, || r.cmd(&["EXISTS", "tick"]).int() == 1));
+    drop(replica);
+    s.restart(&["NOSAVE"]);
+    let mut c = s.client();
+    let exists = c.try_cmd(&["EXISTS", "tick"]);
+    assert_eq!(exists.ok(), Some(Value::Int(1)), "{}", s.log());
+    let t = ticks(&mut c);
+    assert!(s.wait_for(10, || ticks(&mut c) >= t + 3));
+}

@@ -538,3 +538,49 @@ fn values_that_raise_when_shown_become_error_records() {
     assert_eq!(r.results(), ["PY RECORD"]);
     alive(&mut c);
 }
+
+#[test]
+fn a_replica_passes_hooked_commands_from_its_master() {
+    let master = Server::start(&[]);
+    let replica = Server::replica_of(&master);
+    let mut m = master.client();
+    m.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync')");
+    let mut r = replica.client();
+    assert!(
+        replica.wait_for(10, || r.registrations().len() == 1),
+        "{}",
+        replica.log()
+    );
+    m.cmd(&["SET", "x", "1"]);
+    assert!(replica.wait_for(10, || r.cmd(&["GET", "x"]) == bulk("1")));
+    alive(&mut r);
+}
+
+#[test]
+fn commands_python_calls_run_as_its_user() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    admin.cmd(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">pw",
+        "~app:*",
+        "+@all",
+        "-@dangerous",
+    ]);
+    admin.cmd(&["SET", "secret:x", "s3cret"]);
+    admin.py("GB('CommandReader').map(lambda x: execute('GET', 'secret:x')).register(trigger='peek', mode='sync')");
+    assert_eq!(
+        admin.cmd(&["RG.TRIGGER", "peek"]),
+        Value::Array(vec![bulk("s3cret")])
+    );
+    let mut c = s.client();
+    c.cmd(&["AUTH", "limited", "pw"]);
+    // Directly, and through execute() from the user's own Python.
+    assert!(c.cmd(&["RG.TRIGGER", "peek"]).error().contains("NOPERM"));
+    let r = c.py("GB('ShardsIDReader').map(lambda x: execute('RG.TRIGGER', 'peek')).run()");
+    assert!(r.results().is_empty(), "{r:?}");
+    assert!(r.errors()[0].contains("NOPERM"), "{r:?}");
+}

@@ -1,11 +1,11 @@
 //! RG.INNERHOOK: where the command filter sends hooked commands.
 
 use crate::errors;
-use crate::hooks::{call_linked, call_real, fire_hook, first_accepting, hook_reply, INNER_HOOK};
+use crate::hooks::{call_linked, fire_hook, first_accepting, hook_reply, INNER_HOOK};
 use crate::redis;
 use crate::response::{arity, err, guarded, reply_when_all_done, respond_fired, Failure, Response};
 use crate::state::Gears;
-use gears_core::{Caller, Identity};
+use gears_core::Caller;
 use redis_module::{Context, RedisResult, RedisString};
 
 fn inner_hook_impl(
@@ -29,7 +29,7 @@ fn inner_hook_impl(
     let who = redis::identity_of(ctx);
     // Replication and loading replay the command as it was.
     if redis::is_replayed(ctx) {
-        return Ok(call_real(&Identity::module(who.db), &argv).into());
+        return Ok(redis::call_replayed(who.db, &argv).into());
     }
     let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let hooks = g.engine.registrations.hooks(&name);

@@ -15,6 +15,6 @@ pub use executions::{
 pub use hooks::inner_hook;
 pub use pyexecute::pyexecute;
 pub use registrations::{
-    clear_stats, dump_registrations, dump_sessions, inner_register, inner_unregister, pause,
-    trigger, unpause, unregister_command,
+    clear_stats, dump_registrations, dump_sessions, inner_register, inner_time_event,
+    inner_unregister, pause, trigger, unpause, unregister_command,
 };

@@ -11,10 +11,11 @@ use crate::response::{
 };
 use crate::state::Gears;
 use crate::streams;
+use crate::timeevents;
 use gears_core::execution::Execution;
 use gears_core::persist::decode_registration;
 use gears_core::registration::{ReaderArgs, Registration, StreamStatus};
-use gears_core::{Caller, Reply};
+use gears_core::{Caller, Identity, Reply};
 use redis_module::{Context, RedisResult, RedisString};
 
 fn names(v: &Option<Vec<String>>) -> Reply {
@@ -300,6 +301,33 @@ pub fn inner_unregister(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         arity(args, |n| n == 2 || n == 3)?;
         registry::unregister(g, &text(&args[1]), args.len() == 3, false);
+        Ok(ok().into())
+    })
+}
+
+/// RG.INNERTIMEEVENT <key> <period ms> <owner> <callback>: the replayed
+/// form of `registerTimeEvent`.
+pub fn inner_time_event(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, ctx, args| {
+        if !redis::is_replayed(ctx) {
+            return Err(err(errors::internal_command("RG.INNERTIMEEVENT")));
+        }
+        arity(args, |n| n == 5)?;
+        let period: u64 = text(&args[2]).parse().map_err(|_| err("bad period"))?;
+        let owner = text(&args[3]);
+        let who = Identity::new(
+            (!owner.is_empty()).then_some(owner),
+            redis::identity_of(ctx).db,
+        );
+        timeevents::create(
+            g,
+            &who,
+            args[1].as_slice(),
+            period,
+            args[4].as_slice().to_vec(),
+            false,
+        )
+        .map_err(err)?;
         Ok(ok().into())
     })
 }

@@ -1,0 +1,91 @@
+//! Time events (`registerTimeEvent`): a callback that runs every period on
+//! the worker pool, for as long as its key exists, on a master only.
+
+use crate::redis::{self, TimeEvent};
+use crate::state::Gears;
+use gears_core::Identity;
+use gears_python::TimeCallback;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Job {
+    period: Duration,
+    owner: Option<String>,
+    callback: TimeCallback,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Starts the timer of `ev` (created now, or loaded).
+pub fn start(g: &'static Gears, ev: &TimeEvent) -> Result<(), String> {
+    let job = Arc::new(Job {
+        period: Duration::from_millis(ev.period_ms),
+        owner: ev.owner.clone(),
+        callback: TimeCallback::restore(&ev.payload)?,
+        cancelled: ev.cancelled.clone(),
+    });
+    schedule(g, job);
+    Ok(())
+}
+
+fn schedule(g: &'static Gears, job: Arc<Job>) {
+    let period = job.period;
+    g.timer.after(period, move || tick(g, job));
+}
+
+fn tick(g: &'static Gears, job: Arc<Job>) {
+    if job.cancelled.load(Ordering::SeqCst) {
+        return;
+    }
+    if redis::is_master() {
+        let j = job.clone();
+        g.engine.pool.submit(move || {
+            if j.cancelled.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = j.callback.call(Identity::new(j.owner.clone(), 0)) {
+                redis::log("warning", &format!("a time event failed: {e}"));
+            }
+        });
+    }
+    schedule(g, job);
+}
+
+/// Creates a time event under `key` in `who`'s database, propagated to the
+/// AOF and the replicas.
+pub fn create(
+    g: &'static Gears,
+    who: &Identity,
+    key: &[u8],
+    period_ms: u64,
+    payload: Vec<u8>,
+    propagate: bool,
+) -> Result<(), String> {
+    let ev = TimeEvent::new(period_ms, who.user.clone(), payload.clone());
+    // The timer holds what it needs; the key holds the value.
+    let started = TimeEvent {
+        cancelled: ev.cancelled.clone(),
+        ..TimeEvent::new(period_ms, who.user.clone(), payload.clone())
+    };
+    redis::with_lock(|ctx| {
+        ctx.select_db(who.db);
+        redis::set_time_event(ctx, key, ev)?;
+        if propagate {
+            let period = period_ms.to_string();
+            let owner = who.user.clone().unwrap_or_default();
+            redis::replicate(
+                c"RG.INNERTIMEEVENT",
+                &[key, period.as_bytes(), owner.as_bytes(), &payload],
+            );
+        }
+        start(g, &started)
+    })
+}
+
+/// A loaded time event (RDB): its timer starts.
+pub fn loaded(ev: &TimeEvent) {
+    let Some(g) = crate::state::get() else { return };
+    if let Err(e) = start(g, ev) {
+        redis::log("warning", &format!("a loaded time event can not run: {e}"));
+    }
+}
