@@ -125,6 +125,7 @@ pub fn clear(g: &Gears) {
         unregister(g, &reg.id, true, false);
     }
     g.consumers().clear();
+    gears_python::forget_restored_sessions();
 }
 
 /// Applies a saved registration (RDB, AOF, replication) under its own id,

@@ -37,7 +37,7 @@ mod watchdog;
 
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{exec_script, initialize, submit};
-pub use persist::{restore, TimeCallback};
+pub use persist::{forget_restored_sessions, restore, TimeCallback};
 pub use runner::PyRunner;
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

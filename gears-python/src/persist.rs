@@ -3,6 +3,7 @@
 //! the script are saved by value, with the globals they use).
 
 use crate::errors::{serialize_failed, GearsError};
+use crate::runtime::runtime;
 use crate::script::PendingRegistration;
 use crate::steps::make_steps;
 use crate::traceback::error_text;
@@ -75,8 +76,20 @@ pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
         let loaded = cloudpickle(py)
             .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, &saved.payload),)))
             .map_err(fail)?;
-        let (steps, on_registered): (Bound<'_, PyList>, Option<Py<PyAny>>) =
+        let (steps, on_registered): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
             loaded.extract().map_err(fail)?;
+        // One globals dict for the restored functions of a session.
+        let share = runtime()
+            .prelude
+            .bind(py)
+            .get_item("_restore_callbacks")
+            .map_err(fail)?;
+        let share = share.ok_or("the prelude lacks _restore_callbacks")?;
+        let shared = share
+            .call1((saved.session.as_str(), steps, on_registered))
+            .map_err(fail)?;
+        let (steps, on_registered): (Bound<'_, PyList>, Option<Py<PyAny>>) =
+            shared.extract().map_err(fail)?;
         let plan = Plan {
             reader: saved.reader,
             steps: make_steps(&steps).map_err(fail)?,
@@ -142,4 +155,17 @@ impl TimeCallback {
             })
         })
     }
+}
+
+/// Forgets the shared globals of restored sessions (a load starts anew).
+pub fn forget_restored_sessions() {
+    Python::with_gil(|py| {
+        if let Ok(Some(f)) = runtime()
+            .prelude
+            .bind(py)
+            .get_item("_forget_restored_sessions")
+        {
+            let _ = f.call0();
+        }
+    });
 }

@@ -306,3 +306,44 @@ class GearsBuilder(object):
 
 
 GB = GearsBuilder
+
+
+# Restored registrations (RDB, AOF, replication) of one session share one
+# globals dict, as their functions did in the script that registered them:
+# each registration was saved on its own, with its own copy of the globals
+# its functions use.
+_SESSION_GLOBALS = {}
+
+
+def _restore_callbacks(session, steps, on_registered):
+    import types
+    shared = _SESSION_GLOBALS.setdefault(session, {})
+    funcs = [s[2] for s in steps] + [on_registered]
+    originals = {}
+    for f in funcs:
+        if isinstance(f, types.FunctionType):
+            originals[id(f.__globals__)] = f.__globals__
+    for d in originals.values():
+        for k, v in d.items():
+            shared.setdefault(k, v)
+    memo = {}
+
+    def rebind(f):
+        if not isinstance(f, types.FunctionType) or id(f.__globals__) not in originals:
+            return f
+        if id(f) not in memo:
+            g = types.FunctionType(f.__code__, shared, f.__name__, f.__defaults__, f.__closure__)
+            g.__kwdefaults__ = f.__kwdefaults__
+            g.__qualname__ = f.__qualname__
+            g.__dict__.update(f.__dict__)
+            memo[id(f)] = g
+        return memo[id(f)]
+
+    for k in list(shared):
+        shared[k] = rebind(shared[k])
+    steps = [(s[0], s[1], rebind(s[2]), s[3]) for s in steps]
+    return steps, rebind(on_registered)
+
+
+def _forget_restored_sessions():
+    _SESSION_GLOBALS.clear()

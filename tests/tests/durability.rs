@@ -341,3 +341,22 @@ fn time_events_reach_the_aof_and_replicas() {
     let t = ticks(&mut c);
     assert!(s.wait_for(10, || ticks(&mut c) >= t + 3));
 }
+
+#[test]
+fn restored_functions_of_a_session_share_its_globals() {
+    let s = Server::start_with(&["--enable-debug-command", "yes"], &[]);
+    let mut c = s.client();
+    let script = "state = {'n': 0}\n\
+def bump(x):\n    state['n'] += 1\n    return state['n']\n\
+def peek(x):\n    return state['n']\n\
+GB('CommandReader').map(bump).register(trigger='bump', mode='sync')\n\
+GB('CommandReader').map(peek).register(trigger='peek', mode='sync')";
+    assert_eq!(c.py(script), ok());
+    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("1")]));
+    assert_eq!(c.cmd(&["RG.TRIGGER", "peek"]), Value::Array(vec![bulk("1")]));
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), ok());
+    // Restored as saved (state as at register time), and shared again.
+    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("1")]));
+    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("2")]));
+    assert_eq!(c.cmd(&["RG.TRIGGER", "peek"]), Value::Array(vec![bulk("2")]));
+}
