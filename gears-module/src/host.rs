@@ -8,7 +8,7 @@ use crate::streams::StreamRunReader;
 use crate::timeevents;
 use gears_core::registration::ReaderArgs;
 use gears_core::{Identity, Reader, Reply};
-use gears_python::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
+use gears_python::{KeysReaderSpec, LogLevel, PendingRegistration, RedisHost, ScriptScope};
 use std::sync::atomic::Ordering;
 
 pub struct ModuleHost(pub &'static Gears);
@@ -58,6 +58,25 @@ impl RedisHost for ModuleHost {
         payload: Vec<u8>,
     ) -> Result<(), String> {
         timeevents::create(self.0, who, key, period_ms, payload, true)
+    }
+
+    fn apply_registration(
+        &self,
+        pending: PendingRegistration,
+        scope: &ScriptScope,
+    ) -> Result<(), String> {
+        redis::with_lock(|_| {
+            registry::check(self.0, &pending.reg.args, scope)?;
+            registry::apply(
+                self.0,
+                scope.identity.db,
+                &scope.session,
+                None,
+                None,
+                vec![pending],
+            );
+            Ok(())
+        })
     }
 
     fn yield_to_clients(&self) -> bool {

@@ -99,6 +99,15 @@ pub trait RedisHost: Send + Sync + 'static {
     ) -> Result<(), String> {
         Err("time events are not supported here".into())
     }
+    /// Checks and applies a registration made outside a script body (from
+    /// a step), for `scope`. Called without the GIL.
+    fn apply_registration(
+        &self,
+        _pending: crate::script::PendingRegistration,
+        _scope: &ScriptScope,
+    ) -> Result<(), String> {
+        Err(crate::errors::REGISTER_OUTSIDE_SCRIPT.into())
+    }
     /// Called every few milliseconds while Python runs on the Redis main
     /// thread: lets Redis serve other clients; `true` when a client asked
     /// to stop the running code.

@@ -4,6 +4,7 @@
 
 use crate::args::{bytes_of, err, flag, text_of};
 use crate::errors::{self as e, GearsError};
+use crate::host::ScriptScope;
 use crate::runtime::{engine, host};
 use crate::script::{in_script, PendingRegistration};
 use crate::steps::make_steps;
@@ -133,9 +134,16 @@ pub(crate) fn register(
     desc: Option<String>,
     kwargs: &Bound<'_, PyDict>,
 ) -> PyResult<String> {
-    let Some(scope) = in_script(|c| c.scope.clone()) else {
-        return err(e::REGISTER_OUTSIDE_SCRIPT);
-    };
+    // In a script body, registrations are applied once it succeeded; from
+    // a step, at once, in a session of their own, owned by the execution's
+    // user.
+    let in_body = in_script(|c| c.scope.clone());
+    let id = engine().next_registration_id();
+    let scope = in_body.clone().unwrap_or_else(|| ScriptScope {
+        session: id.clone(),
+        replacing: None,
+        identity: crate::command::identity(),
+    });
     let mode = match opt(kwargs, "mode")? {
         None => Mode::Async,
         Some(m) => {
@@ -162,9 +170,11 @@ pub(crate) fn register(
     if clash == Some(true) {
         return err(e::TRIGGER_TWICE_IN_SESSION);
     }
-    host()
-        .check_registration(&args, &scope)
-        .map_err(GearsError::new_err)?;
+    if in_body.is_some() {
+        host()
+            .check_registration(&args, &scope)
+            .map_err(GearsError::new_err)?;
+    }
     let plan = Plan {
         reader: reader.to_owned(),
         steps: make_steps(steps)?,
@@ -173,15 +183,23 @@ pub(crate) fn register(
     plan.validate().map_err(GearsError::new_err)?;
     // Saved now: a callback that can not be saved fails register() at once.
     let payload = crate::persist::save(steps.py(), steps, on_registered.as_ref())?;
-    let id = engine().next_registration_id();
-    let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session)
-        .owned_by(scope.identity.user)
+    let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session.clone())
+        .owned_by(scope.identity.user.clone())
         .with_payload(payload);
-    in_script(|c| {
-        c.registrations.push(PendingRegistration {
-            reg: Arc::new(reg),
-            on_registered,
-        })
-    });
+    let pending = PendingRegistration {
+        reg: Arc::new(reg),
+        on_registered,
+    };
+    if in_body.is_some() {
+        in_script(|c| c.registrations.push(pending));
+        return Ok(id);
+    }
+    // Checked and applied by the host, without the GIL (it takes the Redis
+    // lock).
+    let h = host();
+    steps
+        .py()
+        .allow_threads(move || h.apply_registration(pending, &scope))
+        .map_err(GearsError::new_err)?;
     Ok(id)
 }

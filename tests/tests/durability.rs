@@ -352,11 +352,51 @@ def peek(x):\n    return state['n']\n\
 GB('CommandReader').map(bump).register(trigger='bump', mode='sync')\n\
 GB('CommandReader').map(peek).register(trigger='peek', mode='sync')";
     assert_eq!(c.py(script), ok());
-    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("1")]));
-    assert_eq!(c.cmd(&["RG.TRIGGER", "peek"]), Value::Array(vec![bulk("1")]));
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "bump"]),
+        Value::Array(vec![bulk("1")])
+    );
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "peek"]),
+        Value::Array(vec![bulk("1")])
+    );
     assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), ok());
     // Restored as saved (state as at register time), and shared again.
-    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("1")]));
-    assert_eq!(c.cmd(&["RG.TRIGGER", "bump"]), Value::Array(vec![bulk("2")]));
-    assert_eq!(c.cmd(&["RG.TRIGGER", "peek"]), Value::Array(vec![bulk("2")]));
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "bump"]),
+        Value::Array(vec![bulk("1")])
+    );
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "bump"]),
+        Value::Array(vec![bulk("2")])
+    );
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "peek"]),
+        Value::Array(vec![bulk("2")])
+    );
+}
+
+#[test]
+fn registrations_made_from_a_step_are_applied_and_saved() {
+    let mut s = Server::start(&[]);
+    let replica = Server::replica_of(&s);
+    let mut c = s.client();
+    let r = c.py("def make(x):\n    return GB('CommandReader').map(lambda y: 'made in a step').register(trigger='stepmade', mode='sync')\nGB('ShardsIDReader').map(make).run()");
+    assert!(r.errors().is_empty(), "{r:?}");
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "stepmade"]),
+        Value::Array(vec![bulk("made in a step")])
+    );
+    // Checked like any registration.
+    let r = c.py("def make(x):\n    return GB('CommandReader').register(trigger='stepmade')\nGB('ShardsIDReader').map(make).run()");
+    assert!(r.errors()[0].contains("trigger already registered"), "{r:?}");
+    let mut rc = replica.client();
+    assert!(replica.wait_for(10, || rc.registrations().len() == 1));
+    drop(replica);
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "stepmade"]),
+        Value::Array(vec![bulk("made in a step")])
+    );
 }
