@@ -301,8 +301,30 @@ pub fn set_time_event(ctx: LockedCtx, key: &[u8], ev: TimeEvent) -> Result<(), S
 /// version too).
 const AUX_VERSION: i32 = 1;
 
+/// The aux data encoded in the parent when a save starts: a forked child
+/// (BGSAVE, full sync, AOF rewrite) writes it without taking any lock that
+/// another thread of the parent may have held at the fork.
+static PREPARED: std::sync::atomic::AtomicPtr<Vec<u8>> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+fn set_prepared(blob: Option<Vec<u8>>) {
+    let new = blob.map_or(ptr::null_mut(), |b| Box::into_raw(Box::new(b)));
+    let old = PREPARED.swap(new, Ordering::SeqCst);
+    if !old.is_null() {
+        // SAFETY: boxed by `set_prepared`, swapped out once.
+        drop(unsafe { Box::from_raw(old) });
+    }
+}
+
 extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
     if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
+        return;
+    }
+    let prepared = PREPARED.load(Ordering::SeqCst);
+    if !prepared.is_null() {
+        // SAFETY: set before the save started; the parent frees it only
+        // once the save ended (a child has its own copy).
+        raw::save_slice(rdb, unsafe { &*prepared });
         return;
     }
     let Some(layer) = LAYER.get() else { return };
@@ -358,6 +380,19 @@ extern "C" fn on_server_event(
                 | raw::REDISMODULE_SUBEVENT_LOADING_AOF_START
                 | raw::REDISMODULE_SUBEVENT_LOADING_REPL_START => (cb.loading)(true),
                 raw::REDISMODULE_SUBEVENT_LOADING_ENDED => (cb.loading)(false),
+                _ => {}
+            }
+        } else if eid.id == raw::REDISMODULE_EVENT_PERSISTENCE {
+            match subevent {
+                raw::REDISMODULE_SUBEVENT_PERSISTENCE_RDB_START
+                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_AOF_START => {
+                    set_prepared(Some((cb.aux_save)()))
+                }
+                // A save in this process (SAVE, DEBUG RELOAD) encodes afresh.
+                raw::REDISMODULE_SUBEVENT_PERSISTENCE_ENDED
+                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_FAILED
+                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_RDB_START
+                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_AOF_START => set_prepared(None),
                 _ => {}
             }
         } else if eid.id == raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED {
@@ -449,6 +484,7 @@ pub fn subscribe(ctx: &Context) {
         );
         for id in [
             raw::REDISMODULE_EVENT_LOADING,
+            raw::REDISMODULE_EVENT_PERSISTENCE,
             raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         ] {
             raw::RedisModule_SubscribeToServerEvent.unwrap()(

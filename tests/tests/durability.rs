@@ -389,7 +389,10 @@ fn registrations_made_from_a_step_are_applied_and_saved() {
     );
     // Checked like any registration.
     let r = c.py("def make(x):\n    return GB('CommandReader').register(trigger='stepmade')\nGB('ShardsIDReader').map(make).run()");
-    assert!(r.errors()[0].contains("trigger already registered"), "{r:?}");
+    assert!(
+        r.errors()[0].contains("trigger already registered"),
+        "{r:?}"
+    );
     let mut rc = replica.client();
     assert!(replica.wait_for(10, || rc.registrations().len() == 1));
     drop(replica);
@@ -399,4 +402,22 @@ fn registrations_made_from_a_step_are_applied_and_saved() {
         c.cmd(&["RG.TRIGGER", "stepmade"]),
         Value::Array(vec![bulk("made in a step")])
     );
+}
+
+#[test]
+fn a_background_save_holds_the_registrations_of_its_start() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client();
+    c.py("GB('CommandReader').map(lambda x: 'saved').register(trigger='bg')");
+    assert_eq!(c.cmd(&["BGSAVE"]), Value::Status("Background saving started".into()));
+    assert!(s.wait_for(20, || c
+        .cmd(&["INFO", "persistence"])
+        .text()
+        .contains("rdb_bgsave_in_progress:0")));
+    // A registration made after the background save is not in it.
+    c.py("GB('CommandReader').register(trigger='after')");
+    s.restart(&["NOSAVE"]);
+    let mut c = s.client();
+    assert_eq!(c.registrations().len(), 1);
+    assert_eq!(c.cmd(&["RG.TRIGGER", "bg"]), Value::Array(vec![bulk("saved")]));
 }
