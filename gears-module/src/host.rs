@@ -6,10 +6,11 @@ use crate::registry;
 use crate::state::Gears;
 use crate::streams::StreamRunReader;
 use crate::timeevents;
-use gears_core::registration::ReaderArgs;
+use gears_core::registration::{ReaderArgs, Registration};
 use gears_core::{Identity, Reader, Reply};
 use gears_python::{KeysReaderSpec, LogLevel, PendingRegistration, RedisHost, ScriptScope};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 pub struct ModuleHost(pub &'static Gears);
 
@@ -62,9 +63,10 @@ impl RedisHost for ModuleHost {
 
     fn apply_registration(
         &self,
-        pending: PendingRegistration,
+        reg: Arc<Registration>,
         scope: &ScriptScope,
     ) -> Result<(), String> {
+        let pending = PendingRegistration::plain(reg);
         redis::with_lock(|_| {
             registry::check(self.0, &pending.reg.args, scope)?;
             registry::apply(

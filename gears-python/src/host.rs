@@ -103,7 +103,7 @@ pub trait RedisHost: Send + Sync + 'static {
     /// a step), for `scope`. Called without the GIL.
     fn apply_registration(
         &self,
-        _pending: crate::script::PendingRegistration,
+        _reg: std::sync::Arc<gears_core::registration::Registration>,
         _scope: &ScriptScope,
     ) -> Result<(), String> {
         Err(crate::errors::REGISTER_OUTSIDE_SCRIPT.into())

@@ -195,11 +195,12 @@ pub(crate) fn register(
         return Ok(id);
     }
     // Checked and applied by the host, without the GIL (it takes the Redis
-    // lock).
-    let h = host();
+    // lock); then onRegistered runs.
+    let (h, reg) = (host(), pending.reg.clone());
     steps
         .py()
-        .allow_threads(move || h.apply_registration(pending, &scope))
+        .allow_threads(move || h.apply_registration(reg, &scope))
         .map_err(GearsError::new_err)?;
+    pending.on_registered();
     Ok(id)
 }

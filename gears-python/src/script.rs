@@ -29,6 +29,14 @@ pub struct PendingRegistration {
 }
 
 impl PendingRegistration {
+    /// A registration without `onRegistered`.
+    pub fn plain(reg: Arc<Registration>) -> PendingRegistration {
+        PendingRegistration {
+            reg,
+            on_registered: None,
+        }
+    }
+
     /// Runs the `onRegistered` callback, if any; its errors are logged.
     pub fn on_registered(&self) {
         let Some(f) = &self.on_registered else { return };

@@ -409,7 +409,10 @@ fn a_background_save_holds_the_registrations_of_its_start() {
     let mut s = Server::start(&[]);
     let mut c = s.client();
     c.py("GB('CommandReader').map(lambda x: 'saved').register(trigger='bg')");
-    assert_eq!(c.cmd(&["BGSAVE"]), Value::Status("Background saving started".into()));
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Value::Status("Background saving started".into())
+    );
     assert!(s.wait_for(20, || c
         .cmd(&["INFO", "persistence"])
         .text()
@@ -419,5 +422,8 @@ fn a_background_save_holds_the_registrations_of_its_start() {
     s.restart(&["NOSAVE"]);
     let mut c = s.client();
     assert_eq!(c.registrations().len(), 1);
-    assert_eq!(c.cmd(&["RG.TRIGGER", "bg"]), Value::Array(vec![bulk("saved")]));
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "bg"]),
+        Value::Array(vec![bulk("saved")])
+    );
 }
