@@ -118,27 +118,35 @@ pub static GEARS_TYPE: redis_module::native_types::RedisType =
         "GEARS_REG",
         AUX_VERSION,
         raw::RedisModuleTypeMethods {
-            version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-            rdb_load: None,
-            rdb_save: None,
-            aof_rewrite: None,
-            free: None,
-            mem_usage: None,
-            digest: None,
             aux_load: Some(aux_load),
             aux_save: Some(aux_save),
-            aux_save2: None,
             aux_save_triggers: raw::REDISMODULE_AUX_BEFORE_RDB as i32,
-            free_effort: None,
-            unlink: None,
-            copy: None,
-            defrag: None,
-            copy2: None,
-            free_effort2: None,
-            mem_usage2: None,
-            unlink2: None,
+            ..NO_METHODS
         },
     );
+
+/// A data type's callbacks, none set.
+const NO_METHODS: raw::RedisModuleTypeMethods = raw::RedisModuleTypeMethods {
+    version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+    rdb_load: None,
+    rdb_save: None,
+    aof_rewrite: None,
+    free: None,
+    mem_usage: None,
+    digest: None,
+    aux_load: None,
+    aux_save: None,
+    aux_save2: None,
+    aux_save_triggers: 0,
+    free_effort: None,
+    unlink: None,
+    copy: None,
+    defrag: None,
+    copy2: None,
+    free_effort2: None,
+    mem_usage2: None,
+    unlink2: None,
+};
 
 /// A time event: the value of a key of type [`TIME_EVENT_TYPE`]. Deleting
 /// the key frees the value, which cancels the event.
@@ -167,25 +175,11 @@ pub static TIME_EVENT_TYPE: redis_module::native_types::RedisType =
         "GEARS_TEV",
         1,
         raw::RedisModuleTypeMethods {
-            version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
             rdb_load: Some(te_rdb_load),
             rdb_save: Some(te_rdb_save),
             aof_rewrite: Some(te_aof_rewrite),
             free: Some(te_free),
-            mem_usage: None,
-            digest: None,
-            aux_load: None,
-            aux_save: None,
-            aux_save2: None,
-            aux_save_triggers: 0,
-            free_effort: None,
-            unlink: None,
-            copy: None,
-            defrag: None,
-            copy2: None,
-            free_effort2: None,
-            mem_usage2: None,
-            unlink2: None,
+            ..NO_METHODS
         },
     );
 
