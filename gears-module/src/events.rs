@@ -89,7 +89,7 @@ fn dispatch_keys(g: &'static Gears, n: &Notification<'_>) {
         let visible = redis::with_lock(|ctx| {
             redis::reading(|| {
                 ctx.select_db(n.db);
-                if !redis::read_filter(ctx, &who)(n.key) {
+                if !redis::read_filter(ctx, &who, false)(n.key) {
                     return false;
                 }
                 let Some(kt) = key_types else { return true };

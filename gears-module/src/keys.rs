@@ -161,7 +161,7 @@ impl Reader for KeysReader {
         let keys: Found = with_lock(|ctx| {
             redis::reading(|| {
                 ctx.select_db(self.spec.db);
-                let readable = read_filter(ctx, &self.who);
+                let readable = read_filter(ctx, &self.who, !self.spec.no_scan);
                 let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
                     self.done = true;
                     let name = self.spec.pattern.clone();

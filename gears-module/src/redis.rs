@@ -896,10 +896,45 @@ impl Drop for AclUser {
     }
 }
 
+/// Whether `user` may read every key (`~*` or `%R~*` among its key
+/// patterns), so that no key needs a check of its own.
+fn reads_all_keys(ctx: LockedCtx, user: &str) -> bool {
+    let reply = call_locked(
+        ctx,
+        c"ACL",
+        &[b"GETUSER".to_vec(), user.as_bytes().to_vec()],
+        c"",
+    );
+    let Reply::Array(fields) = reply else {
+        return false;
+    };
+    fields
+        .chunks(2)
+        .find(|kv| matches!(&kv[0], Reply::Bulk(k) if k == b"keys"))
+        .and_then(|kv| match kv.get(1) {
+            Some(Reply::Bulk(v)) => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        })
+        .is_some_and(|keys| {
+            keys.split(' ')
+                .any(|p| p == "~*" || p == "%R~*" || p == "%RW~*" || p == "%WR~*")
+        })
+}
+
 /// What `who` may read: everything for the module itself, the keys its
 /// user's ACLs allow otherwise (nothing for a user that no longer exists).
-pub fn read_filter<'a>(ctx: LockedCtx<'a>, who: &Identity) -> impl Fn(&[u8]) -> bool + 'a {
-    let user = who.user.as_deref().map(|name| AclUser::find(ctx, name));
+/// For `many` keys (a scan), a user who may read every key is found out
+/// once instead of checking each key.
+pub fn read_filter<'a>(
+    ctx: LockedCtx<'a>,
+    who: &Identity,
+    many: bool,
+) -> impl Fn(&[u8]) -> bool + 'a {
+    let user = who
+        .user
+        .as_deref()
+        .filter(|name| !(many && reads_all_keys(ctx, name)))
+        .map(|name| AclUser::find(ctx, name));
     move |key: &[u8]| match &user {
         None => true,
         Some(None) => false,
