@@ -49,12 +49,15 @@ pub enum Fired {
     Finished(Arc<Execution>),
     /// Queued: finishes later.
     Queued(Arc<Execution>),
+    /// Refused, `MaxQueuedExecutions` waiting already: it ended at once
+    /// with that error, having processed nothing.
+    Refused(Arc<Execution>),
 }
 
 impl Fired {
     pub fn execution(&self) -> &Arc<Execution> {
         match self {
-            Fired::Finished(e) | Fired::Queued(e) => e,
+            Fired::Finished(e) | Fired::Queued(e) | Fired::Refused(e) => e,
         }
     }
 }
@@ -146,7 +149,7 @@ impl Engine {
                     Ok(slot) => slot,
                     Err(full) => {
                         refuse(&exec, full.to_string());
-                        return Fired::Finished(exec);
+                        return Fired::Refused(exec);
                     }
                 };
                 let (e, r, runner) = (exec.clone(), reg.clone(), self.runner.clone());

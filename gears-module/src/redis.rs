@@ -192,6 +192,12 @@ extern "C" fn te_rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
 }
 
 extern "C" fn te_rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    // Only a load (RDB, full sync, DEBUG RELOAD) brings time events: a
+    // RESTORE could hand any owner and any code to run.
+    if !is_loading() {
+        log("warning", "refused a time event outside a load (RESTORE)");
+        return ptr::null_mut();
+    }
     if encver != 1 {
         log(
             "warning",
@@ -295,17 +301,18 @@ pub fn set_time_event(ctx: LockedCtx, key: &[u8], ev: TimeEvent) -> Result<(), S
 /// version too).
 const AUX_VERSION: i32 = 1;
 
-/// The aux data encoded in the parent when a save starts: a forked child
-/// (BGSAVE, full sync, AOF rewrite) writes it without taking any lock that
-/// another thread of the parent may have held at the fork.
+/// The aux data, encoded again (main thread) whenever the registrations
+/// change: a forked child (BGSAVE, full sync, AOF rewrite) writes it
+/// without taking any lock that another thread may have held at the fork.
 static PREPARED: std::sync::atomic::AtomicPtr<Vec<u8>> =
     std::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
-fn set_prepared(blob: Option<Vec<u8>>) {
-    let new = blob.map_or(ptr::null_mut(), |b| Box::into_raw(Box::new(b)));
+/// Keeps `blob` as the aux data to save (Redis lock held).
+pub fn prepare_aux(blob: Vec<u8>) {
+    let new = Box::into_raw(Box::new(blob));
     let old = PREPARED.swap(new, Ordering::SeqCst);
     if !old.is_null() {
-        // SAFETY: boxed by `set_prepared`, swapped out once.
+        // SAFETY: boxed here, swapped out once.
         drop(unsafe { Box::from_raw(old) });
     }
 }
@@ -316,8 +323,8 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
     }
     let prepared = PREPARED.load(Ordering::SeqCst);
     if !prepared.is_null() {
-        // SAFETY: set before the save started; the parent frees it only
-        // once the save ended (a child has its own copy).
+        // SAFETY: replaced only under the Redis lock, which a save holds
+        // (a forked child has its own copy).
         raw::save_slice(rdb, unsafe { &*prepared });
         return;
     }
@@ -376,21 +383,10 @@ extern "C" fn on_server_event(
                 raw::REDISMODULE_SUBEVENT_LOADING_ENDED => (cb.loading)(false),
                 _ => {}
             }
-        } else if eid.id == raw::REDISMODULE_EVENT_PERSISTENCE {
-            match subevent {
-                raw::REDISMODULE_SUBEVENT_PERSISTENCE_RDB_START
-                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_AOF_START => {
-                    set_prepared(Some((cb.aux_save)()))
-                }
-                // A save in this process (SAVE, DEBUG RELOAD) encodes afresh.
-                raw::REDISMODULE_SUBEVENT_PERSISTENCE_ENDED
-                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_FAILED
-                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_RDB_START
-                | raw::REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_AOF_START => set_prepared(None),
-                _ => {}
-            }
         } else if eid.id == raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED {
-            (cb.role_changed)(subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER);
+            let master = subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER;
+            MASTER.store(master, Ordering::SeqCst);
+            (cb.role_changed)(master);
         }
     });
 }
@@ -402,11 +398,21 @@ pub fn is_loading() -> bool {
         .is_some_and(|l| context_flags(l.main_ctx.0) & raw::REDISMODULE_CTX_FLAGS_LOADING != 0)
 }
 
+/// This server's role, kept by the main thread (at load, and on role
+/// changes) so that other threads read it without the Redis lock.
+static MASTER: AtomicBool = AtomicBool::new(true);
+
+/// Reads the role from the server (main thread).
+fn read_role() {
+    if let Some(l) = LAYER.get() {
+        let master = context_flags(l.main_ctx.0) & raw::REDISMODULE_CTX_FLAGS_MASTER != 0;
+        MASTER.store(master, Ordering::SeqCst);
+    }
+}
+
 /// Whether this server is a master now.
 pub fn is_master() -> bool {
-    LAYER
-        .get()
-        .is_some_and(|l| context_flags(l.main_ctx.0) & raw::REDISMODULE_CTX_FLAGS_MASTER != 0)
+    MASTER.load(Ordering::SeqCst)
 }
 
 /// Propagates `cmd args...` to the AOF and the replicas, as part of the
@@ -461,6 +467,7 @@ pub fn init(ctx: &Context, callbacks: Callbacks) {
 /// step of a load that succeeded (Redis does not remove them when a load
 /// fails).
 pub fn subscribe(ctx: &Context) {
+    read_role();
     // SAFETY: module load, main thread, valid context; the callbacks are
     // plain functions that live as long as the module.
     unsafe {
@@ -478,7 +485,6 @@ pub fn subscribe(ctx: &Context) {
         );
         for id in [
             raw::REDISMODULE_EVENT_LOADING,
-            raw::REDISMODULE_EVENT_PERSISTENCE,
             raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         ] {
             raw::RedisModule_SubscribeToServerEvent.unwrap()(
@@ -765,22 +771,52 @@ pub fn call_as(who: &Identity, argv: &[Vec<u8>]) -> Reply {
 /// Runs a command replayed from the master or the AOF, as it was: in
 /// database `db`, unchecked and not propagated again (a replica proxies its
 /// master's stream to its own replicas).
-pub fn call_replayed(db: i64, argv: &[Vec<u8>]) -> Reply {
+pub fn call_replayed(ctx: &Context, argv: &[Vec<u8>]) -> Reply {
     let Some((cmd, args)) = argv.split_first() else {
         return Reply::Error("ERR empty command".into());
     };
     let Ok(cmd) = CString::new(cmd.clone()) else {
         return Reply::Error("ERR the command name contains a NUL byte".into());
     };
-    with_lock(|ctx| {
-        ctx.select_db(db);
-        call_locked(ctx, &cmd, args, c"vE")
-    })
+    // On the replayed command's own context (the master's client, or the
+    // AOF's): its database, its slots, and `!` reaches this server's own
+    // AOF (replicas of a replica get the master's stream as it is).
+    let locked = LockedCtx(ctx.ctx, std::marker::PhantomData);
+    call_locked(locked, &cmd, args, c"!vE")
+}
+
+/// Propagates a replayed module command as it came (to this server's AOF).
+pub fn replicate_verbatim(ctx: &Context) {
+    // SAFETY: a live command context on the main thread.
+    unsafe { raw::RedisModule_ReplicateVerbatim.unwrap()(ctx.ctx) };
+}
+
+/// Commands that check permissions of their own when they run, which the
+/// fake client of `RedisModule_Call` (no user) would skip: refused to
+/// Python acting for a user.
+fn escapes_acl(words: &Words) -> bool {
+    let cmd = String::from_utf8_lossy(words.first()).to_ascii_lowercase();
+    match cmd.as_str() {
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => true,
+        // SORT ... BY/GET patterns read other keys.
+        "sort" | "sort_ro" => words.strings.iter().skip(2).any(|s| {
+            // SAFETY: live strings of `words`.
+            let w = unsafe { string_bytes(*s) };
+            w.eq_ignore_ascii_case(b"by") || w.eq_ignore_ascii_case(b"get")
+        }),
+        _ => false,
+    }
 }
 
 /// Whether `user` may run the command of `words` (command and keys), by
 /// the server's ACLs.
 fn permitted(ctx: LockedCtx, user: &str, words: &mut Words) -> Result<(), Reply> {
+    if escapes_acl(words) {
+        return Err(Reply::Error(format!(
+            "NOPERM '{}' can not be run from gears on behalf of a user",
+            String::from_utf8_lossy(words.first()).to_ascii_lowercase()
+        )));
+    }
     let Some(u) = AclUser::find(ctx, user) else {
         return Err(Reply::Error(format!(
             "NOPERM the user '{user}' does not exist"
@@ -867,12 +903,18 @@ impl AclUser {
             );
             let u = raw::RedisModule_GetModuleUserFromUserName.unwrap()(s);
             raw::RedisModule_FreeString.unwrap()(ctx.0, s);
-            (!u.is_null()).then_some(AclUser(u))
+            (!u.is_null()).then(|| AclUser(u))
         }
     }
 
     /// Whether the user may read `key`.
     pub fn may_read(&self, ctx: LockedCtx, key: &[u8]) -> bool {
+        // ACCESS alone asks for read permission (other flags are refused).
+        self.may(ctx, key, raw::REDISMODULE_CMD_KEY_ACCESS as c_int)
+    }
+
+    /// Whether the user may use `key` as `flags` (ACCESS, INSERT...) says.
+    fn may(&self, ctx: LockedCtx, key: &[u8], flags: c_int) -> bool {
         // SAFETY: lock held; the string is freed here.
         unsafe {
             let s = raw::RedisModule_CreateString.unwrap()(
@@ -880,8 +922,6 @@ impl AclUser {
                 key.as_ptr().cast::<c_char>(),
                 key.len(),
             );
-            // ACCESS alone asks for read permission (other flags are refused).
-            let flags = raw::REDISMODULE_CMD_KEY_ACCESS as c_int;
             let status = raw::RedisModule_ACLCheckKeyPermissions.unwrap()(self.0, s, flags);
             raw::RedisModule_FreeString.unwrap()(ctx.0, s);
             status == raw::REDISMODULE_OK as c_int
@@ -893,6 +933,17 @@ impl Drop for AclUser {
     fn drop(&mut self) {
         // SAFETY: obtained from GetModuleUserFromUserName, freed once.
         unsafe { raw::RedisModule_FreeModuleUser.unwrap()(self.0) };
+    }
+}
+
+/// What `who` may write: everything for the module itself, the keys its
+/// user's ACLs allow otherwise.
+pub fn write_filter<'a>(ctx: LockedCtx<'a>, who: &Identity) -> impl Fn(&[u8]) -> bool + 'a {
+    let user = who.user.as_deref().map(|name| AclUser::find(ctx, name));
+    move |key: &[u8]| match &user {
+        None => true,
+        Some(None) => false,
+        Some(Some(u)) => u.may(ctx, key, raw::REDISMODULE_CMD_KEY_INSERT as c_int),
     }
 }
 
@@ -975,11 +1026,18 @@ pub fn identity_of(ctx: &Context) -> Identity {
     };
     match user {
         Some(u) => Identity::new(Some(u), db),
-        None => CALLING_AS
-            .with(|c| c.borrow().clone())
-            .map_or_else(|| Identity::module(db), |who| Identity::new(who.user, db)),
+        None => CALLING_AS.with(|c| c.borrow().clone()).map_or_else(
+            // Lua, FUNCTION or another module's call: the user behind it is
+            // unknown, so fail closed (no user can have this name).
+            || Identity::new(Some(UNKNOWN_CALLER.into()), db),
+            |who| Identity::new(who.user, db),
+        ),
     }
 }
+
+/// The identity of a caller whose user can not be known: every permission
+/// check fails for it (user names can not hold spaces).
+pub const UNKNOWN_CALLER: &str = "<unknown caller: Lua, FUNCTION or another module>";
 
 /// Like [`call`] but with the lock already held and explicit flags.
 pub fn call_locked(ctx: LockedCtx, cmd: &CStr, args: &[Vec<u8>], flags: &CStr) -> Reply {

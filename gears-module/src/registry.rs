@@ -56,6 +56,10 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), St
 
 /// Rebuilds the event tables after the registry changed.
 fn refresh(g: &Gears) {
+    // Kept encoded for a forked save, which must take no lock.
+    redis::prepare_aux(gears_core::persist::encode_snapshot(
+        &g.engine.registrations,
+    ));
     let all = g.engine.registrations.snapshot();
     g.set_tables(Tables::build(&all, |c| {
         redis::command_info(c).map(|i| i.spec)
@@ -115,6 +119,9 @@ pub fn unregister(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> 
         }
     }
     streams::forget(g, &reg);
+    if g.engine.registrations.session(&reg.session).is_none() {
+        gears_python::forget_restored_sessions(Some(&reg.session));
+    }
     refresh(g);
     true
 }
@@ -125,7 +132,7 @@ pub fn clear(g: &Gears) {
         unregister(g, &reg.id, true, false);
     }
     g.consumers().clear();
-    gears_python::forget_restored_sessions();
+    gears_python::forget_restored_sessions(None);
 }
 
 /// Applies a saved registration (RDB, AOF, replication) under its own id,

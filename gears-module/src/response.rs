@@ -124,7 +124,7 @@ pub fn respond_fired(
     make: fn(&Execution) -> Reply,
 ) -> Result<Response, Failure> {
     match fired.map_err(|_| err(errors::NO_ASYNC_HERE))? {
-        Fired::Finished(e) => Ok(Response::Now(make(&e))),
+        Fired::Finished(e) | Fired::Refused(e) => Ok(Response::Now(make(&e))),
         Fired::Queued(e) => Ok(reply_when_done(ctx, &e, make)),
     }
 }

@@ -406,6 +406,12 @@ fn drain(g: &'static Gears, s: Stream, mut known: bool) {
         let reader = Box::new(reader);
         let who = s.owner();
         match g.engine.fire(&s.reg, Caller::Event, who, reader, None) {
+            // Nothing processed: the batch stays pending, read again later.
+            Ok(Fired::Refused(_)) => {
+                s.consumer(g, |c| c.running = false);
+                arm(g, s.clone(), Duration::from_secs(p.retry_s.max(1)), true);
+                return;
+            }
             Ok(Fired::Finished(exec)) => {
                 if !finish_batch(g, &s, &exec, &info) {
                     return;

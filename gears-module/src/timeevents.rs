@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 struct Job {
+    /// A run is queued or running: the next tick skips rather than pile up.
+    busy: AtomicBool,
     period: Duration,
     owner: Option<String>,
     callback: TimeCallback,
@@ -19,6 +21,7 @@ struct Job {
 /// Starts the timer of `ev` (created now, or loaded).
 pub fn start(g: &'static Gears, ev: &TimeEvent) -> Result<(), String> {
     let job = Arc::new(Job {
+        busy: AtomicBool::new(false),
         period: Duration::from_millis(ev.period_ms),
         owner: ev.owner.clone(),
         callback: TimeCallback::restore(&ev.payload)?,
@@ -37,15 +40,15 @@ fn tick(g: &'static Gears, job: Arc<Job>) {
     if job.cancelled.load(Ordering::SeqCst) {
         return;
     }
-    if redis::is_master() {
+    if redis::is_master() && !job.busy.swap(true, Ordering::SeqCst) {
         let j = job.clone();
         g.engine.pool.submit(move || {
-            if j.cancelled.load(Ordering::SeqCst) {
-                return;
+            if !j.cancelled.load(Ordering::SeqCst) {
+                if let Err(e) = j.callback.call(Identity::new(j.owner.clone(), 0)) {
+                    redis::log("warning", &format!("a time event failed: {e}"));
+                }
             }
-            if let Err(e) = j.callback.call(Identity::new(j.owner.clone(), 0)) {
-                redis::log("warning", &format!("a time event failed: {e}"));
-            }
+            j.busy.store(false, Ordering::SeqCst);
         });
     }
     schedule(g, job);
@@ -69,6 +72,15 @@ pub fn create(
     };
     redis::with_lock(|ctx| {
         ctx.select_db(who.db);
+        if propagate && !redis::is_master() {
+            return Err("time events can only be created on a master".to_string());
+        }
+        if !redis::write_filter(ctx, who)(key) {
+            return Err(format!(
+                "NOPERM this user can not write the key '{}'",
+                String::from_utf8_lossy(key)
+            ));
+        }
         redis::set_time_event(ctx, key, ev)?;
         if propagate {
             let period = period_ms.to_string();

@@ -97,47 +97,28 @@ fn log(message: &str, level: &str) -> PyResult<()> {
     Ok(())
 }
 
-thread_local! {
-    /// Whether this thread is inside `with atomic():`. Per thread by nature:
-    /// the Redis lock it stands for is held by this thread.
-    static IN_ATOMIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Enters `with atomic():`: takes the Redis lock (releasing the GIL while
 /// waiting for it, to keep the lock order) until the block ends.
 #[pyfunction]
 fn atomic_enter(py: Python<'_>) -> PyResult<()> {
-    if IN_ATOMIC.with(|a| a.get()) {
+    if crate::command::in_atomic() {
         return Err(GearsError::new_err(e::ALREADY_ATOMIC));
     }
     let h = host();
     py.allow_threads(move || h.lock());
-    IN_ATOMIC.with(|a| a.set(true));
+    crate::command::enter_atomic();
     Ok(())
 }
 
 #[pyfunction]
 fn atomic_exit() {
-    leave_atomic();
-}
-
-/// Whether this thread is inside an `atomic()` block.
-pub(crate) fn in_atomic() -> bool {
-    IN_ATOMIC.with(|a| a.get())
-}
-
-/// Leaves an `atomic()` block this thread is in, if any (its exit, or the
-/// end of the execution or script body it was left open in).
-pub(crate) fn leave_atomic() {
-    if IN_ATOMIC.with(|a| a.replace(false)) {
-        host().unlock();
-    }
+    crate::command::leave_atomic();
 }
 
 #[pyfunction]
 #[pyo3(name = "isInAtomicBlock")]
 fn is_in_atomic_block() -> bool {
-    IN_ATOMIC.with(|a| a.get())
+    crate::command::in_atomic()
 }
 
 #[pyfunction]

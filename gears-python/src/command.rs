@@ -45,3 +45,27 @@ pub(crate) fn current() -> Option<Arc<CommandCtx>> {
 pub(crate) fn identity() -> Identity {
     CURRENT.with(|c| c.borrow().identity.clone())
 }
+
+thread_local! {
+    /// Whether this thread is inside `with atomic():`. Per thread by nature:
+    /// the Redis lock it stands for is held by this thread.
+    static IN_ATOMIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside an `atomic()` block.
+pub(crate) fn in_atomic() -> bool {
+    IN_ATOMIC.with(|a| a.get())
+}
+
+/// Leaves an `atomic()` block this thread is in, if any (its exit, or the
+/// end of the execution or script body it was left open in).
+pub(crate) fn leave_atomic() {
+    if IN_ATOMIC.with(|a| a.replace(false)) {
+        crate::runtime::host().unlock();
+    }
+}
+
+/// Marks this thread as inside an `atomic()` block (its lock is taken).
+pub(crate) fn enter_atomic() {
+    IN_ATOMIC.with(|a| a.set(true));
+}

@@ -131,7 +131,7 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
             })
         })
     });
-    api::leave_atomic();
+    crate::command::leave_atomic();
     match result {
         Ok(()) => Ok(ScriptOutcome {
             run: ctx.run,

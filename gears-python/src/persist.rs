@@ -145,7 +145,7 @@ impl TimeCallback {
 
     /// Calls it with `who` as the identity of its `execute()` calls.
     pub fn call(&self, who: Identity) -> Result<(), String> {
-        crate::command::with_context(None, who, || {
+        let out = crate::command::with_context(None, who, || {
             Python::with_gil(|py| {
                 self.0
                     .bind(py)
@@ -153,19 +153,23 @@ impl TimeCallback {
                     .map(|_| ())
                     .map_err(|e| error_text(py, &e))
             })
-        })
+        });
+        // An `atomic()` block left open goes with the call.
+        crate::command::leave_atomic();
+        out
     }
 }
 
-/// Forgets the shared globals of restored sessions (a load starts anew).
-pub fn forget_restored_sessions() {
+/// Forgets the shared globals of restored sessions: of `session` (its
+/// last registration went), or of all (a load starts anew).
+pub fn forget_restored_sessions(session: Option<&str>) {
     Python::with_gil(|py| {
         if let Ok(Some(f)) = runtime()
             .prelude
             .bind(py)
             .get_item("_forget_restored_sessions")
         {
-            let _ = f.call0();
+            let _ = f.call1((session,));
         }
     });
 }

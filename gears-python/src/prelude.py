@@ -323,9 +323,9 @@ def _restore_callbacks(session, steps, on_registered):
     for f in funcs:
         if isinstance(f, types.FunctionType):
             originals[id(f.__globals__)] = f.__globals__
+    # The newest saved values win (an upgraded session's new functions).
     for d in originals.values():
-        for k, v in d.items():
-            shared.setdefault(k, v)
+        shared.update(d)
     memo = {}
 
     def rebind(f):
@@ -345,5 +345,8 @@ def _restore_callbacks(session, steps, on_registered):
     return steps, rebind(on_registered)
 
 
-def _forget_restored_sessions():
-    _SESSION_GLOBALS.clear()
+def _forget_restored_sessions(session=None):
+    if session is None:
+        _SESSION_GLOBALS.clear()
+    else:
+        _SESSION_GLOBALS.pop(session, None)

@@ -63,7 +63,7 @@ pub(crate) fn run(
     let started = Instant::now();
     // An execution nested in another one's `atomic()` block (a sync
     // registration its write triggered) leaves that block alone.
-    let nested_in_atomic = crate::api::in_atomic();
+    let nested_in_atomic = crate::command::in_atomic();
     let outcome = with_context(command, exec.identity.clone(), || {
         crate::watchdog::watched(|| catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader))))
     });
@@ -71,7 +71,7 @@ pub(crate) fn run(
     // generator left suspended in one), the Redis lock goes with the
     // execution.
     if !nested_in_atomic {
-        crate::api::leave_atomic();
+        crate::command::leave_atomic();
     }
     let (results, mut errors, read) = match outcome {
         Ok(Some(r)) => r,

@@ -332,14 +332,20 @@ impl Server {
     /// `kill -9` when `how` is `["KILL"]`) and starts it again on the same
     /// port, in the same directory, with the same arguments.
     pub fn restart(&mut self, how: &[&str]) {
-        if how == ["KILL"] {
-            let _ = self.child.kill();
-        } else {
-            let mut c = self.client();
+        if how != ["KILL"] {
+            // A refused SHUTDOWN (a rewrite in progress...) is tried again
+            // for a while, then the server is killed: never wait forever.
             let mut cmd = vec!["SHUTDOWN"];
             cmd.extend_from_slice(how);
-            let _ = c.try_cmd(&cmd);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+                if let Ok(mut c) = Client::connect(self.port) {
+                    let _ = c.try_cmd(&cmd);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
+        let _ = self.child.kill();
         let _ = self.child.wait();
         let child = Server::run(self.port, &self.dir, &self.server_args, &self.module_args)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -374,7 +380,12 @@ impl Server {
 
     /// Starts a server replicating `master` and waits until the link is up.
     pub fn replica_of(master: &Server) -> Server {
-        let replica = Server::start(&[]);
+        Server::replica_of_with(master, &[])
+    }
+
+    /// Like [`Server::replica_of`], with extra server arguments.
+    pub fn replica_of_with(master: &Server, server_args: &[&str]) -> Server {
+        let replica = Server::start_with(server_args, &[]);
         let mut c = replica.client();
         c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
         let up = replica.wait_for(20, || {

@@ -427,3 +427,44 @@ fn a_background_save_holds_the_registrations_of_its_start() {
         Value::Array(vec![bulk("saved")])
     );
 }
+
+#[test]
+fn a_replica_keeps_what_it_replayed_in_its_own_aof() {
+    let master = Server::start(&[]);
+    let mut replica = Server::replica_of_with(&master, &["--appendonly", "yes"]);
+    let mut m = master.client();
+    m.py("GB('CommandReader').map(lambda x: 'kept').register(trigger='kept', mode='sync')");
+    m.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync')");
+    m.cmd(&["SET", "hooked", "1"]);
+    let mut r = replica.client();
+    assert!(replica.wait_for(10, || r.cmd(&["GET", "hooked"]) == bulk("1")));
+    drop(master);
+    // The full sync started an AOF rewrite: let it end first.
+    assert!(replica.wait_for(20, || {
+        let p = r.cmd(&["INFO", "persistence"]).text();
+        p.contains("aof_rewrite_in_progress:0") && p.contains("aof_rewrite_scheduled:0")
+    }));
+    replica.restart(&["NOSAVE"]);
+    let mut r = replica.client();
+    assert_eq!(r.registrations().len(), 2);
+    assert_eq!(r.cmd(&["GET", "hooked"]), bulk("1"));
+    assert_eq!(
+        r.cmd(&["RG.TRIGGER", "kept"]),
+        Value::Array(vec![bulk("kept")])
+    );
+}
+
+#[test]
+fn restore_can_not_bring_a_time_event() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.py("redisgears.registerTimeEvent(100, lambda: 1, 'te')");
+    let dump = c.cmd(&["DUMP", "te"]);
+    let Value::Bulk(bytes) = dump else {
+        panic!("{dump:?}")
+    };
+    c.cmd(&["DEL", "te"]);
+    let r = c.cmd(&[b"RESTORE".to_vec(), b"te".to_vec(), b"0".to_vec(), bytes]);
+    assert!(matches!(r, Value::Error(_)), "{r:?}");
+    assert_eq!(c.cmd(&["EXISTS", "te"]).int(), 0);
+}

@@ -584,3 +584,73 @@ fn commands_python_calls_run_as_its_user() {
     assert!(r.results().is_empty(), "{r:?}");
     assert!(r.errors()[0].contains("NOPERM"), "{r:?}");
 }
+
+#[test]
+fn callers_whose_user_is_unknown_are_refused() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    admin.cmd(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">pw",
+        "~app:*",
+        "+@all",
+        "-@dangerous",
+    ]);
+    admin.cmd(&["SET", "secret:token", "abc"]);
+    admin.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync', keyprefix='secret:')");
+    let mut c = s.client();
+    c.cmd(&["AUTH", "limited", "pw"]);
+    // From Lua the hooked command's user can not be known: refused.
+    let err = c
+        .cmd(&["EVAL", "return redis.call('SET', 'secret:token', 'x')", "0"])
+        .error();
+    assert!(err.contains("NOPERM"), "{err}");
+    assert_eq!(admin.cmd(&["GET", "secret:token"]), bulk("abc"));
+    // Commands that check permissions themselves are refused to Python
+    // acting for a user.
+    for cmd in [
+        "execute('EVAL', \"return redis.call('GET', 'secret:token')\", '0')",
+        "execute('SORT', 'app:list', 'BY', 'secret:*')",
+    ] {
+        let r = c.py(&format!("GB('ShardsIDReader').map(lambda x: {cmd}).run()"));
+        assert!(r.errors()[0].contains("NOPERM"), "{cmd}: {r:?}");
+    }
+}
+
+#[test]
+fn a_full_queue_loses_no_stream_message() {
+    let s = Server::start(&["ExecutionThreads", "1", "MaxQueuedExecutions", "1"]);
+    let mut c = s.client();
+    c.py("GB('StreamReader').foreach(lambda x: execute('SADD', 'done', x['id'])).register(prefix='q', onFailedPolicy='continue', onFailedRetryInterval=1)");
+    let busy = "import time\ndef f(x):\n    while True:\n        time.sleep(0.01)\nGB('ShardsIDReader').map(f).run()";
+    let first = c.cmd(&["RG.PYEXECUTE", busy, "UNBLOCKING"]).text();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..10 {
+        c.cmd(&["XADD", "q", "*", "n", &i.to_string()]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    c.cmd(&["RG.ABORTEXECUTION", &first]);
+    assert!(
+        s.wait_for(20, || c.cmd(&["SCARD", "done"]).int() == 10),
+        "processed {}",
+        c.cmd(&["SCARD", "done"]).int()
+    );
+}
+
+#[test]
+fn a_registration_whose_owner_was_deleted_fires_nothing() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    admin.cmd(&["ACL", "SETUSER", "gone", "on", ">pw", "~app:*", "+@all"]);
+    let mut c = s.client();
+    c.cmd(&["AUTH", "gone", "pw"]);
+    c.py("GB().foreach(lambda x: execute('INCR', 'app:count')).register(prefix='app:*', mode='sync', eventTypes=['set'])");
+    drop(c);
+    admin.cmd(&["ACL", "DELUSER", "gone"]);
+    admin.cmd(&["SET", "app:x", "1"]);
+    alive(&mut admin);
+    assert_eq!(admin.cmd(&["GET", "app:count"]), Value::Nil);
+}

@@ -29,7 +29,7 @@ fn inner_hook_impl(
     let who = redis::identity_of(ctx);
     // Replication and loading replay the command as it was.
     if redis::is_replayed(ctx) {
-        return Ok(redis::call_replayed(who.db, &argv).into());
+        return Ok(redis::call_replayed(ctx, &argv).into());
     }
     let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let hooks = g.engine.registrations.hooks(&name);

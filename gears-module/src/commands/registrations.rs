@@ -285,6 +285,7 @@ pub fn inner_register(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if !redis::is_replayed(ctx) {
             return Err(err(errors::internal_command("RG.INNERREGISTER")));
         }
+        redis::replicate_verbatim(ctx);
         arity(args, |n| n == 2)?;
         let saved = decode_registration(args[1].as_slice()).map_err(err)?;
         registry::restore(g, saved, false).map_err(err)?;
@@ -299,6 +300,7 @@ pub fn inner_unregister(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if !redis::is_replayed(ctx) {
             return Err(err(errors::internal_command("RG.INNERUNREGISTER")));
         }
+        redis::replicate_verbatim(ctx);
         arity(args, |n| n == 2 || n == 3)?;
         registry::unregister(g, &text(&args[1]), args.len() == 3, false);
         Ok(ok().into())
@@ -312,6 +314,7 @@ pub fn inner_time_event(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if !redis::is_replayed(ctx) {
             return Err(err(errors::internal_command("RG.INNERTIMEEVENT")));
         }
+        redis::replicate_verbatim(ctx);
         arity(args, |n| n == 5)?;
         let period: u64 = text(&args[2]).parse().map_err(|_| err("bad period"))?;
         let owner = text(&args[3]);
