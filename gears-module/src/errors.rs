@@ -87,8 +87,6 @@ pub fn movable_keys_by_prefix(what: &str) -> String {
 }
 pub const NOT_BUSY: &str = "NOTBUSY No gears Python code is running on the main thread right now.";
 pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
-pub const INNER_HOOK_INTERNAL: &str =
-    "ERR RG.INNERHOOK is internal to the gears module and can not be called directly";
 pub fn internal_command(name: &str) -> String {
     format!("ERR {name} is internal to the gears module and can not be called directly")
 }

@@ -42,7 +42,6 @@ impl KeysReader {
             pattern: key,
             no_scan: true,
             read_value,
-            db: who.db,
         };
         let mut r = KeysReader::new(spec, who);
         r.event = Some(event);
@@ -160,7 +159,7 @@ impl Reader for KeysReader {
         let read_value = self.spec.read_value;
         let keys: Found = with_lock(|ctx| {
             redis::reading(|| {
-                ctx.select_db(self.spec.db);
+                ctx.select_db(self.who.db);
                 let readable = read_filter(ctx, &self.who, !self.spec.no_scan);
                 let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
                     self.done = true;

@@ -18,17 +18,16 @@ struct Job {
     cancelled: Arc<AtomicBool>,
 }
 
-/// Starts the timer of `ev` (created now, or loaded).
-pub fn start(g: &'static Gears, ev: &TimeEvent) -> Result<(), String> {
-    let job = Arc::new(Job {
+/// What the timer of `ev` needs (its callback restored), sharing its
+/// cancellation with the key's value.
+fn job_of(ev: &TimeEvent) -> Result<Arc<Job>, String> {
+    Ok(Arc::new(Job {
         busy: AtomicBool::new(false),
         period: Duration::from_millis(ev.period_ms),
         owner: ev.owner.clone(),
         callback: TimeCallback::restore(&ev.payload)?,
         cancelled: ev.cancelled.clone(),
-    });
-    schedule(g, job);
-    Ok(())
+    }))
 }
 
 fn schedule(g: &'static Gears, job: Arc<Job>) {
@@ -66,10 +65,7 @@ pub fn create(
 ) -> Result<(), String> {
     let ev = TimeEvent::new(period_ms, who.user.clone(), payload.clone());
     // The timer holds what it needs; the key holds the value.
-    let started = TimeEvent {
-        cancelled: ev.cancelled.clone(),
-        ..TimeEvent::new(period_ms, who.user.clone(), payload.clone())
-    };
+    let job = job_of(&ev)?;
     redis::with_lock(|ctx| {
         ctx.select_db(who.db);
         if propagate && !redis::is_master() {
@@ -90,14 +86,16 @@ pub fn create(
                 &[key, period.as_bytes(), owner.as_bytes(), &payload],
             );
         }
-        start(g, &started)
+        schedule(g, job);
+        Ok(())
     })
 }
 
 /// A loaded time event (RDB): its timer starts.
 pub fn loaded(ev: &TimeEvent) {
     let Some(g) = crate::state::get() else { return };
-    if let Err(e) = start(g, ev) {
-        redis::log("warning", &format!("a loaded time event can not run: {e}"));
+    match job_of(ev) {
+        Ok(job) => schedule(g, job),
+        Err(e) => redis::log("warning", &format!("a loaded time event can not run: {e}")),
     }
 }

@@ -151,7 +151,6 @@ fn make_reader(
                 pattern,
                 no_scan,
                 read_value,
-                db: who.db,
             };
             Ok(host().keys_reader(who, spec))
         }

@@ -42,8 +42,6 @@ pub struct KeysReaderSpec {
     pub pattern: Vec<u8>,
     pub no_scan: bool,
     pub read_value: bool,
-    /// The database to read.
-    pub db: i64,
 }
 
 /// The session a script body runs for, the session it replaces (`UPGRADE`

@@ -131,28 +131,33 @@ fn hooks_events_and_runs_act_on_the_clients_database() {
     assert_eq!(c.cmd(&["EXISTS", "t6", "body:2", "only:2"]).int(), 0);
 }
 
+/// Creates the user `limited` (`~app:* +@all -@dangerous`, the guide's
+/// example) and returns a client logged in as it.
+fn limited_client(s: &Server, admin: &mut Client) -> Client {
+    let user = [
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">pw",
+        "~app:*",
+        "+@all",
+        "-@dangerous",
+    ];
+    assert_eq!(admin.cmd(&user), ok());
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["AUTH", "limited", "pw"]), ok());
+    c
+}
+
 #[test]
 fn python_runs_with_the_permissions_of_its_user() {
     let s = Server::start(&[]);
     let mut admin = s.client();
-    assert_eq!(
-        admin.cmd(&[
-            "ACL",
-            "SETUSER",
-            "limited",
-            "on",
-            ">pw",
-            "~app:*",
-            "+@all",
-            "-@dangerous",
-        ]),
-        ok()
-    );
+    let mut c = limited_client(&s, &mut admin);
     admin.cmd(&["SET", "secret:x", "s3cret"]);
     admin.cmd(&["SET", "app:a", "1"]);
     let maxmemory = admin.cmd(&["CONFIG", "GET", "maxmemory"]);
-    let mut c = s.client();
-    assert_eq!(c.cmd(&["AUTH", "limited", "pw"]), ok());
     assert!(c
         .cmd(&["CONFIG", "SET", "maxmemory", "1"])
         .error()
@@ -560,24 +565,13 @@ fn a_replica_passes_hooked_commands_from_its_master() {
 fn commands_python_calls_run_as_its_user() {
     let s = Server::start(&[]);
     let mut admin = s.client();
-    admin.cmd(&[
-        "ACL",
-        "SETUSER",
-        "limited",
-        "on",
-        ">pw",
-        "~app:*",
-        "+@all",
-        "-@dangerous",
-    ]);
+    let mut c = limited_client(&s, &mut admin);
     admin.cmd(&["SET", "secret:x", "s3cret"]);
     admin.py("GB('CommandReader').map(lambda x: execute('GET', 'secret:x')).register(trigger='peek', mode='sync')");
     assert_eq!(
         admin.cmd(&["RG.TRIGGER", "peek"]),
         Value::Array(vec![bulk("s3cret")])
     );
-    let mut c = s.client();
-    c.cmd(&["AUTH", "limited", "pw"]);
     // Directly, and through execute() from the user's own Python.
     assert!(c.cmd(&["RG.TRIGGER", "peek"]).error().contains("NOPERM"));
     let r = c.py("GB('ShardsIDReader').map(lambda x: execute('RG.TRIGGER', 'peek')).run()");
@@ -589,20 +583,9 @@ fn commands_python_calls_run_as_its_user() {
 fn callers_whose_user_is_unknown_are_refused() {
     let s = Server::start(&[]);
     let mut admin = s.client();
-    admin.cmd(&[
-        "ACL",
-        "SETUSER",
-        "limited",
-        "on",
-        ">pw",
-        "~app:*",
-        "+@all",
-        "-@dangerous",
-    ]);
+    let mut c = limited_client(&s, &mut admin);
     admin.cmd(&["SET", "secret:token", "abc"]);
     admin.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync', keyprefix='secret:')");
-    let mut c = s.client();
-    c.cmd(&["AUTH", "limited", "pw"]);
     // From Lua the hooked command's user can not be known: refused.
     let err = c
         .cmd(&["EVAL", "return redis.call('SET', 'secret:token', 'x')", "0"])

@@ -16,13 +16,13 @@ fn inner_hook_impl(
     // Only the command filter calls RG.INNERHOOK: it adds the token, which
     // clients never see; and a hooked command is never RG.INNERHOOK itself.
     if args.len() < 3 || args[1].as_slice() != g.hook_token.as_bytes() {
-        return Err(err(errors::INNER_HOOK_INTERNAL));
+        return Err(err(errors::internal_command(INNER_HOOK)));
     }
     if args[2]
         .as_slice()
         .eq_ignore_ascii_case(INNER_HOOK.as_bytes())
     {
-        return Err(err(errors::INNER_HOOK_INTERNAL));
+        return Err(err(errors::internal_command(INNER_HOOK)));
     }
     arity(args, |n| n >= 3)?;
     let argv: Vec<Vec<u8>> = args[2..].iter().map(|a| a.as_slice().to_vec()).collect();
