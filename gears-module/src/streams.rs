@@ -138,6 +138,9 @@ impl Reader for GroupReader {
         }
         let records = match self.ready.take() {
             Some(r) => r,
+            // Unregistered before its turn came: it claims no message (the
+            // stream's group may have a new consumer by now).
+            None if self.stream.reg.is_unregistered() => return Ok(None),
             None => {
                 let (records, info) = self.stream.read_batch(self.pending_first, self.batch)?;
                 *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;

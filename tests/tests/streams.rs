@@ -54,7 +54,13 @@ fn registration_consumes_acks_and_trims() {
     }
     for (i, id) in ids.iter().enumerate() {
         let id = id.clone();
-        assert!(s.wait_for(10, || c.cmd(&["HGET", &id, "n"]) == bulk(&i.to_string())));
+        assert!(
+            s.wait_for(10, || c.cmd(&["HGET", &id, "n"]) == bulk(&i.to_string())),
+            "message {i} of 6 not processed: {:?} {:?} {:?}",
+            c.cmd(&["XINFO", "GROUPS", "mystream"]),
+            c.cmd(&["XPENDING", "mystream", "__gears_consumer_group__"]),
+            c.registrations()[0].data
+        );
     }
     assert!(
         s.wait_for(10, || c.cmd(&["XLEN", "mystream"]).int() == 0),
