@@ -32,8 +32,11 @@ pub enum Caller {
 /// Where an execution of a registration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// On the calling thread, now, under the lock the caller holds.
-    Inline,
+    /// On the calling thread, now, under the lock the caller holds. When
+    /// `may_wait`, a record that waits (a coroutine, a future) sends the rest
+    /// of the execution to the background; otherwise waiting is an error (a
+    /// client inside MULTI or Lua can not wait for it).
+    Inline { may_wait: bool },
     /// On the worker pool (in trigger order when the registration is
     /// ordered).
     Queued,
@@ -47,7 +50,7 @@ pub struct CannotBlock;
 pub enum Fired {
     /// Ran inline: finished.
     Finished(Arc<Execution>),
-    /// Queued: finishes later.
+    /// Queued, or went on in the background: finishes later.
     Queued(Arc<Execution>),
     /// Refused, `MaxQueuedExecutions` waiting already: it ended at once
     /// with that error, having processed nothing.
@@ -98,6 +101,7 @@ fn run_marked(
     reg: &Arc<Registration>,
     reader: Box<dyn Reader>,
     command: Option<Arc<CommandCtx>>,
+    may_wait: bool,
 ) {
     struct Unmark;
     impl Drop for Unmark {
@@ -107,7 +111,7 @@ fn run_marked(
     }
     RUNNING.with(|r| r.borrow_mut().push(Arc::as_ptr(reg)));
     let _unmark = Unmark;
-    runner.run(exec, &reg.plan, reader, command);
+    runner.run(exec, &reg.plan, reader, command, may_wait);
 }
 
 impl Engine {
@@ -116,7 +120,10 @@ impl Engine {
     /// waits for it cannot be blocked.
     pub fn placement(&self, reg: &Registration, caller: Caller) -> Result<Placement, CannotBlock> {
         match (reg.mode, caller) {
-            (Mode::Sync, _) => Ok(Placement::Inline),
+            (Mode::Sync, Caller::Event) => Ok(Placement::Inline { may_wait: true }),
+            (Mode::Sync, Caller::Client { can_block }) => Ok(Placement::Inline {
+                may_wait: can_block,
+            }),
             (_, Caller::Client { can_block: false }) => Err(CannotBlock),
             _ => Ok(Placement::Queued),
         }
@@ -136,13 +143,17 @@ impl Engine {
     ) -> Fired {
         let exec = self.new_registered_execution(reg, identity);
         match placement {
-            Placement::Inline => {
+            Placement::Inline { may_wait } => {
                 if RUNNING.with(|r| r.borrow().len()) >= MAX_NESTING {
                     refuse(&exec, too_nested());
                 } else {
-                    run_marked(&*self.runner, &exec, reg, reader, command);
+                    run_marked(&*self.runner, &exec, reg, reader, command, may_wait);
                 }
-                Fired::Finished(exec)
+                if exec.status().finished() {
+                    Fired::Finished(exec)
+                } else {
+                    Fired::Queued(exec)
+                }
             }
             Placement::Queued => {
                 let slot = match self.reserve_queue_slot() {
@@ -155,7 +166,7 @@ impl Engine {
                 let (e, r, runner) = (exec.clone(), reg.clone(), self.runner.clone());
                 reg.submit(&self.pool, move || {
                     drop(slot);
-                    run_marked(&*runner, &e, &r, reader, command)
+                    run_marked(&*runner, &e, &r, reader, command, true)
                 });
                 Fired::Queued(exec)
             }
@@ -234,6 +245,7 @@ mod tests {
             _plan: &Plan,
             mut reader: Box<dyn Reader>,
             _command: Option<Arc<CommandCtx>>,
+            _may_wait: bool,
         ) {
             assert!(exec.start());
             let n = reader.next_batch().unwrap().map_or(0, |b| b.len());
@@ -272,7 +284,14 @@ mod tests {
         let engine = Arc::new(Engine::new(1, 100, 10, probe.clone(), |_| {}).unwrap());
         let sync = reg(Mode::Sync);
         let blocked = Caller::Client { can_block: false };
-        assert_eq!(engine.placement(&sync, blocked), Ok(Placement::Inline));
+        assert_eq!(
+            engine.placement(&sync, blocked),
+            Ok(Placement::Inline { may_wait: false })
+        );
+        assert_eq!(
+            engine.placement(&sync, Caller::Event),
+            Ok(Placement::Inline { may_wait: true })
+        );
         let fired = engine
             .fire(&sync, blocked, Identity::default(), one(), None)
             .unwrap();
@@ -319,6 +338,7 @@ mod tests {
                 _: &Plan,
                 _: Box<dyn Reader>,
                 _: Option<Arc<CommandCtx>>,
+                _: bool,
             ) {
                 *self.1.lock().unwrap() = Some(is_running_here(&self.0));
                 exec.start();

@@ -19,6 +19,7 @@
 //! ```rust
 //! use gears_core::engine::VecReader;
 //! use gears_core::pipeline::Pipeline;
+//! use gears_core::pending::{Answer, Later};
 //! use gears_core::plan::{Callable, Plan, Step, StepKind, StepResult};
 //! use gears_core::{Reader, Record, Reply};
 //! use std::sync::atomic::AtomicBool;
@@ -27,9 +28,9 @@
 //! /// A map callback: upper-cases string records, fails on anything else.
 //! struct Upper;
 //! impl Callable for Upper {
-//!     fn map(&self, r: Record) -> StepResult<Record> {
+//!     fn map(&self, r: Record, _later: &Later) -> StepResult<Answer<Record>> {
 //!         match r {
-//!             Record::Str(s) => Ok(Record::Str(s.to_ascii_uppercase())),
+//!             Record::Str(s) => Ok(Answer::Now(Record::Str(s.to_ascii_uppercase()))),
 //!             other => Err(format!("not a string: {other:?}")),
 //!         }
 //!     }
@@ -38,8 +39,8 @@
 //! /// A filter callback: keeps strings longer than three bytes.
 //! struct Long;
 //! impl Callable for Long {
-//!     fn filter(&self, r: &Record) -> StepResult<bool> {
-//!         Ok(matches!(r, Record::Str(s) if s.len() > 3))
+//!     fn filter(&self, r: &Record, _later: &Later) -> StepResult<Answer<bool>> {
+//!         Ok(Answer::Now(matches!(r, Record::Str(s) if s.len() > 3)))
 //!     }
 //! }
 //!
@@ -87,6 +88,7 @@ pub mod execution;
 pub mod glob;
 pub mod id;
 pub mod identity;
+pub mod pending;
 pub mod persist;
 pub mod pipeline;
 pub mod plan;

@@ -3,11 +3,21 @@
 //! The pipeline is push-based and depth-first: each record of a batch travels
 //! through every step before the next record starts, so that the first error
 //! that reaches the end stops the input exactly as 1.2's pull model does.
-//! Stateful steps (accumulate, group-by) keep their state until [`Pipeline::finish`].
+//! Stateful steps (accumulate, group-by) keep their state until
+//! [`Pipeline::finish`].
+//!
+//! A callback may answer later ([`crate::pending`]). Its record then waits
+//! in its step, holding its place: map, filter and foreach keep a queue in
+//! input order, and what follows a waiting record goes on only once it is
+//! answered, so the steps after it see the input's order. An accumulator
+//! waits for one record at a time; the records that come meanwhile queue up
+//! behind it. Whoever drives the pipeline calls [`Pipeline::absorb`] to take
+//! in the answers and [`Pipeline::finish`] until it says the run is over.
 
-use crate::plan::{Callable, Plan, StepKind};
+use crate::pending::{Answer, Inbox, Later, MAX_WAITING_PER_STEP};
+use crate::plan::{Callable, Plan, StepKind, StepResult};
 use crate::Record;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -33,10 +43,29 @@ enum State {
     Group(Groups),
 }
 
+/// A place in a step's queue.
+enum Slot {
+    /// Waiting for its answer; holds the record a filter or foreach passes
+    /// on.
+    Waiting(Option<Record>),
+    /// Answered; `None` when a filter dropped it.
+    Ready(Option<Record>),
+}
+
 struct StepRun {
     kind: StepKind,
     callback: Option<Arc<dyn Callable>>,
     state: State,
+    /// Sequence number of the next call (a waiting record's ticket).
+    calls: u64,
+    /// Map, filter, foreach: records in input order, from the first that
+    /// waits on.
+    queue: VecDeque<(u64, Slot)>,
+    /// Accumulators: the call they wait for and, by key, the entry it is for.
+    acc_waits_for: Option<(u64, usize)>,
+    /// Accumulators: the records that came while it waited.
+    backlog: VecDeque<Record>,
+    waiting: usize,
 }
 
 pub struct Pipeline {
@@ -45,9 +74,34 @@ pub struct Pipeline {
     pub errors: Vec<String>,
     input_closed: bool,
     abort: Arc<AtomicBool>,
+    inbox: Arc<Inbox>,
+    may_wait: bool,
+    /// Records of every step that wait for an answer.
+    waiting: usize,
+    /// Input held back while a step has too many records waiting.
+    held: VecDeque<Record>,
+    /// How many steps [`Pipeline::finish`] has flushed.
+    flushed: usize,
+}
+
+/// A callback's answer, checked.
+enum Flow<T> {
+    Now(T),
+    Wait,
+    Fail(String),
+}
+
+fn settle<T>(out: StepResult<Answer<T>>, later: &Later) -> Flow<T> {
+    match out {
+        Ok(Answer::Now(v)) => Flow::Now(v),
+        Ok(Answer::Later) if later.deferred() => Flow::Wait,
+        Ok(Answer::Later) => Flow::Fail("a callback answered later without a resolver".into()),
+        Err(e) => Flow::Fail(e),
+    }
 }
 
 impl Pipeline {
+    /// A pipeline whose records may not wait (see [`Pipeline::allow_waiting`]).
     pub fn new(plan: &Plan, abort: Arc<AtomicBool>) -> Pipeline {
         let steps = plan
             .steps
@@ -62,6 +116,11 @@ impl Pipeline {
                     StepKind::Group => State::Group(Groups::default()),
                     _ => State::None,
                 },
+                calls: 0,
+                queue: VecDeque::new(),
+                acc_waits_for: None,
+                backlog: VecDeque::new(),
+                waiting: 0,
             })
             .collect();
         Pipeline {
@@ -70,44 +129,119 @@ impl Pipeline {
             errors: Vec::new(),
             input_closed: false,
             abort,
+            inbox: Arc::new(Inbox::default()),
+            may_wait: false,
+            waiting: 0,
+            held: VecDeque::new(),
+            flushed: 0,
         }
+    }
+
+    /// Lets callbacks answer later (not inside MULTI or Lua, where nobody
+    /// can wait).
+    pub fn allow_waiting(&mut self, yes: bool) {
+        self.may_wait = yes;
+    }
+
+    /// Where the answers of waiting records arrive.
+    pub fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// How many records wait for an answer.
+    pub fn waiting(&self) -> usize {
+        self.waiting
     }
 
     /// True once no more input is wanted: an error reached the end, a limit
     /// is satisfied, or the execution was aborted.
     pub fn input_closed(&self) -> bool {
-        self.input_closed || self.abort.load(Ordering::Relaxed)
+        self.input_closed || self.aborted()
     }
 
-    /// Pushes a batch from the reader. Stops early when the input closes.
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Whether input is held back until some waiting record is answered:
+    /// the driver waits for the inbox, then calls [`Pipeline::absorb`],
+    /// before it reads more.
+    pub fn blocked(&self) -> bool {
+        !self.held.is_empty() && !self.input_closed()
+    }
+
+    fn saturated(&self) -> bool {
+        self.waiting >= MAX_WAITING_PER_STEP
+            && self.steps.iter().any(|s| s.waiting >= MAX_WAITING_PER_STEP)
+    }
+
+    /// Pushes a batch from the reader. Stops early when the input closes;
+    /// holds the rest back when a step has too many records waiting.
     pub fn push_batch(&mut self, batch: impl IntoIterator<Item = Record>) {
-        for r in batch {
+        let mut batch = batch.into_iter();
+        while let Some(r) = batch.next() {
             if self.input_closed() {
+                return;
+            }
+            if !self.held.is_empty() || self.saturated() {
+                self.held.push_back(r);
+                self.held.extend(batch);
                 return;
             }
             self.push(0, r);
         }
     }
 
-    /// Ends the input: stateful steps emit what they hold, in step order.
-    pub fn finish(&mut self) {
-        for i in 0..self.steps.len() {
-            let state = std::mem::replace(&mut self.steps[i].state, State::None);
-            match state {
-                State::Accumulate(Some(acc)) => self.push(i + 1, acc),
-                State::ByKey(accs) => {
-                    for (k, acc) in accs.entries {
-                        let v = acc.unwrap_or(Record::Null);
-                        self.push(i + 1, Record::Keyed(k, Box::new(v)));
-                    }
-                }
-                State::Group(groups) => {
-                    for (k, list) in groups.entries {
-                        self.push(i + 1, Record::Keyed(k, Box::new(Record::List(list))));
-                    }
-                }
-                _ => {}
+    /// Takes in the answers that arrived, then the input held back, as far
+    /// as the steps let it through.
+    pub fn absorb(&mut self) {
+        for ((step, seq), outcome) in self.inbox.take() {
+            self.answer(step, seq, outcome);
+        }
+        while !self.held.is_empty() && !self.input_closed() && !self.saturated() {
+            if let Some(r) = self.held.pop_front() {
+                self.push(0, r);
             }
+        }
+    }
+
+    /// Ends the input: stateful steps emit what they hold, in step order,
+    /// each once every record before it has been answered. True when the
+    /// run is over; false while records wait (call it again after they are
+    /// answered).
+    pub fn finish(&mut self) -> bool {
+        loop {
+            self.absorb();
+            if self.aborted() {
+                return true;
+            }
+            if self.waiting > 0 || !self.held.is_empty() {
+                return false;
+            }
+            if self.flushed >= self.steps.len() {
+                return true;
+            }
+            let i = self.flushed;
+            self.flushed += 1;
+            self.flush(i);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        match std::mem::replace(&mut self.steps[i].state, State::None) {
+            State::Accumulate(Some(acc)) => self.push(i + 1, acc),
+            State::ByKey(accs) => {
+                for (k, acc) in accs.entries {
+                    let v = acc.unwrap_or(Record::Null);
+                    self.push(i + 1, Record::Keyed(k, Box::new(v)));
+                }
+            }
+            State::Group(groups) => {
+                for (k, list) in groups.entries {
+                    self.push(i + 1, Record::Keyed(k, Box::new(Record::List(list))));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -121,6 +255,82 @@ impl Pipeline {
         }
     }
 
+    /// The answer for call `seq` of step `i`.
+    fn answer(&mut self, i: usize, seq: u64, outcome: StepResult<Record>) {
+        let Some(step) = self.steps.get_mut(i) else {
+            return;
+        };
+        match step.kind {
+            StepKind::Map | StepKind::Filter | StepKind::Foreach => {
+                let Ok(at) = step.queue.binary_search_by_key(&seq, |e| e.0) else {
+                    return;
+                };
+                let Slot::Waiting(original) = &mut step.queue[at].1 else {
+                    return;
+                };
+                let original = original.take();
+                let ready = match (step.kind, outcome) {
+                    (_, Err(e)) => Some(Record::Error(e)),
+                    (StepKind::Map, Ok(r)) => Some(r),
+                    (StepKind::Filter, Ok(Record::Long(1))) => original,
+                    (StepKind::Filter, Ok(_)) => None,
+                    (_, Ok(_)) => original,
+                };
+                step.queue[at].1 = Slot::Ready(ready);
+                step.waiting -= 1;
+                self.waiting -= 1;
+                self.release(i);
+            }
+            StepKind::Accumulate | StepKind::AccumulateByKey => {
+                let Some((_, at)) = step.acc_waits_for.filter(|w| w.0 == seq) else {
+                    return;
+                };
+                step.acc_waits_for = None;
+                step.waiting -= 1;
+                self.waiting -= 1;
+                match (outcome, &mut step.state) {
+                    (Ok(v), State::Accumulate(acc)) => *acc = Some(v),
+                    (Ok(v), State::ByKey(accs)) => {
+                        if let Some(slot) = accs.entries.get_mut(at) {
+                            slot.1 = Some(v);
+                        }
+                    }
+                    (Ok(_), _) => {}
+                    (Err(e), _) => self.push(i + 1, Record::Error(e)),
+                }
+                // The records that came meanwhile, until one waits again.
+                while self.steps[i].acc_waits_for.is_none() {
+                    let Some(r) = self.steps[i].backlog.pop_front() else {
+                        break;
+                    };
+                    self.push(i, r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Passes on the answered records at the head of step `i`'s queue.
+    fn release(&mut self, i: usize) {
+        loop {
+            let q = &mut self.steps[i].queue;
+            if !matches!(q.front(), Some((_, Slot::Ready(_)))) {
+                return;
+            }
+            if let Some((_, Slot::Ready(Some(r)))) = q.pop_front() {
+                self.push(i + 1, r);
+            }
+        }
+    }
+
+    /// Step `i` waits for call `seq`; `original` is what it passes on.
+    fn wait_at(&mut self, i: usize, seq: u64, original: Option<Record>) {
+        let step = &mut self.steps[i];
+        step.queue.push_back((seq, Slot::Waiting(original)));
+        step.waiting += 1;
+        self.waiting += 1;
+    }
+
     /// Runs `r` through the steps starting at `from`.
     fn push(&mut self, from: usize, mut r: Record) {
         let mut i = from;
@@ -131,21 +341,43 @@ impl Pipeline {
             let step = &mut self.steps[i];
             let cb = step.callback.as_deref();
             match step.kind {
-                StepKind::Map => r = need(cb).map(r).unwrap_or_else(Record::Error),
-                StepKind::Filter => match need(cb).filter(&r) {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => r = Record::Error(e),
-                },
-                StepKind::Foreach => {
-                    if let Err(e) = need(cb).foreach(&r) {
-                        r = Record::Error(e);
+                StepKind::Map | StepKind::Filter | StepKind::Foreach => {
+                    let seq = step.calls;
+                    step.calls += 1;
+                    let later = Later::new(&self.inbox, self.may_wait, (i, seq));
+                    // What goes on: the record, nothing (filtered out), or
+                    // nothing yet (it waits, holding its place).
+                    let next = match step.kind {
+                        StepKind::Map => match settle(need(cb).map(r, &later), &later) {
+                            Flow::Now(v) => Some(v),
+                            Flow::Wait => return self.wait_at(i, seq, None),
+                            Flow::Fail(e) => Some(Record::Error(e)),
+                        },
+                        StepKind::Filter => match settle(need(cb).filter(&r, &later), &later) {
+                            Flow::Now(true) => Some(r),
+                            Flow::Now(false) => None,
+                            Flow::Wait => return self.wait_at(i, seq, Some(r)),
+                            Flow::Fail(e) => Some(Record::Error(e)),
+                        },
+                        _ => match settle(need(cb).foreach(&r, &later), &later) {
+                            Flow::Now(()) => Some(r),
+                            Flow::Wait => return self.wait_at(i, seq, Some(r)),
+                            Flow::Fail(e) => Some(Record::Error(e)),
+                        },
+                    };
+                    let Some(next) = next else { return };
+                    let queue = &mut self.steps[i].queue;
+                    if !queue.is_empty() {
+                        // Behind a waiting record: keep the order.
+                        queue.push_back((seq, Slot::Ready(Some(next))));
+                        return;
                     }
+                    r = next;
                 }
                 StepKind::FlatMap => {
                     if let Record::List(items) = r {
                         for item in items.into_iter().rev() {
-                            if self.abort.load(Ordering::Relaxed) {
+                            if self.aborted() {
                                 return;
                             }
                             self.push(i + 1, item);
@@ -204,18 +436,37 @@ impl Pipeline {
                     }
                 }
                 StepKind::Accumulate => {
+                    if step.acc_waits_for.is_some() {
+                        step.backlog.push_back(r);
+                        return;
+                    }
+                    let seq = step.calls;
+                    step.calls += 1;
                     let State::Accumulate(acc) = &mut step.state else {
                         unreachable!("accumulate step without its state")
                     };
-                    match need(cb).accumulate(acc.take(), r) {
-                        Ok(v) => {
+                    let later = Later::new(&self.inbox, self.may_wait, (i, seq));
+                    match settle(need(cb).accumulate(acc.take(), r, &later), &later) {
+                        Flow::Now(v) => {
                             *acc = Some(v);
                             return;
                         }
-                        Err(e) => r = Record::Error(e),
+                        Flow::Wait => {
+                            step.acc_waits_for = Some((seq, 0));
+                            step.waiting += 1;
+                            self.waiting += 1;
+                            return;
+                        }
+                        Flow::Fail(e) => r = Record::Error(e),
                     }
                 }
                 StepKind::AccumulateByKey => {
+                    if step.acc_waits_for.is_some() {
+                        step.backlog.push_back(r);
+                        return;
+                    }
+                    let seq = step.calls;
+                    step.calls += 1;
                     let State::ByKey(accs) = &mut step.state else {
                         unreachable!("accumulatebykey step without its state")
                     };
@@ -230,12 +481,20 @@ impl Pipeline {
                                 }
                             };
                             let (key, slot) = &mut accs.entries[at];
-                            match need(cb).accumulate_by_key(key, slot.take(), *v) {
-                                Ok(acc) => {
+                            let later = Later::new(&self.inbox, self.may_wait, (i, seq));
+                            let out = need(cb).accumulate_by_key(key, slot.take(), *v, &later);
+                            match settle(out, &later) {
+                                Flow::Now(acc) => {
                                     *slot = Some(acc);
                                     return;
                                 }
-                                Err(e) => r = Record::Error(e),
+                                Flow::Wait => {
+                                    step.acc_waits_for = Some((seq, at));
+                                    step.waiting += 1;
+                                    self.waiting += 1;
+                                    return;
+                                }
+                                Flow::Fail(e) => r = Record::Error(e),
                             }
                         }
                         _ => {
@@ -258,17 +517,18 @@ fn need(cb: Option<&dyn Callable>) -> &dyn Callable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pending::Resolver;
     use crate::plan::{Plan, Step, StepResult};
 
     /// A callback over native records, for tests without a host language.
     struct F(fn(Record) -> StepResult<Record>);
     impl Callable for F {
-        fn map(&self, r: Record) -> StepResult<Record> {
-            (self.0)(r)
+        fn map(&self, r: Record, _l: &Later) -> StepResult<Answer<Record>> {
+            (self.0)(r).map(Answer::Now)
         }
-        fn filter(&self, r: &Record) -> StepResult<bool> {
+        fn filter(&self, r: &Record, _l: &Later) -> StepResult<Answer<bool>> {
             match r {
-                Record::Long(i) => Ok(i % 2 == 0),
+                Record::Long(i) => Ok(Answer::Now(i % 2 == 0)),
                 _ => Err("not a number".into()),
             }
         }
@@ -278,10 +538,15 @@ mod tests {
                 _ => Err("no key".into()),
             }
         }
-        fn accumulate(&self, acc: Option<Record>, r: Record) -> StepResult<Record> {
+        fn accumulate(
+            &self,
+            acc: Option<Record>,
+            r: Record,
+            _l: &Later,
+        ) -> StepResult<Answer<Record>> {
             match (acc, r) {
-                (None, Record::Long(i)) => Ok(Record::Long(i)),
-                (Some(Record::Long(a)), Record::Long(i)) => Ok(Record::Long(a + i)),
+                (None, Record::Long(i)) => Ok(Answer::Now(Record::Long(i))),
+                (Some(Record::Long(a)), Record::Long(i)) => Ok(Answer::Now(Record::Long(a + i))),
                 _ => Err("bad accumulate".into()),
             }
         }
@@ -290,11 +555,53 @@ mod tests {
             _k: &str,
             acc: Option<Record>,
             r: Record,
-        ) -> StepResult<Record> {
-            self.accumulate(acc, r)
+            l: &Later,
+        ) -> StepResult<Answer<Record>> {
+            self.accumulate(acc, r, l)
         }
         fn reduce(&self, _k: &str, records: Vec<Record>) -> StepResult<Record> {
             Ok(Record::Long(records.len() as i64))
+        }
+    }
+
+    /// A callback that answers later: it parks every resolver it takes in a
+    /// shared list, for the test to answer in any order.
+    #[derive(Clone, Default)]
+    struct Deferred(Arc<std::sync::Mutex<Vec<(Record, Resolver)>>>);
+    impl Deferred {
+        fn park(&self, r: Record, l: &Later) -> StepResult<Answer<Record>> {
+            match l.defer() {
+                Some(res) => {
+                    self.0.lock().unwrap().push((r, res));
+                    Ok(Answer::Later)
+                }
+                None => Err("Creating async record is not allow".into()),
+            }
+        }
+        fn take(&self) -> Vec<(Record, Resolver)> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+    impl Callable for Deferred {
+        fn map(&self, r: Record, l: &Later) -> StepResult<Answer<Record>> {
+            self.park(r, l)
+        }
+        fn filter(&self, r: &Record, l: &Later) -> StepResult<Answer<bool>> {
+            let Record::Long(i) = r else { unreachable!() };
+            self.park(Record::Long(*i), l).map(|_| Answer::Later)
+        }
+        fn accumulate(
+            &self,
+            acc: Option<Record>,
+            r: Record,
+            l: &Later,
+        ) -> StepResult<Answer<Record>> {
+            let a = match acc {
+                Some(Record::Long(a)) => a,
+                _ => 0,
+            };
+            let Record::Long(i) = r else { unreachable!() };
+            self.park(Record::Long(a + i), l)
         }
     }
 
@@ -326,8 +633,126 @@ mod tests {
         plan.validate().unwrap();
         let mut p = Pipeline::new(&plan, Arc::new(AtomicBool::new(false)));
         p.push_batch(input);
-        p.finish();
+        assert!(p.finish());
         p
+    }
+
+    fn waiting_pipeline(steps: Vec<Step>) -> Pipeline {
+        let plan = Plan {
+            reader: "test".into(),
+            steps,
+            desc: None,
+        };
+        let mut p = Pipeline::new(&plan, Arc::new(AtomicBool::new(false)));
+        p.allow_waiting(true);
+        p
+    }
+
+    #[test]
+    fn waiting_records_keep_the_input_order() {
+        let d = Deferred::default();
+        let mut p = waiting_pipeline(vec![
+            Step::new(StepKind::Map, "m", Some(Arc::new(d.clone()))),
+            step(StepKind::Map, |r| match r {
+                Record::Long(i) => Ok(Record::Long(i * 10)),
+                r => Ok(r),
+            }),
+        ]);
+        p.push_batch(nums(4));
+        assert_eq!(p.waiting(), 4);
+        assert!(!p.finish());
+        // Answered from last to first: the results still come in order.
+        let mut parked = d.take();
+        while let Some((r, res)) = parked.pop() {
+            res.resolve(Ok(r));
+            p.absorb();
+            if !parked.is_empty() {
+                assert!(p.results.is_empty(), "the first record holds the rest");
+            }
+        }
+        assert!(p.finish());
+        assert_eq!(longs(&p.results), vec![0, 10, 20, 30]);
+    }
+
+    #[test]
+    fn waiting_filters_and_errors_and_unanswered_records() {
+        let d = Deferred::default();
+        let mut p = waiting_pipeline(vec![Step::new(
+            StepKind::Filter,
+            "f",
+            Some(Arc::new(d.clone())),
+        )]);
+        p.push_batch(nums(3));
+        let mut parked = d.take().into_iter();
+        let (_, r0) = parked.next().unwrap();
+        let (_, r1) = parked.next().unwrap();
+        let (_, r2) = parked.next().unwrap();
+        r0.resolve(Ok(Record::Long(1)));
+        r1.resolve(Ok(Record::Long(0)));
+        drop(r2);
+        assert!(p.finish());
+        assert_eq!(longs(&p.results), vec![0]);
+        assert_eq!(p.errors, vec![crate::pending::NEVER_ANSWERED.to_string()]);
+    }
+
+    #[test]
+    fn a_waiting_accumulator_takes_later_records_in_order() {
+        let d = Deferred::default();
+        let mut p = waiting_pipeline(vec![Step::new(
+            StepKind::Accumulate,
+            "a",
+            Some(Arc::new(d.clone())),
+        )]);
+        p.push_batch(nums(4));
+        assert_eq!(p.waiting(), 1, "one accumulator call at a time");
+        for _ in 0..4 {
+            let mut parked = d.take();
+            assert_eq!(parked.len(), 1);
+            let (v, res) = parked.pop().unwrap();
+            assert!(!p.finish());
+            res.resolve(Ok(v));
+            p.absorb();
+        }
+        assert!(p.finish());
+        assert_eq!(longs(&p.results), vec![6]);
+    }
+
+    #[test]
+    fn waiting_is_refused_unless_allowed_and_bounded_per_step() {
+        let d = Deferred::default();
+        let plan = Plan {
+            reader: "test".into(),
+            steps: vec![Step::new(StepKind::Map, "m", Some(Arc::new(d.clone())))],
+            desc: None,
+        };
+        let mut p = Pipeline::new(&plan, Arc::new(AtomicBool::new(false)));
+        p.push_batch(nums(1));
+        assert!(p.finish());
+        assert_eq!(
+            p.errors,
+            vec!["Creating async record is not allow".to_string()]
+        );
+
+        let mut p = waiting_pipeline(plan.steps.clone());
+        let n = crate::pending::MAX_WAITING_PER_STEP as i64;
+        p.push_batch(nums(n + 5));
+        assert_eq!(p.waiting(), n as usize);
+        assert!(p.blocked());
+        let mut parked = d.take().into_iter();
+        let (v, first) = parked.next().unwrap();
+        first.resolve(Ok(v));
+        p.absorb();
+        assert_eq!(p.waiting(), n as usize, "one answered, one more let in");
+        for (v, res) in parked.chain(d.take()) {
+            res.resolve(Ok(v));
+        }
+        while !p.finish() {
+            for (v, res) in d.take() {
+                res.resolve(Ok(v));
+            }
+        }
+        assert_eq!(p.results.len(), (n + 5) as usize);
+        assert_eq!(longs(&p.results)[..3], [0, 1, 2]);
     }
 
     fn nums(n: i64) -> Vec<Record> {

@@ -1,5 +1,6 @@
 //! Plans: the steps of a pipeline, in the order the user wrote them.
 
+use crate::pending::{Answer, Later};
 use crate::Record;
 use std::sync::Arc;
 
@@ -10,33 +11,46 @@ pub type StepResult<T> = Result<T, String>;
 ///
 /// Each step kind calls the one method that matches its shape; a host that
 /// cannot serve a shape keeps the default, which fails with a clear message.
+/// The shapes that may wait (map, filter, foreach and the accumulators)
+/// get a [`Later`] and may answer [`Answer::Later`].
 pub trait Callable: Send + Sync {
     /// What `RG.GETEXECUTION` shows as the step's argument.
     fn describe(&self) -> String {
         String::new()
     }
-    fn map(&self, r: Record) -> StepResult<Record> {
-        drop(r);
+    fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
+        drop((r, later));
         Err(self.unsupported("map"))
     }
-    fn filter(&self, r: &Record) -> StepResult<bool> {
-        let _ = r;
+    fn filter(&self, r: &Record, later: &Later) -> StepResult<Answer<bool>> {
+        let _ = (r, later);
         Err(self.unsupported("filter"))
     }
-    fn foreach(&self, r: &Record) -> StepResult<()> {
-        let _ = r;
+    fn foreach(&self, r: &Record, later: &Later) -> StepResult<Answer<()>> {
+        let _ = (r, later);
         Err(self.unsupported("foreach"))
     }
     fn extract_key(&self, r: &Record) -> StepResult<String> {
         let _ = r;
         Err(self.unsupported("extractor"))
     }
-    fn accumulate(&self, acc: Option<Record>, r: Record) -> StepResult<Record> {
-        drop((acc, r));
+    fn accumulate(
+        &self,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
+        drop((acc, r, later));
         Err(self.unsupported("accumulator"))
     }
-    fn accumulate_by_key(&self, key: &str, acc: Option<Record>, r: Record) -> StepResult<Record> {
-        drop((key, acc, r));
+    fn accumulate_by_key(
+        &self,
+        key: &str,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
+        drop((key, acc, r, later));
         Err(self.unsupported("reducer"))
     }
     fn reduce(&self, key: &str, records: Vec<Record>) -> StepResult<Record> {
@@ -106,11 +120,11 @@ impl StepKind {
 pub struct ValueOfKeyed;
 
 impl Callable for ValueOfKeyed {
-    fn map(&self, r: Record) -> StepResult<Record> {
-        Ok(match r {
+    fn map(&self, r: Record, _later: &Later) -> StepResult<Answer<Record>> {
+        Ok(Answer::Now(match r {
             Record::Keyed(_, v) => *v,
             other => other,
-        })
+        }))
     }
 }
 

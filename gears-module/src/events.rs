@@ -14,7 +14,7 @@ use crate::streams;
 use gears_core::dispatch::is_running_here;
 use gears_core::engine::VecReader;
 use gears_core::registration::{prefix_matches, ReaderArgs, Registration};
-use gears_core::{Caller, Identity, Placement, Reader};
+use gears_core::{Caller, Fired, Identity, Placement, Reader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -118,7 +118,7 @@ fn fire_keys(
     // Inline: read the key now, under the lock this thread holds. Queued:
     // read it when the execution starts.
     let reader: Box<dyn Reader> = match placement {
-        Placement::Inline => {
+        Placement::Inline { .. } => {
             let record = redis::with_lock(|c| {
                 c.select_db(n.db);
                 key_record(c, n.key, n.event, read_value)
@@ -132,8 +132,11 @@ fn fire_keys(
             who.clone(),
         )),
     };
-    let fired = g.engine.start(reg, placement, who, reader, command);
-    if let (Some(l), Placement::Queued) = (linked, placement) {
-        l.hold(fired.execution().clone());
+    // Queued, or gone on in the background (a record that waits): the
+    // linked command waits for it.
+    if let (Some(l), Fired::Queued(e)) =
+        (linked, g.engine.start(reg, placement, who, reader, command))
+    {
+        l.hold(e);
     }
 }

@@ -110,7 +110,9 @@ impl CallNext for Next {
                     &self.chain[i],
                     &argv,
                     rest,
-                    Placement::Inline,
+                    // A nested hook can not wait: its reply is what this
+                    // `call_next` returns now.
+                    Placement::Inline { may_wait: false },
                     self.who.clone(),
                 );
                 hook_reply(fired.execution())

@@ -173,22 +173,26 @@ fn make_reader(
     }
 }
 
-/// `run()` of a GearsBuilder: prepares the execution; the runtime starts it
-/// once the script body has finished without error.
+/// `run()` of a GearsBuilder. At the top level of an RG.PYEXECUTE script it
+/// prepares the execution, which the runtime starts once the script body
+/// has finished without error. Anywhere else (a step, a coroutine) it starts
+/// the execution now and returns a future of the gears loop, resolved with
+/// `[results, errors]` when the execution ends (which is then dropped).
 #[pyfunction]
 #[pyo3(signature = (reader, arg, steps, desc, kwargs))]
-fn run(
+fn run<'py>(
+    py: Python<'py>,
     reader: &str,
-    arg: &Bound<'_, PyAny>,
-    steps: &Bound<'_, PyList>,
+    arg: &Bound<'py, PyAny>,
+    steps: &Bound<'py, PyList>,
     desc: Option<String>,
-    kwargs: &Bound<'_, PyDict>,
-) -> PyResult<()> {
-    match in_script(|ctx| ctx.run.is_some()) {
-        None => return Err(GearsError::new_err(e::RUN_OUTSIDE_SCRIPT)),
+    kwargs: &Bound<'py, PyDict>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let in_body = match in_script(|ctx| ctx.run.is_some()) {
         Some(true) => return Err(GearsError::new_err(e::TWO_RUNS)),
-        Some(false) => {}
-    }
+        Some(false) => true,
+        None => false,
+    };
     if let Some(mode) = kwargs.get_item("mode")? {
         let mode: String = mode
             .extract()
@@ -207,14 +211,42 @@ fn run(
     let execution = Arc::new(
         Execution::new(engine().next_execution_id(), &plan, false).acting_as(command::identity()),
     );
-    in_script(|ctx| {
-        ctx.run = Some(PendingRun {
-            execution,
-            plan,
-            reader: source,
-        })
-    });
-    Ok(())
+    let pending = PendingRun {
+        execution,
+        plan,
+        reader: source,
+    };
+    if in_body {
+        in_script(|ctx| ctx.run = Some(pending));
+        return Ok(None);
+    }
+    let future = crate::aio::create_future(py)?;
+    let waiting = future.clone().unbind();
+    let execution = pending.execution.clone();
+    crate::runner::submit(pending).map_err(GearsError::new_err)?;
+    execution.on_finish(Box::new(move |exec| {
+        Python::with_gil(|py| {
+            let outcome = (|| -> PyResult<()> {
+                let results = PyList::empty(py);
+                for r in exec.results() {
+                    results.append(reply_to_py(py, r)?)?;
+                }
+                let errors = PyList::new(py, exec.errors())?;
+                let both = PyList::new(py, [results.into_any(), errors.into_any()])?;
+                crate::aio::settle_future(py, waiting.bind(py), true, both.into_any())
+            })();
+            if let Err(err) = outcome {
+                let _ = crate::aio::settle_future(
+                    py,
+                    waiting.bind(py),
+                    false,
+                    err.value(py).clone().into_any(),
+                );
+            }
+        });
+        engine().executions.forget(&exec.id);
+    }));
+    Ok(Some(future))
 }
 
 /// `registerTimeEvent(seconds, callback, key)`: runs `callback` every
@@ -263,6 +295,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(call_next, &m)?)?;
     m.add_function(wrap_pyfunction!(override_reply, &m)?)?;
     m.add_function(wrap_pyfunction!(register_time_event, &m)?)?;
+    crate::aio::install(&m)?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("redisgears", m)?;

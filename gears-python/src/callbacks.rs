@@ -1,7 +1,10 @@
 //! User callbacks as gears-core [`Callable`]s.
 
+use crate::aio::{self, Wants};
 use crate::convert::{host, host_to_py, record_to_py};
+use crate::errors::{COROUTINE_ON_EXTRACTOR, COROUTINE_ON_REDUCE};
 use crate::traceback::error_text;
+use gears_core::pending::{Answer, Later};
 use gears_core::plan::{Callable, StepResult};
 use gears_core::Record;
 use pyo3::prelude::*;
@@ -73,6 +76,42 @@ impl PyStep {
             .call1(args)
             .map_err(|e| error_text(py, &e))
     }
+
+    /// Calls a callback whose record may wait (see [`crate::aio`]).
+    fn call_later<'py, A>(
+        &self,
+        py: Python<'py>,
+        args: A,
+        later: &Later,
+        wants: Wants,
+    ) -> StepResult<Answer<Bound<'py, PyAny>>>
+    where
+        A: IntoPyObject<
+            'py,
+            Target = pyo3::types::PyTuple,
+            Output = Bound<'py, pyo3::types::PyTuple>,
+        >,
+    {
+        let args = args
+            .into_pyobject(py)
+            .map_err(|e| error_text(py, &e.into()))?;
+        aio::call_step(self.func.bind(py), args, later, wants)
+    }
+
+    fn record_wants(&self) -> Wants {
+        match self.shape {
+            Shape::FlatMapper => Wants::List,
+            Shape::Plain => Wants::Record,
+        }
+    }
+}
+
+/// `Answer::Now(f(v))` or `Answer::Later`.
+fn now<T, U>(a: Answer<T>, f: impl FnOnce(T) -> StepResult<U>) -> StepResult<Answer<U>> {
+    match a {
+        Answer::Now(v) => f(v).map(Answer::Now),
+        Answer::Later => Ok(Answer::Later),
+    }
 }
 
 impl Callable for PyStep {
@@ -86,31 +125,35 @@ impl Callable for PyStep {
         })
     }
 
-    fn map(&self, r: Record) -> StepResult<Record> {
+    fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
             let a = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
-            let out = self.call(py, (a,))?;
-            if self.shape == Shape::FlatMapper {
-                if let Ok(l) = out.downcast::<PyList>() {
-                    return Ok(Record::List(l.iter().map(host).collect()));
+            let wants = self.record_wants();
+            let out = self.call_later(py, (a,), later, wants)?;
+            now(out, |out| {
+                if wants == Wants::List {
+                    if let Ok(l) = out.downcast::<PyList>() {
+                        return Ok(Record::List(l.iter().map(host).collect()));
+                    }
                 }
-            }
-            Ok(host(out))
+                Ok(host(out))
+            })
         })
     }
 
-    fn filter(&self, r: &Record) -> StepResult<bool> {
+    fn filter(&self, r: &Record, later: &Later) -> StepResult<Answer<bool>> {
         Python::with_gil(|py| {
             let a = arg(py, r).map_err(|e| error_text(py, &e))?;
-            let out = self.call(py, (a,))?;
-            out.is_truthy().map_err(|e| error_text(py, &e))
+            let out = self.call_later(py, (a,), later, Wants::Truth)?;
+            now(out, |out| out.is_truthy().map_err(|e| error_text(py, &e)))
         })
     }
 
-    fn foreach(&self, r: &Record) -> StepResult<()> {
+    fn foreach(&self, r: &Record, later: &Later) -> StepResult<Answer<()>> {
         Python::with_gil(|py| {
             let a = arg(py, r).map_err(|e| error_text(py, &e))?;
-            self.call(py, (a,)).map(|_| ())
+            let out = self.call_later(py, (a,), later, Wants::Nothing)?;
+            now(out, |_| Ok(()))
         })
     }
 
@@ -118,6 +161,9 @@ impl Callable for PyStep {
         Python::with_gil(|py| {
             let a = arg(py, r).map_err(|e| error_text(py, &e))?;
             let out = self.call(py, (a,))?;
+            if let Some(err) = aio::refuse_coroutine(&out, COROUTINE_ON_EXTRACTOR) {
+                return Err(err);
+            }
             let s = match out.downcast::<PyString>() {
                 Ok(s) => s.clone(),
                 Err(_) => out.repr().map_err(|e| error_text(py, &e))?,
@@ -126,19 +172,32 @@ impl Callable for PyStep {
         })
     }
 
-    fn accumulate(&self, acc: Option<Record>, r: Record) -> StepResult<Record> {
+    fn accumulate(
+        &self,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
             let a = opt_arg(py, acc).map_err(|e| error_text(py, &e))?;
             let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
-            self.call(py, (a, x)).map(host)
+            let out = self.call_later(py, (a, x), later, Wants::Accumulator)?;
+            now(out, |v| Ok(host(v)))
         })
     }
 
-    fn accumulate_by_key(&self, key: &str, acc: Option<Record>, r: Record) -> StepResult<Record> {
+    fn accumulate_by_key(
+        &self,
+        key: &str,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
             let a = opt_arg(py, acc).map_err(|e| error_text(py, &e))?;
             let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
-            self.call(py, (key, a, x)).map(host)
+            let out = self.call_later(py, (key, a, x), later, Wants::Accumulator)?;
+            now(out, |v| Ok(host(v)))
         })
     }
 
@@ -149,7 +208,11 @@ impl Callable for PyStep {
                 let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
                 list.append(x).map_err(|e| error_text(py, &e))?;
             }
-            self.call(py, (key, list)).map(host)
+            let out = self.call(py, (key, list))?;
+            match aio::refuse_coroutine(&out, COROUTINE_ON_REDUCE) {
+                Some(err) => Err(err),
+                None => Ok(host(out)),
+            }
         })
     }
 }
@@ -158,13 +221,13 @@ impl Callable for PyStep {
 pub struct ToPython;
 
 impl Callable for ToPython {
-    fn map(&self, r: Record) -> StepResult<Record> {
+    fn map(&self, r: Record, _later: &Later) -> StepResult<Answer<Record>> {
         if matches!(r, Record::Host(_)) {
-            return Ok(r);
+            return Ok(Answer::Now(r));
         }
         Python::with_gil(|py| {
             record_to_py(py, r)
-                .map(host)
+                .map(|v| Answer::Now(host(v)))
                 .map_err(|e| error_text(py, &e))
         })
     }

@@ -1,16 +1,21 @@
 //! The context of the execution (or script body) running on this thread:
-//! who its commands run as, and the client command it may act on
-//! (`call_next`, `override_reply`).
+//! who its commands run as, the client command it may act on (`call_next`,
+//! `override_reply`), and whether its records may wait (`isAsyncAllow`).
 
 use gears_core::{CommandCtx, Identity};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-#[derive(Default)]
-struct Current {
-    command: Option<Arc<CommandCtx>>,
-    identity: Identity,
+/// What an execution's steps (and its coroutines, wherever they resume)
+/// act with.
+#[derive(Default, Clone)]
+pub(crate) struct Session {
+    pub(crate) command: Option<Arc<CommandCtx>>,
+    pub(crate) identity: Identity,
+    pub(crate) may_wait: bool,
 }
+
+type Current = Session;
 
 thread_local! {
     /// Per thread by nature: the steps (or the body) that call `execute()`
@@ -18,12 +23,8 @@ thread_local! {
     static CURRENT: RefCell<Current> = RefCell::default();
 }
 
-/// Runs `f` with `command` and `identity` as this thread's context.
-pub(crate) fn with_context<R>(
-    command: Option<Arc<CommandCtx>>,
-    identity: Identity,
-    f: impl FnOnce() -> R,
-) -> R {
+/// Runs `f` with `session` as this thread's context.
+pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Current>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -32,13 +33,23 @@ pub(crate) fn with_context<R>(
             }
         }
     }
-    let prev = CURRENT.with(|c| c.replace(Current { command, identity }));
+    let prev = CURRENT.with(|c| c.replace(session));
     let _restore = Restore(Some(prev));
     f()
 }
 
 pub(crate) fn current() -> Option<Arc<CommandCtx>> {
     CURRENT.with(|c| c.borrow().command.clone())
+}
+
+/// This thread's context, to take along to where a coroutine resumes.
+pub(crate) fn session() -> Session {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Whether the records of this thread's execution may wait.
+pub(crate) fn may_wait() -> bool {
+    CURRENT.with(|c| c.borrow().may_wait)
 }
 
 /// Who this thread's commands run as.

@@ -24,9 +24,22 @@ pub fn unknown_log_level(level: &str) -> String {
     format!("unknown log level '{level}'")
 }
 
+// Coroutines and futures (1.2's texts, spelling included).
+pub const ASYNC_NOT_ALLOWED: &str = "Creating async record is not allow";
+pub const FUTURE_OUTSIDE_STEP: &str =
+    "Future object can only be created inside certain execution steps";
+pub const FUTURE_TWICE_IN_STEP: &str = "Can not create async record twice on the same step";
+pub const FUTURE_CONTINUED_TWICE: &str = "Can not continue with the same future twice";
+pub const FUTURE_NOT_RETURNED_YET: &str =
+    "Can not handle future untill it returned from the callback";
+pub const AWAIT_IN_ATOMIC: &str = "await is not allow inside atomic block";
+pub const COROUTINE_ON_EXTRACTOR: &str = "coroutine are not allow on extractor";
+pub const COROUTINE_ON_REDUCE: &str = "coroutine are not allow on reduce";
+pub const NOT_A_COROUTINE: &str = "runCoroutine expects a coroutine";
+pub const BAD_DELAY: &str = "runCoroutine delay must be a non negative number of seconds";
+pub const NOT_A_FUTURE: &str = "expected a future created by createFuture";
+
 // run() and its readers.
-pub const RUN_OUTSIDE_SCRIPT: &str =
-    "run() is only supported at the top level of an RG.PYEXECUTE script";
 pub const TWO_RUNS: &str = "Can not run more then 1 executions in a single script";
 pub const MODE_NOT_STRING: &str = "mode argument must be a string";
 pub fn bad_run_mode(mode: &str) -> String {

@@ -1,12 +1,12 @@
 //! Starting the interpreter inside the Redis process, running script
 //! bodies, and starting the executions they prepare.
 
+use crate::aio;
 use crate::api;
-use crate::command::with_context;
+use crate::command::{with_context, Session};
 use crate::host::{RedisHost, ScriptScope};
-use crate::runner;
 use crate::runtime::{self, runtime, Runtime};
-use crate::script::{with_script, PendingRun, ScriptOutcome};
+use crate::script::{with_script, ScriptOutcome};
 use crate::traceback::error_text;
 use crate::watchdog;
 use gears_core::Engine;
@@ -83,7 +83,7 @@ const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
 pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), String> {
     make_libpython_global()?;
     start_interpreter()?;
-    let prelude = Python::with_gil(|py| -> PyResult<Py<PyDict>> {
+    let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, aio::Loop)> {
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["redis-server"])?;
         // A thread waiting for the GIL (a sync registration on the Redis main
@@ -96,13 +96,15 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         globals.set_item("__name__", "__gears__")?;
         let code = CString::new(include_str!("prelude.py")).expect("no NUL in the prelude");
         py.run(&code, Some(&globals), None)?;
-        Ok(globals.unbind())
+        let aio = aio::Loop::start(py, &globals)?;
+        Ok((globals.unbind(), aio))
     })
     .map_err(|e| Python::with_gil(|py| format!("the gears prelude failed: {}", e.value(py))))?;
     runtime::install(Runtime {
         host,
         engine,
         prelude,
+        aio,
     })?;
     watchdog::start()
 }
@@ -114,22 +116,28 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
     let scope: ScriptScope = scope.into();
     let identity = scope.identity.clone();
     let (result, ctx) = with_script(scope, || {
-        with_context(None, identity, || {
-            watchdog::watched(|| {
-                Python::with_gil(|py| -> Result<(), String> {
-                    let globals = runtime()
-                        .prelude
-                        .bind(py)
-                        .copy()
-                        .map_err(|e| error_text(py, &e))?;
-                    globals
-                        .set_item("__name__", "__main__")
-                        .map_err(|e| error_text(py, &e))?;
-                    py.run(&code, Some(&globals), None)
-                        .map_err(|e| error_text(py, &e))
+        with_context(
+            Session {
+                identity,
+                ..Session::default()
+            },
+            || {
+                watchdog::watched(|| {
+                    Python::with_gil(|py| -> Result<(), String> {
+                        let globals = runtime()
+                            .prelude
+                            .bind(py)
+                            .copy()
+                            .map_err(|e| error_text(py, &e))?;
+                        globals
+                            .set_item("__name__", "__main__")
+                            .map_err(|e| error_text(py, &e))?;
+                        py.run(&code, Some(&globals), None)
+                            .map_err(|e| error_text(py, &e))
+                    })
                 })
-            })
-        })
+            },
+        )
     });
     crate::command::leave_atomic();
     match result {
@@ -143,29 +151,4 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
             Err(e)
         }
     }
-}
-
-/// Registers a prepared execution and starts it on the worker pool; an
-/// error when `MaxQueuedExecutions` executions already wait.
-pub fn submit(pending: PendingRun) -> Result<(), String> {
-    let engine = &runtime::runtime().engine;
-    let slot = match engine.reserve_queue_slot() {
-        Ok(slot) => slot,
-        Err(full) => {
-            Python::with_gil(|_py| drop(pending));
-            return Err(full.to_string());
-        }
-    };
-    engine.executions.add(pending.execution.clone());
-    engine.pool.submit(move || {
-        drop(slot);
-        let PendingRun {
-            execution,
-            plan,
-            reader,
-        } = pending;
-        runner::run(&execution, &plan, reader, None);
-        Python::with_gil(|_py| drop(plan));
-    });
-    Ok(())
 }

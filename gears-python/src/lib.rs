@@ -14,9 +14,10 @@
 //!
 //! Modules depend one way, from the API Python sees down to the error
 //! types: `interpreter` → `api` → `register`/`runner`/`steps` →
-//! `callbacks`/`readers`/`script` → `convert`/`traceback`/`args` →
+//! `callbacks`/`readers`/`script` → `aio` → `convert`/`traceback`/`args` →
 //! `runtime`/`command`/`host` → `errors`.
 
+mod aio;
 mod api;
 mod args;
 mod callbacks;
@@ -36,8 +37,9 @@ mod traceback;
 mod watchdog;
 
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
-pub use interpreter::{exec_script, initialize, submit};
+pub use interpreter::{exec_script, initialize};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};
+pub use runner::submit;
 pub use runner::PyRunner;
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

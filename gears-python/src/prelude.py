@@ -82,15 +82,17 @@ class atomic(object):
 from redisgears import call_next, override_reply
 get_command = _not_yet('get_command')
 registerTE = _not_yet('registerTE')
-gearsFuture = _not_yet('gearsFuture')
-runCoroutine = _not_yet('runCoroutine')
+from redisgears import (
+    gearsFuture,
+    createFuture,
+    setFutureResults,
+    setFutureException,
+    runCoroutine,
+    isAsyncAllow,
+)
 getGearsSession = _not_yet('getGearsSession')
 setGearsSession = _not_yet('setGearsSession')
 registerGearsThread = _not_yet('registerGearsThread')
-
-
-def isAsyncAllow():
-    return False
 
 
 def _argc(op, args, n):
@@ -350,3 +352,141 @@ def _forget_restored_sessions(session=None):
         _SESSION_GLOBALS.clear()
     else:
         _SESSION_GLOBALS.pop(session, None)
+
+
+# The event loop of coroutines, on its own thread. A step's coroutine runs
+# its first steps on the step's thread (see the native `aio`), so the loop
+# takes calls from any thread: call_soon and timers asked for elsewhere are
+# handed to the loop thread.
+
+import asyncio as _asyncio
+import threading as _threading
+import types as _types
+
+
+class _ForeignTimer(object):
+    # A timer asked for on another thread, armed on the loop thread.
+    _source_traceback = None
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._handle = None
+        self._cancelled = False
+
+    def _arm(self, when, callback, args, context):
+        if not self._cancelled:
+            self._handle = _asyncio.SelectorEventLoop.call_at(
+                self._loop, when, callback, *args, context=context)
+
+    def cancel(self):
+        self._cancelled = True
+        if self._handle is not None:
+            self._loop.call_soon_threadsafe(self._handle.cancel)
+
+    def cancelled(self):
+        return self._cancelled
+
+
+class _GearsLoop(_asyncio.SelectorEventLoop):
+    _gears_thread = None
+
+    def _on_loop_thread(self):
+        return _threading.get_ident() == self._gears_thread
+
+    def call_soon(self, callback, *args, context=None):
+        if self._on_loop_thread():
+            return super().call_soon(callback, *args, context=context)
+        return self.call_soon_threadsafe(callback, *args, context=context)
+
+    def call_at(self, when, callback, *args, context=None):
+        if self._on_loop_thread():
+            return super().call_at(when, callback, *args, context=context)
+        timer = _ForeignTimer(self)
+        self.call_soon_threadsafe(timer._arm, when, callback, args, context)
+        return timer
+
+
+def _start_loop():
+    loop = _GearsLoop()
+    ready = _threading.Event()
+
+    def main():
+        loop._gears_thread = _threading.get_ident()
+        _asyncio.set_event_loop(loop)
+        ready.set()
+        loop.run_forever()
+
+    _threading.Thread(target=main, name='gears-loop', daemon=True).start()
+    ready.wait()
+    return loop
+
+
+# Tasks the loop runs; asyncio itself keeps only weak references to them.
+_TASKS = set()
+_FRESH = object()
+
+
+def _keep(task):
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+    return task
+
+
+@_types.coroutine
+def _driven(session, coro, yielded=_FRESH):
+    # Drives `coro` inside `session`, from the value it last yielded (its
+    # first steps ran on its step's thread) or from its start.
+    if yielded is _FRESH:
+        done, yielded = session.send(coro, None)
+        if done:
+            return yielded
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as e:
+            done, yielded = session.throw(coro, e)
+        else:
+            done, yielded = session.send(coro, sent)
+        if done:
+            return yielded
+
+
+def _continue_on_loop(session, coro, first, answerer):
+    async def finish():
+        try:
+            value = await _driven(session, coro, first)
+        except BaseException as e:
+            answerer.fail(e)
+        else:
+            answerer.ok(value)
+    answerer.cancel_with(_keep(_asyncio.get_running_loop().create_task(finish())))
+
+
+def _settle_future(f, ok, value):
+    if f.done():
+        return
+    if ok:
+        f.set_result(value)
+        return
+    if not (isinstance(value, BaseException)
+            or (isinstance(value, type) and issubclass(value, BaseException))):
+        value = GearsError(str(value))
+    f.set_exception(value)
+
+
+def _run_coroutine(session, coro, f, delay):
+    async def run():
+        if delay > 0:
+            await _asyncio.sleep(delay)
+        try:
+            value = await _driven(session, coro)
+        except BaseException as e:
+            if f is not None:
+                _settle_future(f, False, e)
+        else:
+            if f is not None:
+                _settle_future(f, True, value)
+    _keep(_asyncio.get_running_loop().create_task(run()))

@@ -1,8 +1,9 @@
 //! Running one execution: [`PyRunner`], the gears-core [`PlanRunner`] of
 //! Python plans.
 
-use crate::command::with_context;
+use crate::command::{with_context, Session};
 use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
+use crate::script::PendingRun;
 use gears_core::execution::Execution;
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::Plan;
@@ -10,31 +11,60 @@ use gears_core::{CommandCtx, PlanRunner};
 use gears_core::{Reader, Record, Reply};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 extern "C" {
     fn PyThread_get_thread_ident() -> std::os::raw::c_ulong;
 }
 
-/// Runs `f` holding the GIL, with `in_python` raised so that an abort may
-/// interrupt it; a pending interruption that did not fire is cleared before
-/// the GIL is released, so it never leaks into unrelated code.
-fn in_gil<R>(
-    in_python: &AtomicBool,
-    ident: std::os::raw::c_ulong,
-    f: impl FnOnce(Python<'_>) -> R,
-) -> R {
-    Python::with_gil(|py| {
-        in_python.store(true, Ordering::SeqCst);
-        let r = f(py);
-        in_python.store(false, Ordering::SeqCst);
-        // SAFETY: we hold the GIL; a NULL exception clears any pending
-        // asynchronous exception of that thread (our own).
-        unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
-        r
-    })
+/// The thread that drives an execution now and whether it is in Python:
+/// what an abort needs to interrupt it. A waiting execution changes threads.
+#[derive(Default)]
+struct Driver {
+    ident: AtomicU64,
+    in_python: AtomicBool,
+}
+
+impl Driver {
+    /// This thread drives the execution from now on.
+    fn here(&self) {
+        // SAFETY: a plain query of the calling thread's id.
+        let ident = unsafe { PyThread_get_thread_ident() };
+        self.ident.store(ident as u64, Ordering::SeqCst);
+    }
+
+    /// Runs `f` holding the GIL, with `in_python` raised so that an abort
+    /// may interrupt it; a pending interruption that did not fire is
+    /// cleared before the GIL is released, so it never leaks into unrelated
+    /// code.
+    fn in_gil<R>(&self, f: impl FnOnce(Python<'_>) -> R) -> R {
+        Python::with_gil(|py| {
+            self.in_python.store(true, Ordering::SeqCst);
+            let r = f(py);
+            self.in_python.store(false, Ordering::SeqCst);
+            let ident = self.ident.load(Ordering::SeqCst);
+            // SAFETY: we hold the GIL; a NULL exception clears any pending
+            // asynchronous exception of that thread (our own).
+            unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
+            r
+        })
+    }
+
+    /// Interrupts the Python code the execution runs, if it runs some now.
+    fn interrupt(&self) {
+        Python::with_gil(|py| {
+            if self.in_python.load(Ordering::SeqCst) {
+                let exc = py.get_type::<ForceStoppedError>();
+                let ident = self.ident.load(Ordering::SeqCst);
+                // SAFETY: we hold the GIL and `ident` is a live Python
+                // thread (it is inside `in_gil`, as `in_python` says under
+                // this GIL).
+                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr()) };
+            }
+        })
+    }
 }
 
 /// Runs plans whose callbacks are Python functions.
@@ -47,25 +77,59 @@ impl PlanRunner for PyRunner {
         plan: &Plan,
         reader: Box<dyn Reader>,
         command: Option<Arc<CommandCtx>>,
+        may_wait: bool,
     ) {
-        run(exec, plan, reader, command)
+        run(exec, plan, reader, command, may_wait)
     }
 }
 
-/// Runs `exec` to its end on this thread, with `command` as the command
-/// context its steps see (`override_reply`, `call_next`).
+/// An execution whose input is read: what finishing it needs, on whatever
+/// thread its last waiting record is answered.
+struct Run {
+    exec: Arc<Execution>,
+    pipe: Pipeline,
+    session: Session,
+    driver: Arc<Driver>,
+    started: Instant,
+    read: Duration,
+}
+
+/// Runs `exec` on this thread, with `command` as the command context its
+/// steps see (`override_reply`, `call_next`). Its records may wait when
+/// `may_wait`; the execution then finishes on a worker once they are
+/// answered.
 pub(crate) fn run(
     exec: &Arc<Execution>,
     plan: &Plan,
     reader: Box<dyn Reader>,
     command: Option<Arc<CommandCtx>>,
+    may_wait: bool,
 ) {
     let started = Instant::now();
     // An execution nested in another one's `atomic()` block (a sync
     // registration its write triggered) leaves that block alone.
     let nested_in_atomic = crate::command::in_atomic();
-    let outcome = with_context(command, exec.identity.clone(), || {
-        crate::watchdog::watched(|| catch_unwind(AssertUnwindSafe(|| drive(exec, plan, reader))))
+    let session = Session {
+        command,
+        identity: exec.identity.clone(),
+        may_wait,
+    };
+    let outcome = with_context(session.clone(), || {
+        crate::watchdog::watched(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                let (pipe, driver, read) = drive(exec, plan, reader, may_wait)?;
+                let mut run = Run {
+                    exec: exec.clone(),
+                    pipe,
+                    session,
+                    driver,
+                    started,
+                    read,
+                };
+                let done = settle(&mut run);
+                Some((run, done))
+            }))
+        })
     });
     // Whatever happened inside (an abort while entering `atomic()`, a
     // generator left suspended in one), the Redis lock goes with the
@@ -73,12 +137,88 @@ pub(crate) fn run(
     if !nested_in_atomic {
         crate::command::leave_atomic();
     }
-    let (results, mut errors, read) = match outcome {
-        Ok(Some(r)) => r,
+    match outcome {
+        Ok(Some((run, true))) => complete(run, None),
+        Ok(Some((run, false))) => park(run),
         // Aborted before it started: nothing to record.
-        Ok(None) => (Vec::new(), Vec::new(), Duration::ZERO),
-        Err(_) => (Vec::new(), vec![EXECUTION_PANICKED.into()], Duration::ZERO),
+        Ok(None) => end(exec, Vec::new(), Vec::new(), started, Duration::ZERO),
+        Err(_) => end(
+            exec,
+            Vec::new(),
+            vec![EXECUTION_PANICKED.into()],
+            started,
+            Duration::ZERO,
+        ),
+    }
+}
+
+/// Flushes what the pipeline can; true once the run is over.
+fn settle(run: &mut Run) -> bool {
+    let pipe = &mut run.pipe;
+    run.driver.in_gil(|_py| pipe.finish())
+}
+
+/// Leaves `run` to be finished by a worker once one of its waiting records
+/// is answered (or it is aborted); the thread goes back to other work.
+fn park(run: Run) {
+    let inbox = run.pipe.inbox().clone();
+    let slot = Arc::new(Mutex::new(Some(run)));
+    let parked = slot.clone();
+    let resume: Box<dyn FnOnce() + Send> = Box::new(move || {
+        crate::runtime::engine()
+            .pool
+            .submit(move || resume(&parked));
+    });
+    if let Err(resume) = inbox.park(resume) {
+        // Answers came in meanwhile: go on (on a worker, not in this
+        // thread's stack).
+        resume();
+    }
+}
+
+fn resume(slot: &Mutex<Option<Run>>) {
+    let Some(mut run) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
     };
+    run.driver.here();
+    let outcome = with_context(run.session.clone(), || {
+        catch_unwind(AssertUnwindSafe(|| settle(&mut run)))
+    });
+    crate::command::leave_atomic();
+    match outcome {
+        Ok(true) => complete(run, None),
+        Ok(false) => park(run),
+        Err(_) => complete(run, Some(EXECUTION_PANICKED)),
+    }
+}
+
+/// Records the outcome of a finished run.
+fn complete(run: Run, failure: Option<&str>) {
+    let Run {
+        exec,
+        pipe,
+        driver,
+        started,
+        read,
+        ..
+    } = run;
+    let (results, errors) = match failure {
+        None => driver.in_gil(|_py| collect(&exec, pipe)),
+        Some(f) => {
+            Python::with_gil(|_py| drop(pipe));
+            (Vec::new(), vec![f.to_string()])
+        }
+    };
+    end(&exec, results, errors, started, read);
+}
+
+fn end(
+    exec: &Execution,
+    results: Vec<Reply>,
+    mut errors: Vec<String>,
+    started: Instant,
+    read: Duration,
+) {
     if exec.abort_flag().load(Ordering::SeqCst) && errors.is_empty() {
         errors.push(EXECUTION_ABORTED.into());
     }
@@ -91,36 +231,56 @@ pub(crate) fn run(
     crate::runtime::engine().executions.evict();
 }
 
-type Outcome = (Vec<Reply>, Vec<String>, Duration);
 type Batch = Result<Option<Vec<Record>>, String>;
 
-fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Option<Outcome> {
+/// Pushes one batch, then waits (without the GIL) while the pipeline holds
+/// input back for too many waiting records.
+fn feed(driver: &Driver, pipe: &mut Pipeline, batch: Vec<Record>) {
+    driver.in_gil(|py| {
+        pipe.push_batch(batch);
+        pipe.absorb();
+        while pipe.blocked() {
+            let inbox = pipe.inbox().clone();
+            py.allow_threads(|| inbox.wait());
+            pipe.absorb();
+        }
+    })
+}
+
+/// Reads the whole input through the pipeline. `None` if the execution was
+/// aborted before it started.
+fn drive(
+    exec: &Arc<Execution>,
+    plan: &Plan,
+    mut reader: Box<dyn Reader>,
+    may_wait: bool,
+) -> Option<(Pipeline, Arc<Driver>, Duration)> {
     if !exec.start() {
         Python::with_gil(|_py| drop(reader));
         return None;
     }
-    // SAFETY: a plain query of the calling thread's id.
-    let ident = unsafe { PyThread_get_thread_ident() };
-    let in_python = Arc::new(AtomicBool::new(false));
-    let flag = in_python.clone();
-    exec.set_interrupter(Some(Box::new(move || {
-        Python::with_gil(|py| {
-            if flag.load(Ordering::SeqCst) {
-                let exc = py.get_type::<ForceStoppedError>();
-                // SAFETY: we hold the GIL and `ident` is a live Python thread
-                // (it is inside `in_gil`, as `flag` says under this GIL).
-                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr()) };
-            }
-        })
-    })));
+    let driver = Arc::new(Driver::default());
+    driver.here();
     let mut pipe = Pipeline::new(plan, exec.abort_flag());
+    pipe.allow_waiting(may_wait);
+    let (d, inbox) = (driver.clone(), pipe.inbox().clone());
+    exec.set_interrupter(Some(Box::new(move || {
+        d.interrupt();
+        inbox.abort();
+    })));
     if reader.in_memory() {
         // Records at hand (triggers, events): one GIL hold for the whole
-        // execution, so a sync run on the main thread waits for the GIL once.
-        let out = in_gil(&in_python, ident, |_py| {
+        // input, so a sync run on the main thread waits for the GIL once.
+        // Nothing blocks here (this may be the Redis main thread, which the
+        // waiting records may need): input held back for too many waiting
+        // records is let in as they are answered, wherever that happens.
+        driver.in_gil(|_py| {
             while !pipe.input_closed() {
                 match reader.next_batch() {
-                    Ok(Some(b)) => pipe.push_batch(b),
+                    Ok(Some(b)) => {
+                        pipe.push_batch(b);
+                        pipe.absorb();
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         pipe.errors.push(e);
@@ -128,14 +288,14 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
                     }
                 }
             }
-            finish(exec, pipe, reader)
+            drop(reader);
         });
-        return Some((out.0, out.1, Duration::ZERO));
+        return Some((pipe, driver, Duration::ZERO));
     }
     let mut consume = |next: &mut dyn FnMut() -> Batch| {
         while !pipe.input_closed() {
             match next() {
-                Ok(Some(b)) => in_gil(&in_python, ident, |_| pipe.push_batch(b)),
+                Ok(Some(b)) => feed(&driver, &mut pipe, b),
                 Ok(None) => break,
                 Err(e) => {
                     pipe.errors.push(e);
@@ -176,20 +336,37 @@ fn drive(exec: &Arc<Execution>, plan: &Plan, mut reader: Box<dyn Reader>) -> Opt
             batch
         });
     }
-    let (results, errors) = in_gil(&in_python, ident, |_py| finish(exec, pipe, reader));
-    Some((results, errors, read))
+    Python::with_gil(|_py| drop(reader));
+    Some((pipe, driver, read))
 }
 
-/// Flushes the stateful steps and converts the results; GIL held.
-fn finish(
-    exec: &Execution,
-    mut pipe: Pipeline,
-    reader: Box<dyn Reader>,
-) -> (Vec<Reply>, Vec<String>) {
-    drop(reader);
-    if !exec.abort_flag().load(Ordering::SeqCst) {
-        pipe.finish();
-    }
+/// Registers a prepared execution and starts it on the worker pool; an
+/// error when `MaxQueuedExecutions` executions already wait.
+pub fn submit(pending: PendingRun) -> Result<(), String> {
+    let engine = &crate::runtime::runtime().engine;
+    let slot = match engine.reserve_queue_slot() {
+        Ok(slot) => slot,
+        Err(full) => {
+            Python::with_gil(|_py| drop(pending));
+            return Err(full.to_string());
+        }
+    };
+    engine.executions.add(pending.execution.clone());
+    engine.pool.submit(move || {
+        drop(slot);
+        let PendingRun {
+            execution,
+            plan,
+            reader,
+        } = pending;
+        run(&execution, &plan, reader, None, true);
+        Python::with_gil(|_py| drop(plan));
+    });
+    Ok(())
+}
+
+/// Converts the results of a finished pipeline; GIL held.
+fn collect(_exec: &Execution, mut pipe: Pipeline) -> (Vec<Reply>, Vec<String>) {
     let mut errors = std::mem::take(&mut pipe.errors);
     let mut results = Vec::with_capacity(pipe.results.len());
     // A result without a reply (too deep, cyclic) becomes an error record.

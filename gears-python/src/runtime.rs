@@ -17,6 +17,8 @@ pub(crate) struct Runtime {
     pub(crate) engine: Arc<Engine>,
     /// The globals every script body starts from (a copy of them).
     pub(crate) prelude: Py<PyDict>,
+    /// The event loop of coroutines.
+    pub(crate) aio: crate::aio::Loop,
 }
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();

@@ -1,0 +1,589 @@
+//! Coroutines and futures: records that wait for something else.
+//!
+//! One asyncio loop runs on its own thread, started with the module. A step
+//! that returns a coroutine drives it right where the step runs, until it
+//! first waits: a coroutine that awaits nothing ends there, without a trip
+//! to the loop (as Python 3.12's eager tasks do). Only a coroutine that
+//! waits is handed to the loop, which resumes it with the step's session
+//! (identity, command context) restored around each resumption, so
+//! `execute`, `call_next` and `override_reply` act for the right client.
+//! While it waits, the coroutine holds no worker thread, no GIL and no Redis
+//! lock. `gearsFuture()` lets a step answer later from any thread.
+//!
+//! The loop accepts calls from other threads than its own (see
+//! `_GearsLoop` in the prelude): a coroutine's first steps run on its step's
+//! thread with the loop set as the running loop, and `asyncio.sleep` there
+//! schedules its timer on the loop thread.
+
+use crate::command::{self, Session};
+use crate::convert::host;
+use crate::errors::{self as e, GearsError};
+use crate::runtime::runtime;
+use crate::traceback::error_text;
+use gears_core::pending::{Answer, Later, Resolver};
+use gears_core::plan::StepResult;
+use gears_core::Record;
+use pyo3::exceptions::PyStopIteration;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use std::cell::RefCell;
+use std::os::raw::c_int;
+use std::sync::Mutex;
+
+extern "C" {
+    // Declared here with its return value (pyo3-ffi 0.23 leaves it out).
+    #[link_name = "PyIter_Send"]
+    fn iter_send(
+        iter: *mut pyo3::ffi::PyObject,
+        arg: *mut pyo3::ffi::PyObject,
+        result: *mut *mut pyo3::ffi::PyObject,
+    ) -> c_int;
+}
+
+/// The event loop and the prelude helpers that work with it.
+pub(crate) struct Loop {
+    event_loop: Py<PyAny>,
+    call_soon_threadsafe: Py<PyAny>,
+    set_running: Py<PyAny>,
+    get_running: Py<PyAny>,
+    continue_on_loop: Py<PyAny>,
+    run_coroutine: Py<PyAny>,
+    settle_future: Py<PyAny>,
+}
+
+impl Loop {
+    /// Starts the loop thread (the prelude's `_start_loop`).
+    pub(crate) fn start(py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<Loop> {
+        let get = |name: &str| -> PyResult<Py<PyAny>> {
+            prelude
+                .get_item(name)?
+                .map(Bound::unbind)
+                .ok_or_else(|| GearsError::new_err(format!("the prelude lacks {name}")))
+        };
+        let event_loop = get("_start_loop")?.bind(py).call0()?;
+        let events = py.import("asyncio")?.getattr("events")?;
+        Ok(Loop {
+            call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
+            event_loop: event_loop.unbind(),
+            set_running: events.getattr("_set_running_loop")?.unbind(),
+            get_running: events.getattr("_get_running_loop")?.unbind(),
+            continue_on_loop: get("_continue_on_loop")?,
+            run_coroutine: get("_run_coroutine")?,
+            settle_future: get("_settle_future")?,
+        })
+    }
+
+    /// Runs `f(args...)` on the loop thread, soon.
+    fn soon(&self, py: Python<'_>, f: &Py<PyAny>, args: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut all = vec![f.bind(py).clone()];
+        all.extend(args);
+        self.call_soon_threadsafe
+            .bind(py)
+            .call1(PyTuple::new(py, all)?)?;
+        Ok(())
+    }
+}
+
+fn the_loop() -> &'static Loop {
+    &runtime().aio
+}
+
+/// What a coroutine did when it was sent a value.
+enum Stepped<'py> {
+    Yielded(Bound<'py, PyAny>),
+    Returned(Bound<'py, PyAny>),
+}
+
+fn send<'py>(coro: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
+    let py = coro.py();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: we hold the GIL and both objects are alive; PyIter_Send stores
+    // a new reference in `out` when it returns PYGEN_RETURN (0) or
+    // PYGEN_NEXT (1), and sets a Python exception when it returns -1.
+    let status = unsafe { iter_send(coro.as_ptr(), value.as_ptr(), &mut out) };
+    match status {
+        // SAFETY: `out` is the new reference PyIter_Send handed us.
+        0 => Ok(Stepped::Returned(unsafe { Bound::from_owned_ptr(py, out) })),
+        // SAFETY: as above.
+        1 => Ok(Stepped::Yielded(unsafe { Bound::from_owned_ptr(py, out) })),
+        _ => Err(PyErr::fetch(py)),
+    }
+}
+
+fn throw<'py>(coro: &Bound<'py, PyAny>, exc: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
+    let py = coro.py();
+    match coro.call_method1("throw", (exc,)) {
+        Ok(y) => Ok(Stepped::Yielded(y)),
+        Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+            Ok(Stepped::Returned(err.value(py).getattr("value")?))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A coroutine that waits inside `atomic()` would keep the Redis lock while
+/// it waits: the wait raises 1.2's error instead. `atomic_before` says
+/// whether this thread was in a block before the coroutine ran (an
+/// enclosing execution's block is not the coroutine's to leave).
+fn no_wait_in_atomic<'py>(
+    coro: &Bound<'py, PyAny>,
+    stepped: Stepped<'py>,
+    atomic_before: bool,
+) -> PyResult<Stepped<'py>> {
+    if !matches!(stepped, Stepped::Yielded(_)) || !command::in_atomic() {
+        return Ok(stepped);
+    }
+    let py = coro.py();
+    let err = GearsError::new_err(e::AWAIT_IN_ATOMIC);
+    let again = throw(coro, err.value(py).as_any())?;
+    if matches!(again, Stepped::Yielded(_)) && command::in_atomic() {
+        // It swallowed the error and waits again, still in the block.
+        let _ = coro.call_method0("close");
+        if !atomic_before {
+            command::leave_atomic();
+        }
+        return Err(GearsError::new_err(e::AWAIT_IN_ATOMIC));
+    }
+    Ok(again)
+}
+
+/// Runs a fresh coroutine on this thread until it first waits, with the
+/// gears loop as the running loop.
+fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
+    let py = coro.py();
+    let lp = the_loop();
+    let previous = lp.get_running.bind(py).call0()?;
+    lp.set_running.bind(py).call1((lp.event_loop.bind(py),))?;
+    let atomic_before = command::in_atomic();
+    let out = send(coro, &py.None().into_bound(py))
+        .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
+    lp.set_running.bind(py).call1((previous,))?;
+    out
+}
+
+fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check of a live object, GIL held.
+    unsafe { pyo3::ffi::PyCoro_CheckExact(obj.as_ptr()) != 0 }
+}
+
+/// The session a coroutine resumes in, on the loop thread.
+#[pyclass(frozen)]
+pub(crate) struct StepSession(Session);
+
+impl StepSession {
+    fn resume<'py>(
+        &self,
+        coro: &Bound<'py, PyAny>,
+        input: Result<Bound<'py, PyAny>, Bound<'py, PyAny>>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        command::with_context(self.0.clone(), || {
+            let atomic_before = command::in_atomic();
+            let stepped = match &input {
+                Ok(value) => send(coro, value),
+                Err(exc) => throw(coro, exc),
+            }
+            .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
+            if !atomic_before {
+                // An `atomic()` left open goes with this resumption.
+                command::leave_atomic();
+            }
+            Ok(match stepped? {
+                Stepped::Yielded(y) => (false, y),
+                Stepped::Returned(v) => (true, v),
+            })
+        })
+    }
+}
+
+#[pymethods]
+impl StepSession {
+    fn send<'py>(
+        &self,
+        coro: &Bound<'py, PyAny>,
+        value: Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        self.resume(coro, Ok(value))
+    }
+
+    fn throw<'py>(
+        &self,
+        coro: &Bound<'py, PyAny>,
+        exc: Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        self.resume(coro, Err(exc))
+    }
+}
+
+/// What a step makes of the value its waiting record is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wants {
+    /// The new record (map).
+    Record,
+    /// The new record, a list expanded by the following flatmap.
+    List,
+    /// Its truth (filter).
+    Truth,
+    /// Nothing: the record goes on (foreach).
+    Nothing,
+    /// The new accumulator (accumulate, aggregate, aggregateby).
+    Accumulator,
+}
+
+fn answer_record(value: &Bound<'_, PyAny>, wants: Wants) -> PyResult<Record> {
+    Ok(match wants {
+        Wants::Record | Wants::Accumulator => host(value.clone()),
+        Wants::List => match value.downcast::<PyList>() {
+            Ok(l) => Record::List(l.iter().map(host).collect()),
+            Err(_) => host(value.clone()),
+        },
+        Wants::Truth => Record::Long(i64::from(value.is_truthy()?)),
+        Wants::Nothing => Record::Null,
+    })
+}
+
+/// Answers one waiting record from Python (a coroutine's end, a
+/// gearsFuture's continue).
+#[pyclass(frozen)]
+pub(crate) struct Answerer {
+    resolver: Mutex<Option<Resolver>>,
+    wants: Wants,
+}
+
+impl Answerer {
+    fn new(resolver: Resolver, wants: Wants) -> Answerer {
+        Answerer {
+            resolver: Mutex::new(Some(resolver)),
+            wants,
+        }
+    }
+
+    fn resolve(&self, outcome: StepResult<Record>) {
+        let taken = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = taken {
+            r.resolve(outcome);
+        }
+    }
+
+    fn fail_with(&self, text: String) {
+        self.resolve(Err(text));
+    }
+}
+
+#[pymethods]
+impl Answerer {
+    fn ok(&self, value: &Bound<'_, PyAny>) {
+        let py = value.py();
+        self.resolve(answer_record(value, self.wants).map_err(|e| error_text(py, &e)));
+    }
+
+    fn fail(&self, exc: &Bound<'_, PyAny>) {
+        let py = exc.py();
+        self.fail_with(error_text(py, &PyErr::from_value(exc.clone())));
+    }
+
+    /// Cancels `task` (on the loop thread) if the execution is aborted.
+    fn cancel_with(&self, task: Py<PyAny>) {
+        let g = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = g.as_ref() {
+            r.on_abort(Box::new(move || {
+                Python::with_gil(|py| {
+                    if let Ok(cancel) = task.bind(py).getattr("cancel") {
+                        let _ = the_loop().call_soon_threadsafe.bind(py).call1((cancel,));
+                    }
+                })
+            }));
+        }
+    }
+}
+
+enum FutureState {
+    /// Created in a step that has not returned yet.
+    Created,
+    /// Returned by its step: the record waits for it.
+    Waiting(Answerer),
+    Continued,
+    /// Created but not returned by its step: nothing waits for it.
+    Discarded,
+}
+
+/// `gearsFuture()`: returned by a step, its record waits until
+/// `continueRun(value)` or `continueFailed(error)`, from any thread.
+#[pyclass(name = "gearsFuture", frozen)]
+pub(crate) struct GearsFuture {
+    state: Mutex<FutureState>,
+}
+
+impl GearsFuture {
+    fn set(&self, state: FutureState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// The answerer, once; `None` when the future was discarded.
+    fn take(&self) -> PyResult<Option<Answerer>> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *g, FutureState::Continued) {
+            FutureState::Waiting(a) => Ok(Some(a)),
+            FutureState::Created => {
+                *g = FutureState::Created;
+                Err(GearsError::new_err(e::FUTURE_NOT_RETURNED_YET))
+            }
+            FutureState::Continued => Err(GearsError::new_err(e::FUTURE_CONTINUED_TWICE)),
+            FutureState::Discarded => {
+                *g = FutureState::Discarded;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl GearsFuture {
+    #[pyo3(name = "continueRun")]
+    fn continue_run(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(a) = self.take()? {
+            a.ok(value);
+        }
+        Ok(())
+    }
+
+    #[pyo3(name = "continueFailed")]
+    fn continue_failed(&self, error: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(a) = self.take()? {
+            a.fail_with(error.str()?.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The step call in progress on this thread: whether its record may wait,
+/// and the gearsFuture it created.
+struct Frame {
+    may_wait: bool,
+    created: Option<Py<GearsFuture>>,
+}
+
+thread_local! {
+    /// Per thread by nature: `gearsFuture()` is called by the step running
+    /// on this thread.
+    static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+}
+
+/// Calls `f` as a step that may (or may not) wait; returns what it returned
+/// and the future it created.
+fn in_frame<R>(may_wait: bool, f: impl FnOnce() -> R) -> (R, Option<Py<GearsFuture>>) {
+    struct Restore(Option<Option<Frame>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(prev) = self.0.take() {
+                FRAME.with(|fr| *fr.borrow_mut() = prev);
+            }
+        }
+    }
+    let prev = FRAME.with(|fr| {
+        fr.replace(Some(Frame {
+            may_wait,
+            created: None,
+        }))
+    });
+    let mut restore = Restore(Some(prev));
+    let out = f();
+    let mine = FRAME.with(|fr| fr.replace(restore.0.take().flatten()));
+    (out, mine.and_then(|m| m.created))
+}
+
+/// Calls a step callback that may answer later: it may return a coroutine
+/// or the gearsFuture it created. Values it returns now are handed back
+/// as they are; what comes later is made into a record as `wants` says.
+pub(crate) fn call_step<'py>(
+    func: &Bound<'py, PyAny>,
+    args: Bound<'py, PyTuple>,
+    later: &Later,
+    wants: Wants,
+) -> StepResult<Answer<Bound<'py, PyAny>>> {
+    let py = func.py();
+    let (out, created) = in_frame(later.allowed(), || func.call1(args));
+    let discard = |f: &Option<Py<GearsFuture>>| {
+        if let Some(f) = f {
+            f.get().set(FutureState::Discarded);
+        }
+    };
+    let out = match out {
+        Ok(out) => out,
+        Err(err) => {
+            discard(&created);
+            return Err(error_text(py, &err));
+        }
+    };
+    if let Some(fut) = &created {
+        if out.is(fut.bind(py)) {
+            let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
+            fut.get()
+                .set(FutureState::Waiting(Answerer::new(resolver, wants)));
+            return Ok(Answer::Later);
+        }
+        discard(&created);
+        if wants == Wants::Accumulator {
+            return Ok(Answer::Now(py.None().into_bound(py)));
+        }
+    }
+    if !is_coroutine(&out) {
+        return Ok(Answer::Now(out));
+    }
+    if !later.allowed() {
+        let _ = out.call_method0("close");
+        return Err(e::ASYNC_NOT_ALLOWED.into());
+    }
+    match start_coroutine(&out) {
+        Ok(Stepped::Returned(v)) => Ok(Answer::Now(v)),
+        Err(err) => Err(error_text(py, &err)),
+        Ok(Stepped::Yielded(first)) => {
+            let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
+            let handed = (|| -> PyResult<()> {
+                let answerer = Bound::new(py, Answerer::new(resolver, wants))?;
+                let session = Bound::new(py, StepSession(command::session()))?;
+                let lp = the_loop();
+                lp.soon(
+                    py,
+                    &lp.continue_on_loop,
+                    vec![session.into_any(), out, first, answerer.into_any()],
+                )
+            })();
+            // On failure the resolver went with the answerer: the record
+            // gets an error instead of waiting forever.
+            handed.map_err(|err| error_text(py, &err))?;
+            Ok(Answer::Later)
+        }
+    }
+}
+
+/// The error of a coroutine returned where none may be (an extractor, a
+/// batch reducer); `None` for any other value.
+pub(crate) fn refuse_coroutine(out: &Bound<'_, PyAny>, error: &str) -> Option<String> {
+    if !is_coroutine(out) {
+        return None;
+    }
+    let _ = out.call_method0("close");
+    Some(error.to_string())
+}
+
+/// `gearsFuture()`.
+#[pyfunction]
+#[pyo3(name = "gearsFuture")]
+fn gears_future(py: Python<'_>) -> PyResult<Py<GearsFuture>> {
+    FRAME.with(|fr| {
+        let mut fr = fr.borrow_mut();
+        let Some(frame) = fr.as_mut() else {
+            return Err(GearsError::new_err(e::FUTURE_OUTSIDE_STEP));
+        };
+        if !frame.may_wait {
+            return Err(GearsError::new_err(e::ASYNC_NOT_ALLOWED));
+        }
+        if frame.created.is_some() {
+            return Err(GearsError::new_err(e::FUTURE_TWICE_IN_STEP));
+        }
+        let fut = Py::new(
+            py,
+            GearsFuture {
+                state: Mutex::new(FutureState::Created),
+            },
+        )?;
+        frame.created = Some(fut.clone_ref(py));
+        Ok(fut)
+    })
+}
+
+/// `isAsyncAllow()`: whether the execution running here may wait (not
+/// inside MULTI or Lua).
+#[pyfunction]
+#[pyo3(name = "isAsyncAllow")]
+fn is_async_allow() -> bool {
+    command::may_wait()
+}
+
+/// `createFuture()`: a future of the gears loop, for a coroutine to await.
+#[pyfunction]
+#[pyo3(name = "createFuture")]
+pub(crate) fn create_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    the_loop().event_loop.bind(py).call_method0("create_future")
+}
+
+/// Resolves `f` (a future of the gears loop) on the loop thread.
+pub(crate) fn settle_future(
+    py: Python<'_>,
+    f: &Bound<'_, PyAny>,
+    ok: bool,
+    value: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if !f.hasattr("set_result")? || !f.hasattr("set_exception")? {
+        return Err(GearsError::new_err(e::NOT_A_FUTURE));
+    }
+    let lp = the_loop();
+    let ok = pyo3::types::PyBool::new(py, ok).to_owned().into_any();
+    lp.soon(py, &lp.settle_future, vec![f.clone(), ok, value])
+}
+
+/// `setFutureResults(f, res)`.
+#[pyfunction]
+#[pyo3(name = "setFutureResults")]
+fn set_future_results(f: &Bound<'_, PyAny>, res: Bound<'_, PyAny>) -> PyResult<()> {
+    settle_future(f.py(), f, true, res)
+}
+
+/// `setFutureException(f, ex)`: a text becomes a GearsError.
+#[pyfunction]
+#[pyo3(name = "setFutureException")]
+fn set_future_exception(f: &Bound<'_, PyAny>, ex: Bound<'_, PyAny>) -> PyResult<()> {
+    settle_future(f.py(), f, false, ex)
+}
+
+/// `runCoroutine(cr, f=None, delay=0)`: runs `cr` on the loop after `delay`
+/// seconds, in the caller's session; resolves `f` with its outcome.
+#[pyfunction]
+#[pyo3(name = "runCoroutine", signature = (cr, f=None, delay=None))]
+fn run_coroutine(
+    py: Python<'_>,
+    cr: Bound<'_, PyAny>,
+    f: Option<Bound<'_, PyAny>>,
+    delay: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    if !is_coroutine(&cr) {
+        return Err(GearsError::new_err(e::NOT_A_COROUTINE));
+    }
+    let delay: f64 = match delay {
+        None => 0.0,
+        Some(d) => d.extract().map_err(|_| GearsError::new_err(e::BAD_DELAY))?,
+    };
+    if !(0.0..1e9).contains(&delay) {
+        return Err(GearsError::new_err(e::BAD_DELAY));
+    }
+    let session = Bound::new(
+        py,
+        StepSession(Session {
+            may_wait: true,
+            ..command::session()
+        }),
+    )?;
+    let f = f.unwrap_or_else(|| py.None().into_bound(py));
+    let lp = the_loop();
+    let delay = pyo3::types::PyFloat::new(py, delay).into_any();
+    lp.soon(
+        py,
+        &lp.run_coroutine,
+        vec![session.into_any(), cr, f, delay],
+    )
+}
+
+pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<GearsFuture>()?;
+    m.add_function(wrap_pyfunction!(gears_future, m)?)?;
+    m.add_function(wrap_pyfunction!(is_async_allow, m)?)?;
+    m.add_function(wrap_pyfunction!(create_future, m)?)?;
+    m.add_function(wrap_pyfunction!(set_future_results, m)?)?;
+    m.add_function(wrap_pyfunction!(set_future_exception, m)?)?;
+    m.add_function(wrap_pyfunction!(run_coroutine, m)?)?;
+    Ok(())
+}
