@@ -2,6 +2,7 @@
 //! the cost of the engine itself (not of Python) is visible.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use gears_core::pending::{Answer, Later};
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::{Callable, Plan, Step, StepKind, StepResult};
 use gears_core::Record;
@@ -10,14 +11,14 @@ use std::sync::Arc;
 
 struct Sum;
 impl Callable for Sum {
-    fn map(&self, r: Record) -> StepResult<Record> {
-        match r {
-            Record::Str(s) => Ok(Record::Long(s.len() as i64)),
-            r => Ok(r),
-        }
+    fn map(&self, r: Record, _: &Later) -> StepResult<Answer<Record>> {
+        Ok(Answer::Now(match r {
+            Record::Str(s) => Record::Long(s.len() as i64),
+            r => r,
+        }))
     }
-    fn filter(&self, r: &Record) -> StepResult<bool> {
-        Ok(matches!(r, Record::Long(i) if i % 2 == 0))
+    fn filter(&self, r: &Record, _: &Later) -> StepResult<Answer<bool>> {
+        Ok(Answer::Now(matches!(r, Record::Long(i) if i % 2 == 0)))
     }
     fn extract_key(&self, r: &Record) -> StepResult<String> {
         Ok(match r {
@@ -25,14 +26,20 @@ impl Callable for Sum {
             _ => String::new(),
         })
     }
-    fn accumulate(&self, acc: Option<Record>, r: Record) -> StepResult<Record> {
-        match (acc, r) {
-            (Some(Record::Long(a)), Record::Long(b)) => Ok(Record::Long(a + b)),
-            (_, r) => Ok(r),
-        }
+    fn accumulate(&self, acc: Option<Record>, r: Record, _: &Later) -> StepResult<Answer<Record>> {
+        Ok(Answer::Now(match (acc, r) {
+            (Some(Record::Long(a)), Record::Long(b)) => Record::Long(a + b),
+            (_, r) => r,
+        }))
     }
-    fn accumulate_by_key(&self, _: &str, acc: Option<Record>, r: Record) -> StepResult<Record> {
-        self.accumulate(acc, r)
+    fn accumulate_by_key(
+        &self,
+        _: &str,
+        acc: Option<Record>,
+        r: Record,
+        l: &Later,
+    ) -> StepResult<Answer<Record>> {
+        self.accumulate(acc, r, l)
     }
 }
 

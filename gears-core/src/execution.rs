@@ -70,6 +70,8 @@ pub struct Execution {
     pub identity: Identity,
     inner: Mutex<Inner>,
     abort: Arc<AtomicBool>,
+    /// Running, but only waiting for answers (coroutines, futures).
+    waiting: AtomicBool,
     interrupter: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
@@ -106,6 +108,7 @@ impl Execution {
                 waiters: Vec::new(),
             }),
             abort: Arc::new(AtomicBool::new(false)),
+            waiting: AtomicBool::new(false),
             interrupter: Mutex::new(None),
         }
     }
@@ -123,6 +126,22 @@ impl Execution {
 
     pub fn status(&self) -> Status {
         self.lock().status
+    }
+
+    /// Marks the execution as only waiting for answers to its records (or
+    /// working again).
+    pub fn set_waiting(&self, yes: bool) {
+        self.waiting.store(yes, Ordering::SeqCst);
+    }
+
+    /// Whether the execution has not started yet, or only waits for
+    /// answers: what `abortpending` aborts.
+    pub fn is_pending(&self) -> bool {
+        match self.status() {
+            Status::Created => true,
+            Status::Running => self.waiting.load(Ordering::SeqCst),
+            _ => false,
+        }
     }
 
     /// The flag a pipeline polls to stop early.

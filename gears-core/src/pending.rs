@@ -12,7 +12,6 @@
 //! driver [`Inbox::park`]s a continuation, which the first outcome to arrive
 //! (or an abort) starts.
 
-use crate::plan::StepResult;
 use crate::Record;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,7 +39,7 @@ type Ticket = (usize, u64);
 
 #[derive(Default)]
 struct Inner {
-    arrived: Vec<(Ticket, StepResult<Record>)>,
+    arrived: Vec<(Ticket, Result<Record, String>)>,
     parked: Option<Job>,
     on_abort: HashMap<Ticket, Job>,
     aborted: bool,
@@ -58,7 +57,7 @@ impl Inbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn deliver(&self, ticket: Ticket, outcome: StepResult<Record>) {
+    fn deliver(&self, ticket: Ticket, outcome: Result<Record, String>) {
         let (resume, cancel) = {
             let mut g = self.lock();
             let cancel = g.on_abort.remove(&ticket);
@@ -73,7 +72,7 @@ impl Inbox {
     }
 
     /// The outcomes that arrived since the last call.
-    pub(crate) fn take(&self) -> Vec<(Ticket, StepResult<Record>)> {
+    pub(crate) fn take(&self) -> Vec<(Ticket, Result<Record, String>)> {
         std::mem::take(&mut self.lock().arrived)
     }
 
@@ -171,7 +170,7 @@ impl Resolver {
     /// a filter keeps its record when the answer is `Record::Long(1)`; a
     /// foreach passes its record on whatever the answer. An error becomes
     /// the record's error.
-    pub fn resolve(mut self, outcome: StepResult<Record>) {
+    pub fn resolve(mut self, outcome: Result<Record, String>) {
         self.answered = true;
         self.inbox.deliver(self.ticket, outcome);
     }

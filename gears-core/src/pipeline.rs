@@ -211,10 +211,12 @@ impl Pipeline {
     /// answered).
     pub fn finish(&mut self) -> bool {
         loop {
-            self.absorb();
             if self.aborted() {
+                // What the waiting records answer now (their cancellation)
+                // is not the run's outcome.
                 return true;
             }
+            self.absorb();
             if self.waiting > 0 || !self.held.is_empty() {
                 return false;
             }

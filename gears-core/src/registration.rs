@@ -362,11 +362,12 @@ impl Registration {
         dropped
     }
 
-    /// Executions of this registration that have not started yet.
+    /// Executions of this registration that have not started yet, or only
+    /// wait for answers to their records.
     pub fn pending_executions(&self) -> Vec<Arc<Execution>> {
         lock(&self.executions)
             .iter()
-            .filter(|e| e.status() == crate::execution::Status::Created)
+            .filter(|e| e.is_pending())
             .cloned()
             .collect()
     }

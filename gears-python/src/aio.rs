@@ -18,14 +18,14 @@
 use crate::command::{self, Session};
 use crate::convert::host;
 use crate::errors::{self as e, GearsError};
-use crate::runtime::runtime;
+use crate::runtime::{runtime, EventLoop};
 use crate::traceback::error_text;
 use gears_core::pending::{Answer, Later, Resolver};
 use gears_core::plan::StepResult;
 use gears_core::Record;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 use std::cell::RefCell;
 use std::os::raw::c_int;
 use std::sync::Mutex;
@@ -40,51 +40,7 @@ extern "C" {
     ) -> c_int;
 }
 
-/// The event loop and the prelude helpers that work with it.
-pub(crate) struct Loop {
-    event_loop: Py<PyAny>,
-    call_soon_threadsafe: Py<PyAny>,
-    set_running: Py<PyAny>,
-    get_running: Py<PyAny>,
-    continue_on_loop: Py<PyAny>,
-    run_coroutine: Py<PyAny>,
-    settle_future: Py<PyAny>,
-}
-
-impl Loop {
-    /// Starts the loop thread (the prelude's `_start_loop`).
-    pub(crate) fn start(py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<Loop> {
-        let get = |name: &str| -> PyResult<Py<PyAny>> {
-            prelude
-                .get_item(name)?
-                .map(Bound::unbind)
-                .ok_or_else(|| GearsError::new_err(format!("the prelude lacks {name}")))
-        };
-        let event_loop = get("_start_loop")?.bind(py).call0()?;
-        let events = py.import("asyncio")?.getattr("events")?;
-        Ok(Loop {
-            call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
-            event_loop: event_loop.unbind(),
-            set_running: events.getattr("_set_running_loop")?.unbind(),
-            get_running: events.getattr("_get_running_loop")?.unbind(),
-            continue_on_loop: get("_continue_on_loop")?,
-            run_coroutine: get("_run_coroutine")?,
-            settle_future: get("_settle_future")?,
-        })
-    }
-
-    /// Runs `f(args...)` on the loop thread, soon.
-    fn soon(&self, py: Python<'_>, f: &Py<PyAny>, args: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
-        let mut all = vec![f.bind(py).clone()];
-        all.extend(args);
-        self.call_soon_threadsafe
-            .bind(py)
-            .call1(PyTuple::new(py, all)?)?;
-        Ok(())
-    }
-}
-
-fn the_loop() -> &'static Loop {
+fn the_loop() -> &'static EventLoop {
     &runtime().aio
 }
 

@@ -1,11 +1,10 @@
 //! Starting the interpreter inside the Redis process, running script
 //! bodies, and starting the executions they prepare.
 
-use crate::aio;
 use crate::api;
 use crate::command::{with_context, Session};
 use crate::host::{RedisHost, ScriptScope};
-use crate::runtime::{self, runtime, Runtime};
+use crate::runtime::{self, runtime, EventLoop, Runtime};
 use crate::script::{with_script, ScriptOutcome};
 use crate::traceback::error_text;
 use crate::watchdog;
@@ -83,7 +82,7 @@ const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
 pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), String> {
     make_libpython_global()?;
     start_interpreter()?;
-    let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, aio::Loop)> {
+    let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, EventLoop)> {
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["redis-server"])?;
         // A thread waiting for the GIL (a sync registration on the Redis main
@@ -96,7 +95,7 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         globals.set_item("__name__", "__gears__")?;
         let code = CString::new(include_str!("prelude.py")).expect("no NUL in the prelude");
         py.run(&code, Some(&globals), None)?;
-        let aio = aio::Loop::start(py, &globals)?;
+        let aio = EventLoop::start(py, &globals)?;
         Ok((globals.unbind(), aio))
     })
     .map_err(|e| Python::with_gil(|py| format!("the gears prelude failed: {}", e.value(py))))?;

@@ -161,6 +161,7 @@ fn settle(run: &mut Run) -> bool {
 /// Leaves `run` to be finished by a worker once one of its waiting records
 /// is answered (or it is aborted); the thread goes back to other work.
 fn park(run: Run) {
+    run.exec.set_waiting(true);
     let inbox = run.pipe.inbox().clone();
     let slot = Arc::new(Mutex::new(Some(run)));
     let parked = slot.clone();
@@ -181,6 +182,7 @@ fn resume(slot: &Mutex<Option<Run>>) {
         return;
     };
     run.driver.here();
+    run.exec.set_waiting(false);
     let outcome = with_context(run.session.clone(), || {
         catch_unwind(AssertUnwindSafe(|| settle(&mut run)))
     });
