@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] | fuzz [--calls N] [--seed S] | setup>"
+                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] [--only NAME] | fuzz [--calls N] [--seed S] | setup>"
             );
             return ExitCode::from(2);
         }
