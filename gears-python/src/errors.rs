@@ -38,6 +38,7 @@ pub const COROUTINE_ON_REDUCE: &str = "coroutine are not allow on reduce";
 pub const NOT_A_COROUTINE: &str = "runCoroutine expects a coroutine";
 pub const BAD_DELAY: &str = "runCoroutine delay must be a non negative number of seconds";
 pub const NOT_A_FUTURE: &str = "expected a future created by createFuture";
+pub const ON_REGISTERED_COROUTINE: &str = "onRegistered can not be a coroutine";
 
 // run() and its readers.
 pub const TWO_RUNS: &str = "Can not run more then 1 executions in a single script";

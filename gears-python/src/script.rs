@@ -2,6 +2,7 @@
 //! execution `run()` prepared and the registrations `register()` made, which
 //! the host starts and applies once the body has succeeded.
 
+use crate::errors::ON_REGISTERED_COROUTINE;
 use crate::host::{LogLevel, ScriptScope};
 use crate::runtime::host;
 use crate::traceback::error_text;
@@ -41,13 +42,18 @@ impl PendingRegistration {
     pub fn on_registered(&self) {
         let Some(f) = &self.on_registered else { return };
         Python::with_gil(|py| {
-            if let Err(e) = f.bind(py).call0() {
+            let failure = match f.bind(py).call0() {
+                Err(e) => Some(error_text(py, &e)),
+                // As in 1.2, it may not be a coroutine (nothing would wait
+                // for it).
+                Ok(out) => crate::aio::refuse_coroutine(&out, ON_REGISTERED_COROUTINE),
+            };
+            if let Some(failure) = failure {
                 host().log(
                     LogLevel::Warning,
                     &format!(
-                        "onRegistered of registration {} failed: {}",
+                        "onRegistered of registration {} failed: {failure}",
                         self.reg.id,
-                        error_text(py, &e)
                     ),
                 );
             }

@@ -62,6 +62,30 @@ fn coroutine_steps_keep_the_input_order() {
     assert_has(&r.errors()[0], "boom 1");
     let r = c.py("async def now(x):\n    return 'now'\nGB('ShardsIDReader').map(now).run()");
     assert_eq!(r.results(), ["now"]);
+    // call_next outside a hook, after an await, still raises 1.2's error.
+    let r = c.py(
+        "import asyncio\n\
+         async def nohook(x):\n    await asyncio.sleep(0)\n    try:\n        call_next('x')\n    except Exception as e:\n        return str(e)\n\
+         GB('ShardsIDReader').map(nohook).run()",
+    );
+    assert_eq!(r.results(), ["Can not get CommandHook ctx"]);
+}
+
+#[test]
+fn the_intro_example_waits_five_seconds_without_a_worker() {
+    let s = Server::start(&["ExecutionThreads", "1"]);
+    let mut c = s.client();
+    let script = "import asyncio\n\nasync def coro(r):\n\tawait asyncio.sleep(5)\n\nGB('ShardsIDReader').foreach(coro).run()\n";
+    let mut waiter = s.client();
+    let t = Instant::now();
+    waiter.send(&["RG.PYEXECUTE", script]);
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile the only worker runs other executions.
+    assert_eq!(c.py("GB('ShardsIDReader').run()").results(), ["1"]);
+    assert!(t.elapsed() < Duration::from_secs(4));
+    let r = waiter.read();
+    assert_eq!(r.results(), ["1"]);
+    assert!(t.elapsed() >= Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -470,6 +494,11 @@ fn is_async_allow_and_await_inside_atomic() {
 fn extractors_and_reducers_refuse_coroutines() {
     let s = Server::start(&[]);
     let mut c = s.client();
+    // onRegistered neither: the registration stands, the refusal is logged.
+    c.py("async def init():\n    execute('set', 'init-ran', '1')\n\
+         GB('CommandReader').register(trigger='t', onRegistered=init)");
+    assert!(s.log().contains("onRegistered can not be a coroutine"));
+    assert_eq!(c.cmd(&["EXISTS", "init-ran"]), Value::Int(0));
     let r = c.py("async def key(x):\n    return x\n\
          GB('ShardsIDReader').groupby(key, lambda k, a, r: r).run()");
     assert_has(&r.errors()[0], "coroutine are not allow on extractor");
