@@ -1,5 +1,6 @@
 //! Test support: a throwaway `redis-server` with the module loaded, and a
-//! minimal RESP2 client. No mocks: every test talks to a real server.
+//! client (redis-rs, with replies as plain [`Value`]s). No mocks: every test
+//! talks to a real server.
 //!
 //! The module is found through `GEARS_MODULE` (set by `cargo xtask test`),
 //! or else in `target/release` then `target/debug`.
@@ -8,8 +9,7 @@
 
 pub mod fuzz;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,42 +89,68 @@ pub fn bulk(s: &str) -> Value {
     Value::Bulk(s.as_bytes().to_vec())
 }
 
-/// A command in RESP.
-fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
-    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        let a = a.as_ref();
-        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        buf.extend_from_slice(a);
-        buf.extend_from_slice(b"\r\n");
+/// A reply of redis-rs as a [`Value`]; RESP3-only shapes do not occur (the
+/// connections speak RESP2).
+fn from_redis(v: redis::Value) -> Value {
+    match v {
+        redis::Value::Nil => Value::Nil,
+        redis::Value::Int(i) => Value::Int(i),
+        redis::Value::BulkString(b) => Value::Bulk(b),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            Value::Array(items.into_iter().map(from_redis).collect())
+        }
+        redis::Value::SimpleString(s) => Value::Status(s),
+        redis::Value::Okay => Value::Status("OK".into()),
+        redis::Value::ServerError(e) => Value::Error(match e.details() {
+            Some(d) => format!("{} {d}", e.code()),
+            None => e.code().to_owned(),
+        }),
+        other => panic!("unexpected RESP3 reply {other:?}"),
     }
-    buf
 }
 
+fn io_error(e: redis::RedisError) -> std::io::Error {
+    if e.is_timeout() {
+        return std::io::Error::new(std::io::ErrorKind::WouldBlock, e.to_string());
+    }
+    if e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error() {
+        return std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.to_string());
+    }
+    std::io::Error::other(e.to_string())
+}
+
+/// A connection to a test server (redis-rs underneath): commands go out as
+/// given, replies come back as [`Value`]s, server errors included.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    con: redis::Connection,
 }
 
 impl Client {
     pub fn connect(port: u16) -> std::io::Result<Client> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_nodelay(true)?;
-        Ok(Client {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
+        let con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .map_err(io_error)?;
+        let c = Client { con };
+        c.set_timeout(Duration::from_secs(60));
+        Ok(c)
     }
 
     pub fn set_timeout(&self, t: Duration) {
-        self.writer.set_read_timeout(Some(t)).unwrap();
+        self.con.set_read_timeout(Some(t)).unwrap();
+    }
+
+    fn packed<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+        let mut cmd = redis::Cmd::new();
+        for a in args {
+            cmd.arg(a.as_ref());
+        }
+        cmd.get_packed_command()
     }
 
     /// Sends one command without reading its reply.
     pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
-        self.writer
-            .write_all(&encode(args))
+        self.con
+            .send_packed_command(&Self::packed(args))
             .expect("write to redis");
     }
 
@@ -133,45 +159,7 @@ impl Client {
     }
 
     pub fn try_read(&mut self) -> std::io::Result<Value> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        if line.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        let line = line.trim_end_matches("\r\n");
-        let (kind, rest) = line.split_at(1);
-        Ok(match kind {
-            "+" => Value::Status(rest.to_owned()),
-            "-" => Value::Error(rest.to_owned()),
-            ":" => Value::Int(rest.parse().expect("integer reply")),
-            "$" => {
-                let n: i64 = rest.parse().expect("bulk length");
-                if n < 0 {
-                    Value::Nil
-                } else {
-                    let mut b = vec![0; n as usize + 2];
-                    self.reader.read_exact(&mut b)?;
-                    b.truncate(n as usize);
-                    Value::Bulk(b)
-                }
-            }
-            "*" => {
-                let n: i64 = rest.parse().expect("array length");
-                if n < 0 {
-                    Value::Nil
-                } else {
-                    let mut items = Vec::with_capacity(n as usize);
-                    for _ in 0..n {
-                        items.push(self.try_read()?);
-                    }
-                    Value::Array(items)
-                }
-            }
-            other => panic!("unknown reply type {other:?} in {line:?}"),
-        })
+        self.con.recv_response().map(from_redis).map_err(io_error)
     }
 
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Value {
@@ -181,7 +169,9 @@ impl Client {
 
     /// Like [`Client::cmd`], with I/O errors (a dead server, a timeout).
     pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> std::io::Result<Value> {
-        self.writer.write_all(&encode(args))?;
+        self.con
+            .send_packed_command(&Self::packed(args))
+            .map_err(io_error)?;
         self.try_read()
     }
 

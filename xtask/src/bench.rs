@@ -157,6 +157,127 @@ fn stream_ingest(server: &Server, c: &mut Client, n: usize) {
     );
 }
 
+/// Requests per second `redis-benchmark` reaches with `clients` connections,
+/// `pipeline` commands in flight on each, sending `n` times `args`
+/// (`__rand_int__` becomes a random number below 1,000,000).
+fn redis_benchmark(port: u16, clients: usize, pipeline: usize, n: usize, args: &[&str]) -> f64 {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string(), "-P", &pipeline.to_string()])
+        .args(["-n", &n.to_string(), "-r", "1000000", "--csv"])
+        .args(args)
+        .output()
+        .expect("redis-benchmark runs (Debian's redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps",...: the second field of the second line.
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|f| f.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no rate in redis-benchmark's output: {text}"))
+}
+
+/// An integer key's value (0 when missing).
+fn counter(c: &mut Client, key: &str) -> i64 {
+    match c.cmd(&["GET", key]) {
+        Value::Nil => 0,
+        v => v.text().parse().unwrap_or(0),
+    }
+}
+
+/// The best of `rounds` rates of `f`.
+fn best_rate(rounds: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..rounds).map(|_| f()).fold(0.0, f64::max)
+}
+
+/// The event path under many clients, as `redis-benchmark -c 50` loads it:
+/// sync triggers, stream consumers and RG.PYEXECUTE, each against what
+/// Redis does alone (or with Lua) in the same run.
+fn concurrent(server: &Server, c: &mut Client, quick: bool) {
+    let port = server.port;
+    let n = if quick { 20_000 } else { 100_000 };
+    c.py(
+        "GB().foreach(lambda x: execute('INCR', 'bk_count')).register(prefix='bk:*', mode='sync')",
+    );
+    for pipeline in [1, 16] {
+        let plain = best_rate(2, || {
+            redis_benchmark(port, 50, pipeline, n, &["SET", "bn:__rand_int__", "v"])
+        });
+        let triggered = best_rate(2, || {
+            redis_benchmark(port, 50, pipeline, n, &["SET", "bk:__rand_int__", "v"])
+        });
+        let lua = best_rate(2, || {
+            redis_benchmark(
+                port,
+                50,
+                pipeline,
+                n,
+                &[
+                    "EVAL",
+                    "redis.call('SET', KEYS[1], 'v') return redis.call('INCR', 'lua_count')",
+                    "1",
+                    "bl:__rand_int__",
+                ],
+            )
+        });
+        println!(
+            "concurrent_sync_trigger: SET with a sync KeysReader registration (one execute('INCR')) vs plain SET, 50 clients, pipeline {pipeline}: {triggered:.0} vs {plain:.0} ops/s, ratio {:.2} (target >= {}; Lua SET+INCR ratio {:.2})",
+            triggered / plain,
+            if pipeline == 1 { "0.85" } else { "0.5" },
+            lua / plain
+        );
+    }
+    let id = registration_id(c);
+    c.cmd(&["RG.UNREGISTER", &id]);
+
+    c.py("GB('StreamReader').foreach(lambda x: execute('INCR', 'bs_seen')).register(prefix='bs', batch=1000, duration=50, trimStream=True)");
+    let id = registration_id(c);
+    let plain = best_rate(2, || {
+        redis_benchmark(port, 50, 1, n, &["XADD", "bp", "*", "f", "v"])
+    });
+    let mut consumer_rate = f64::MAX;
+    let with_reg = best_rate(2, || {
+        let before = counter(c, "bs_seen");
+        let t = Instant::now();
+        let rate = redis_benchmark(port, 50, 1, n, &["XADD", "bs", "*", "f", "v"]);
+        let want = before + n as i64;
+        assert!(
+            server.wait_for(300, || counter(c, "bs_seen") == want),
+            "every stream message is processed"
+        );
+        consumer_rate = consumer_rate.min(n as f64 / t.elapsed().as_secs_f64());
+        rate
+    });
+    c.cmd(&["RG.UNREGISTER", &id]);
+    println!(
+        "concurrent_stream: XADD with an async StreamReader registration (batch=1000, duration=50, trimStream) vs plain XADD, 50 clients: {with_reg:.0} vs {plain:.0} ops/s, ratio {:.2} (target >= 0.85); consumer processed {consumer_rate:.0} entries/s (XADD rate {with_reg:.0}/s)",
+        with_reg / plain
+    );
+
+    let script = "GB('ShardsIDReader').run()";
+    let m = if quick { 5_000 } else { 20_000 };
+    let gears = best_rate(2, || {
+        redis_benchmark(port, 50, 1, m, &["RG.PYEXECUTE", script])
+    });
+    let eval = best_rate(2, || {
+        redis_benchmark(port, 50, 1, n, &["EVAL", "return 1", "0"])
+    });
+    println!(
+        "concurrent_pyexecute: RG.PYEXECUTE \"{script}\" vs EVAL \"return 1\" 0, 50 clients: {gears:.0} vs {eval:.0} ops/s, ratio {:.2} (target >= 0.25)",
+        gears / eval
+    );
+    let gears = best_rate(2, || {
+        redis_benchmark(port, 1, 1, m / 4, &["RG.PYEXECUTE", script])
+    });
+    let eval = best_rate(2, || {
+        redis_benchmark(port, 1, 1, n / 4, &["EVAL", "return 1", "0"])
+    });
+    println!(
+        "pyexecute_round_trip: one client, RG.PYEXECUTE vs EVAL round trip: ratio {:.2} (target <= 2)",
+        eval / gears
+    );
+}
+
 /// DEBUG RELOAD (save and load the RDB) with 1,000 registrations against
 /// the same with none: the cost of restoring one registration.
 fn restart_with_registrations() {
@@ -301,6 +422,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     if want("sync_set_during_batch") {
         sync_set_during_batch(&mut c, server.port);
+    }
+    if want("concurrent") {
+        concurrent(&server, &mut c, quick);
     }
     if want("async_map_eager") {
         async_map_eager(&mut c, 100_000);
