@@ -169,10 +169,11 @@ fn redis_benchmark(port: u16, clients: usize, pipeline: usize, n: usize, args: &
         .output()
         .expect("redis-benchmark runs (Debian's redis-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
-    // "test","rps",...: the second field of the second line.
+    // "test","rps" and six latencies: the seventh field from the end of
+    // the second line (the test name may hold commas).
     text.lines()
         .nth(1)
-        .and_then(|l| l.split(',').nth(1))
+        .and_then(|l| l.rsplit(',').nth(6))
         .and_then(|f| f.trim_matches('"').parse().ok())
         .unwrap_or_else(|| panic!("no rate in redis-benchmark's output: {text}"))
 }
