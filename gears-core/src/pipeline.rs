@@ -195,6 +195,9 @@ impl Pipeline {
     /// Takes in the answers that arrived, then the input held back, as far
     /// as the steps let it through.
     pub fn absorb(&mut self) {
+        if self.waiting == 0 && self.held.is_empty() {
+            return;
+        }
         for ((step, seq), outcome) in self.inbox.take() {
             self.answer(step, seq, outcome);
         }

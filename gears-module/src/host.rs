@@ -31,6 +31,10 @@ impl RedisHost for ModuleHost {
         self.0.topology().hashtag().to_owned()
     }
 
+    fn shard_id(&self) -> Option<String> {
+        (!self.0.topology().is_cluster()).then(|| "1".to_owned())
+    }
+
     fn keys_reader(&self, who: Identity, spec: KeysReaderSpec) -> Box<dyn Reader> {
         Box::new(KeysReader::new(spec, who))
     }

@@ -55,9 +55,9 @@ pub fn key_record(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> 
 }
 
 fn key_record_now(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
-    let value = read_value.then(|| {
-        let ty = redis::key_type(ctx, key);
-        read_values(ctx, vec![(key.to_vec(), ty)]).pop()
+    let value = read_value.then(|| match redis::key_type_and_string(ctx, key) {
+        (KeyType::String, Some(v)) => Some(Ok(KeyValue::String(v))),
+        (ty, _) => read_values(ctx, vec![(key.to_vec(), ty)]).pop(),
     });
     key_entry(key.to_vec(), value.flatten(), Some(event.to_owned()))
 }

@@ -1216,6 +1216,41 @@ fn key_type_of(raw_type: c_int) -> KeyType {
 }
 
 /// The type of key `name`. Lock held.
+/// A key's type and, for a string, its value, read in place (no command
+/// call): the record of a key event.
+pub fn key_type_and_string(ctx: LockedCtx, name: &[u8]) -> (KeyType, Option<Vec<u8>>) {
+    // SAFETY: lock held by the caller (a `LockedCtx` exists); the key is
+    // opened for reading and closed here, after its value was copied out of
+    // the DMA pointer (valid while the key is open and unmodified); the
+    // string is freed here.
+    unsafe {
+        let ctx = ctx.0;
+        let s =
+            raw::RedisModule_CreateString.unwrap()(ctx, name.as_ptr().cast::<c_char>(), name.len());
+        let k = raw::RedisModule_OpenKey.unwrap()(ctx, s, raw::REDISMODULE_READ as i32);
+        let mut out = (KeyType::Empty, None);
+        if !k.is_null() {
+            let ty = key_type_of(raw::RedisModule_KeyType.unwrap()(k.cast()));
+            let mut value = None;
+            if ty == KeyType::String {
+                let mut len: usize = 0;
+                let p = raw::RedisModule_StringDMA.unwrap()(
+                    k.cast(),
+                    &mut len,
+                    raw::REDISMODULE_READ as i32,
+                );
+                if !p.is_null() {
+                    value = Some(std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec());
+                }
+            }
+            out = (ty, value);
+            raw::RedisModule_CloseKey.unwrap()(k.cast());
+        }
+        raw::RedisModule_FreeString.unwrap()(ctx, s);
+        out
+    }
+}
+
 pub fn key_type(ctx: LockedCtx, name: &[u8]) -> KeyType {
     // SAFETY: lock held by the caller (a `LockedCtx` exists); the string
     // and key are freed here.

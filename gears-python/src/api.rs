@@ -126,6 +126,12 @@ fn hashtag() -> String {
     host().hashtag()
 }
 
+/// This shard's id, when known without a command (ShardsIDReader).
+#[pyfunction]
+fn shard_id() -> Option<String> {
+    host().shard_id()
+}
+
 #[pyfunction]
 #[pyo3(name = "configGet")]
 fn config_get(py: Python<'_>, key: &str) -> PyResult<Py<PyAny>> {
@@ -286,6 +292,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(execute, &m)?)?;
     m.add_function(wrap_pyfunction!(log, &m)?)?;
     m.add_function(wrap_pyfunction!(hashtag, &m)?)?;
+    m.add_function(wrap_pyfunction!(shard_id, &m)?)?;
     m.add_function(wrap_pyfunction!(atomic_enter, &m)?)?;
     m.add_function(wrap_pyfunction!(atomic_exit, &m)?)?;
     m.add_function(wrap_pyfunction!(is_in_atomic_block, &m)?)?;

@@ -75,6 +75,11 @@ pub trait RedisHost: Send + Sync + 'static {
     /// A configuration value (built-in option or extra key).
     fn config_get(&self, key: &str) -> Option<gears_config::Value>;
     fn hashtag(&self) -> String;
+    /// This shard's id when it is known without asking Redis (a single
+    /// shard: "1"); `None` sends ShardsIDReader to `RG.INFOCLUSTER`.
+    fn shard_id(&self) -> Option<String> {
+        None
+    }
     /// A reader over the keyspace (the keys `who` may read).
     fn keys_reader(&self, who: Identity, spec: KeysReaderSpec) -> Box<dyn Reader>;
     /// A reader over the messages of stream `key` after id `from`, read as

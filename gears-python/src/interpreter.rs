@@ -104,39 +104,70 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         engine,
         prelude,
         aio,
+        scripts: Default::default(),
     })?;
     watchdog::start()
+}
+
+/// How many compiled script bodies are kept, and up to which size: clients
+/// send the same scripts again and again (as they do with Lua), and parsing
+/// costs more than running a short one.
+const SCRIPT_CACHE_ENTRIES: usize = 256;
+const SCRIPT_CACHE_MAX_LEN: usize = 64 * 1024;
+
+/// The code object of `code`, compiled once while it stays in the cache.
+fn compiled<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyAny>> {
+    let cache = &runtime().scripts;
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(code) {
+        return Ok(hit.bind(py).clone());
+    }
+    let compiled = py
+        .import("builtins")?
+        .getattr("compile")?
+        .call1((code, "<string>", "exec"))?;
+    if code.len() <= SCRIPT_CACHE_MAX_LEN {
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= SCRIPT_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(code.to_owned(), compiled.clone().unbind());
+    }
+    Ok(compiled)
 }
 
 /// Runs an RG.PYEXECUTE script body of a session (`scope`) in fresh
 /// globals. The caller holds the Redis lock (it is the Redis main thread).
 pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOutcome, String> {
-    let code = CString::new(code).map_err(|_| "the script contains a NUL byte".to_string())?;
+    if code.contains('\0') {
+        return Err("the script contains a NUL byte".to_string());
+    }
     let scope: ScriptScope = scope.into();
     let identity = scope.identity.clone();
+    let session = Session {
+        identity,
+        ..Session::default()
+    };
     let (result, ctx) = with_script(scope, || {
-        with_context(
-            Session {
-                identity,
-                ..Session::default()
-            },
-            || {
-                watchdog::watched(|| {
-                    Python::with_gil(|py| -> Result<(), String> {
-                        let globals = runtime()
-                            .prelude
-                            .bind(py)
-                            .copy()
-                            .map_err(|e| error_text(py, &e))?;
-                        globals
-                            .set_item("__name__", "__main__")
-                            .map_err(|e| error_text(py, &e))?;
-                        py.run(&code, Some(&globals), None)
-                            .map_err(|e| error_text(py, &e))
-                    })
+        with_context(session, || {
+            watchdog::watched(|| {
+                Python::with_gil(|py| -> Result<(), String> {
+                    let compiled = compiled(py, code).map_err(|e| error_text(py, &e))?;
+                    let globals = runtime()
+                        .prelude
+                        .bind(py)
+                        .copy()
+                        .map_err(|e| error_text(py, &e))?;
+                    globals
+                        .set_item("__name__", "__main__")
+                        .map_err(|e| error_text(py, &e))?;
+                    py.import("builtins")
+                        .and_then(|b| b.getattr("exec"))
+                        .and_then(|exec| exec.call1((compiled, globals)))
+                        .map(|_| ())
+                        .map_err(|e| error_text(py, &e))
                 })
-            },
-        )
+            })
+        })
     });
     crate::command::leave_atomic();
     match result {

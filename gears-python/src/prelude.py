@@ -106,6 +106,10 @@ def _func(op, f):
 
 
 def _shards_id_reader():
+    known = _native.shard_id()
+    if known is not None:
+        yield known
+        return
     res = execute('RG.INFOCLUSTER')
     if res == 'no cluster mode':
         yield '1'

@@ -25,6 +25,8 @@ extern "C" {
 struct Driver {
     ident: AtomicU64,
     in_python: AtomicBool,
+    /// An interruption was posted and may not have fired yet.
+    posted: AtomicBool,
 }
 
 impl Driver {
@@ -44,10 +46,13 @@ impl Driver {
             self.in_python.store(true, Ordering::SeqCst);
             let r = f(py);
             self.in_python.store(false, Ordering::SeqCst);
-            let ident = self.ident.load(Ordering::SeqCst);
-            // SAFETY: we hold the GIL; a NULL exception clears any pending
-            // asynchronous exception of that thread (our own).
-            unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
+            // Posting and clearing both happen under the GIL: no race.
+            if self.posted.swap(false, Ordering::SeqCst) {
+                let ident = self.ident.load(Ordering::SeqCst);
+                // SAFETY: we hold the GIL; a NULL exception clears any
+                // pending asynchronous exception of that thread (our own).
+                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
+            }
             r
         })
     }
@@ -62,6 +67,7 @@ impl Driver {
                 // thread (it is inside `in_gil`, as `in_python` says under
                 // this GIL).
                 unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr()) };
+                self.posted.store(true, Ordering::SeqCst);
             }
         })
     }
@@ -94,6 +100,32 @@ struct Run {
     read: Duration,
 }
 
+/// Gives this thread a Python thread state for good. Without one, every
+/// `with_gil` of a worker creates a thread state and deletes it again
+/// (CPython's PyGILState keeps one only while it is in use), which costs
+/// more than a short execution itself.
+fn keep_thread_state() {
+    thread_local! {
+        /// Per thread by nature: Python thread states are.
+        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    KEPT.with(|kept| {
+        if !kept.get() {
+            // SAFETY: the interpreter is running (executions only run after
+            // initialization) and this thread does not hold the GIL here
+            // (runners are entered without it, `execute()` releases it).
+            // Ensure creates this thread's state and takes the GIL; SaveThread
+            // gives the GIL back but leaves the state's use count at one, so
+            // later Ensure/Release pairs reuse it instead of deleting it.
+            unsafe {
+                let _ = pyo3::ffi::PyGILState_Ensure();
+                pyo3::ffi::PyEval_SaveThread();
+            }
+            kept.set(true);
+        }
+    });
+}
+
 /// Runs `exec` on this thread, with `command` as the command context its
 /// steps see (`override_reply`, `call_next`). Its records may wait when
 /// `may_wait`; the execution then finishes on a worker once they are
@@ -106,6 +138,7 @@ pub(crate) fn run(
     may_wait: bool,
 ) {
     let started = Instant::now();
+    keep_thread_state();
     // An execution nested in another one's `atomic()` block (a sync
     // registration its write triggered) leaves that block alone.
     let nested_in_atomic = crate::command::in_atomic();
@@ -181,6 +214,7 @@ fn resume(slot: &Mutex<Option<Run>>) {
     let Some(mut run) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return;
     };
+    keep_thread_state();
     run.driver.here();
     run.exec.set_waiting(false);
     let outcome = with_context(run.session.clone(), || {

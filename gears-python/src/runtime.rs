@@ -20,6 +20,8 @@ pub(crate) struct Runtime {
     pub(crate) prelude: Py<PyDict>,
     /// The event loop of coroutines (see `aio`).
     pub(crate) aio: EventLoop,
+    /// Compiled script bodies by their text (see `interpreter`).
+    pub(crate) scripts: std::sync::Mutex<std::collections::HashMap<String, Py<PyAny>>>,
 }
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
