@@ -69,7 +69,49 @@ thread_local! {
     /// Registrations whose executions are on this thread's stack right now.
     /// Per thread by nature: an event raised by an execution is delivered on
     /// the thread that runs it.
-    static RUNNING: RefCell<Vec<*const Registration>> = const { RefCell::new(Vec::new()) };
+    static RUNNING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The registrations whose executions run on this thread, by address.
+fn mark_of(reg: &Registration) -> usize {
+    reg as *const Registration as usize
+}
+
+/// The registrations running on a thread, taken along to where their
+/// executions' work goes on (a coroutine resumed on the loop thread, a
+/// waiting execution finished on a worker), so that the self-trigger guard
+/// holds there too.
+#[derive(Debug, Clone, Default)]
+pub struct Running(Vec<usize>);
+
+impl Running {
+    /// The registrations running on this thread now.
+    pub fn here() -> Running {
+        Running(RUNNING.with(|r| r.borrow().clone()))
+    }
+
+    /// Runs `f` with these registrations marked as running on this thread
+    /// too (those not marked already).
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unmark(usize);
+        impl Drop for Unmark {
+            fn drop(&mut self) {
+                RUNNING.with(|r| {
+                    let mut r = r.borrow_mut();
+                    let keep = r.len().saturating_sub(self.0);
+                    r.truncate(keep);
+                })
+            }
+        }
+        let added = RUNNING.with(|r| {
+            let mut r = r.borrow_mut();
+            let new: Vec<usize> = self.0.iter().filter(|m| !r.contains(m)).copied().collect();
+            r.extend(&new);
+            new.len()
+        });
+        let _unmark = Unmark(added);
+        f()
+    }
 }
 
 /// How many executions may run nested on one thread (a sync trigger that
@@ -86,7 +128,7 @@ pub fn too_nested() -> String {
 /// raises itself (its own `execute('expire', key)`) must not trigger it
 /// again, or it would never end.
 pub fn is_running_here(reg: &Registration) -> bool {
-    RUNNING.with(|r| r.borrow().contains(&(reg as *const Registration)))
+    RUNNING.with(|r| r.borrow().contains(&mark_of(reg)))
 }
 
 /// Ends an execution that may not run, at once, as a failure.
@@ -109,7 +151,7 @@ fn run_marked(
             RUNNING.with(|r| r.borrow_mut().pop());
         }
     }
-    RUNNING.with(|r| r.borrow_mut().push(Arc::as_ptr(reg)));
+    RUNNING.with(|r| r.borrow_mut().push(mark_of(reg)));
     let _unmark = Unmark;
     runner.run(exec, &reg.plan, reader, command, may_wait);
 }

@@ -170,9 +170,14 @@ impl Pipeline {
         !self.held.is_empty() && !self.input_closed()
     }
 
+    /// Whether a step holds too many records: waiting ones, answered ones
+    /// behind a waiting one, or records queued for a waiting accumulator.
     fn saturated(&self) -> bool {
-        self.waiting >= MAX_WAITING_PER_STEP
-            && self.steps.iter().any(|s| s.waiting >= MAX_WAITING_PER_STEP)
+        self.waiting > 0
+            && self
+                .steps
+                .iter()
+                .any(|s| s.queue.len() + s.backlog.len() >= MAX_WAITING_PER_STEP)
     }
 
     /// Pushes a batch from the reader. Stops early when the input closes;
@@ -195,7 +200,7 @@ impl Pipeline {
     /// Takes in the answers that arrived, then the input held back, as far
     /// as the steps let it through.
     pub fn absorb(&mut self) {
-        if self.waiting == 0 && self.held.is_empty() {
+        if (self.waiting == 0 && self.held.is_empty()) || self.aborted() {
             return;
         }
         for ((step, seq), outcome) in self.inbox.take() {
@@ -220,6 +225,11 @@ impl Pipeline {
                 return true;
             }
             self.absorb();
+            if self.input_closed() {
+                // A limit or an error ended the input: what was held back
+                // is never read.
+                self.held.clear();
+            }
             if self.waiting > 0 || !self.held.is_empty() {
                 return false;
             }
@@ -698,6 +708,46 @@ mod tests {
         assert!(p.finish());
         assert_eq!(longs(&p.results), vec![0]);
         assert_eq!(p.errors, vec![crate::pending::NEVER_ANSWERED.to_string()]);
+    }
+
+    #[test]
+    fn held_input_is_dropped_when_a_limit_closes_the_input() {
+        let d = Deferred::default();
+        let mut p = waiting_pipeline(vec![
+            Step::new(StepKind::Map, "m", Some(Arc::new(d.clone()))),
+            Step::plain(StepKind::Limit { offset: 0, len: 2 }),
+        ]);
+        let n = crate::pending::MAX_WAITING_PER_STEP as i64;
+        p.push_batch(nums(n + 24));
+        assert!(p.blocked());
+        for (v, res) in d.take() {
+            res.resolve(Ok(v));
+        }
+        assert!(p.finish(), "the held records are not waited for");
+        assert_eq!(longs(&p.results), vec![0, 1]);
+    }
+
+    #[test]
+    fn an_accumulator_backlog_is_bounded() {
+        let d = Deferred::default();
+        let mut p = waiting_pipeline(vec![Step::new(
+            StepKind::Accumulate,
+            "a",
+            Some(Arc::new(d.clone())),
+        )]);
+        let n = crate::pending::MAX_WAITING_PER_STEP as i64;
+        p.push_batch(nums(3 * n));
+        assert!(p.blocked(), "the reader stops while the backlog is full");
+        loop {
+            for (v, res) in d.take() {
+                res.resolve(Ok(v));
+            }
+            p.absorb();
+            if p.finish() {
+                break;
+            }
+        }
+        assert_eq!(longs(&p.results), vec![(3 * n) * (3 * n - 1) / 2]);
     }
 
     #[test]

@@ -112,8 +112,12 @@ fn fire_keys(
     linked: Option<Arc<Linked>>,
 ) {
     let command = linked.as_ref().and_then(|l| l.ctx.clone());
-    let Ok(placement) = g.engine.placement(reg, Caller::Event) else {
-        return;
+    let placement = match g.engine.placement(reg, Caller::Event) {
+        // Inside MULTI or Lua nothing may go on after the command: a record
+        // that would wait is an error instead (as 1.2).
+        Ok(Placement::Inline { .. }) if !n.may_wait => Placement::Inline { may_wait: false },
+        Ok(placement) => placement,
+        Err(_) => return,
     };
     // Inline: read the key now, under the lock this thread holds. Queued:
     // read it when the execution starts.

@@ -88,6 +88,9 @@ pub struct Notification<'a> {
     pub event: &'a str,
     pub key: &'a [u8],
     pub db: i64,
+    /// Raised outside MULTI and Lua: what it starts may go on in the
+    /// background.
+    pub may_wait: bool,
 }
 
 /// Where Redis's callbacks go. Each runs under `catch_unwind`.
@@ -1428,6 +1431,9 @@ unsafe fn deliver(
                 event: &event,
                 key,
                 db,
+                may_wait: context_flags(ctx)
+                    & (raw::REDISMODULE_CTX_FLAGS_MULTI | raw::REDISMODULE_CTX_FLAGS_LUA)
+                    == 0,
             })
         })
     });

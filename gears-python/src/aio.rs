@@ -103,17 +103,44 @@ fn no_wait_in_atomic<'py>(
     Ok(again)
 }
 
+thread_local! {
+    /// This thread's context as a Python object, for the generation of the
+    /// context it stands for (see `command::generation`). Per thread by
+    /// nature: the context is.
+    static HERE: RefCell<Option<(u64, Py<StepSession>)>> = const { RefCell::new(None) };
+}
+
+/// This thread's context as a [`StepSession`] (made once per context).
+fn session_here(py: Python<'_>) -> PyResult<Py<StepSession>> {
+    let generation = command::generation();
+    if let Some(s) = HERE.with(|h| {
+        h.borrow()
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, s)| s.clone_ref(py))
+    }) {
+        return Ok(s);
+    }
+    let s = Py::new(py, StepSession(command::session()))?;
+    HERE.with(|h| *h.borrow_mut() = Some((generation, s.clone_ref(py))));
+    Ok(s)
+}
+
 /// Runs a fresh coroutine on this thread until it first waits, with the
-/// gears loop as the running loop.
+/// gears loop as the running loop and this thread's session in the
+/// context, so that the tasks and callbacks it schedules run in it too.
 fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let py = coro.py();
     let lp = the_loop();
+    let var = lp.session_var.bind(py);
+    let token = var.call_method1("set", (session_here(py)?,))?;
     let previous = lp.get_running.bind(py).call0()?;
     lp.set_running.bind(py).call1((lp.event_loop.bind(py),))?;
     let atomic_before = command::in_atomic();
     let out = send(coro, &py.None().into_bound(py))
         .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
     lp.set_running.bind(py).call1((previous,))?;
+    var.call_method1("reset", (token,))?;
     out
 }
 
@@ -153,6 +180,23 @@ impl StepSession {
 
 #[pymethods]
 impl StepSession {
+    /// Runs `callback(*args)` in this session (a task step or a callback
+    /// the loop runs for a coroutine of this session).
+    fn run<'py>(
+        &self,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        command::with_context(self.0.clone(), || {
+            let atomic_before = command::in_atomic();
+            let out = callback.call1(args);
+            if !atomic_before {
+                command::leave_atomic();
+            }
+            out
+        })
+    }
+
     fn send<'py>(
         &self,
         coro: &Bound<'py, PyAny>,
@@ -467,16 +511,24 @@ pub(crate) fn create_future(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     the_loop().event_loop.bind(py).call_method0("create_future")
 }
 
-/// Resolves `f` (a future of the gears loop) on the loop thread.
+/// Refuses what is neither an asyncio future nor a gearsFuture.
+fn check_future(f: &Bound<'_, PyAny>) -> PyResult<()> {
+    let asyncio_future = f.hasattr("set_result")? && f.hasattr("set_exception")?;
+    if !asyncio_future && !f.is_instance_of::<GearsFuture>() {
+        return Err(GearsError::new_err(e::NOT_A_FUTURE));
+    }
+    Ok(())
+}
+
+/// Resolves `f` (a future of the gears loop, or a gearsFuture) on the loop
+/// thread.
 pub(crate) fn settle_future(
     py: Python<'_>,
     f: &Bound<'_, PyAny>,
     ok: bool,
     value: Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    if !f.hasattr("set_result")? || !f.hasattr("set_exception")? {
-        return Err(GearsError::new_err(e::NOT_A_FUTURE));
-    }
+    check_future(f)?;
     let lp = the_loop();
     let ok = pyo3::types::PyBool::new(py, ok).to_owned().into_any();
     lp.soon(py, &lp.settle_future, vec![f.clone(), ok, value])
@@ -523,6 +575,9 @@ fn run_coroutine(
             ..command::session()
         }),
     )?;
+    if let Some(f) = &f {
+        check_future(f)?;
+    }
     let f = f.unwrap_or_else(|| py.None().into_bound(py));
     let lp = the_loop();
     let delay = pyo3::types::PyFloat::new(py, delay).into_any();

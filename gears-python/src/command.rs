@@ -2,6 +2,7 @@
 //! who its commands run as, the client command it may act on (`call_next`,
 //! `override_reply`), and whether its records may wait (`isAsyncAllow`).
 
+use gears_core::dispatch::Running;
 use gears_core::{CommandCtx, Identity};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ pub(crate) struct Session {
     pub(crate) command: Option<Arc<CommandCtx>>,
     pub(crate) identity: Identity,
     pub(crate) may_wait: bool,
+    /// The registrations running where the session started (the
+    /// self-trigger guard).
+    pub(crate) running: Running,
 }
 
 type Current = Session;
@@ -30,16 +34,30 @@ pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             if let Some(prev) = self.0.take() {
                 CURRENT.with(|c| *c.borrow_mut() = prev);
+                GENERATION.with(|g| g.set(g.get() + 1));
             }
         }
     }
+    let running = session.running.clone();
     let prev = CURRENT.with(|c| c.replace(session));
+    GENERATION.with(|g| g.set(g.get() + 1));
     let _restore = Restore(Some(prev));
-    f()
+    running.enter(f)
 }
 
 pub(crate) fn current() -> Option<Arc<CommandCtx>> {
     CURRENT.with(|c| c.borrow().command.clone())
+}
+
+thread_local! {
+    /// Changes whenever this thread's context does: what was derived from
+    /// the context (a Python object standing for it) can be kept until then.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Which context this thread is in, as a number that changes with it.
+pub(crate) fn generation() -> u64 {
+    GENERATION.with(|g| g.get())
 }
 
 /// This thread's context, to take along to where a coroutine resumes.

@@ -364,8 +364,28 @@ def _forget_restored_sessions(session=None):
 # handed to the loop thread.
 
 import asyncio as _asyncio
+import contextvars as _contextvars
 import threading as _threading
 import types as _types
+
+# The session (user, database, command) of the coroutine a task or callback
+# belongs to. Tasks copy the context they are created in, so the tasks a
+# coroutine starts (gather, wait_for, create_task) and the callbacks it
+# schedules run in its session too.
+_SESSION = _contextvars.ContextVar('gears_session')
+
+
+def _in_session(callback, *args):
+    session = _SESSION.get(None)
+    if session is None:
+        return callback(*args)
+    return session.run(callback, args)
+
+
+def _with_session(session):
+    context = _contextvars.copy_context()
+    context.run(_SESSION.set, session)
+    return context
 
 
 class _ForeignTimer(object):
@@ -380,7 +400,7 @@ class _ForeignTimer(object):
     def _arm(self, when, callback, args, context):
         if not self._cancelled:
             self._handle = _asyncio.SelectorEventLoop.call_at(
-                self._loop, when, callback, *args, context=context)
+                self._loop, when, _in_session, callback, *args, context=context)
 
     def cancel(self):
         self._cancelled = True
@@ -402,9 +422,12 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         return self.call_soon_threadsafe(callback, *args, context=context)
 
+    def _call_soon(self, callback, args, context):
+        return super()._call_soon(_in_session, (callback,) + tuple(args), context)
+
     def call_at(self, when, callback, *args, context=None):
         if self._on_loop_thread():
-            return super().call_at(when, callback, *args, context=context)
+            return super().call_at(when, _in_session, callback, *args, context=context)
         timer = _ForeignTimer(self)
         self.call_soon_threadsafe(timer._arm, when, callback, args, context)
         return timer
@@ -466,10 +489,21 @@ def _continue_on_loop(session, coro, first, answerer):
             answerer.fail(e)
         else:
             answerer.ok(value)
-    answerer.cancel_with(_keep(_asyncio.get_running_loop().create_task(finish())))
+    task = _asyncio.get_running_loop().create_task(finish(), context=_with_session(session))
+    answerer.cancel_with(_keep(task))
 
 
 def _settle_future(f, ok, value):
+    if hasattr(f, 'continueRun'):
+        # A gearsFuture (runCoroutine's f, as in 1.2).
+        try:
+            if ok:
+                f.continueRun(value)
+            else:
+                f.continueFailed(value)
+        except GearsError as e:
+            log('could not continue a gearsFuture: %s' % e, level='warning')
+        return
     if f.done():
         return
     if ok:
@@ -493,4 +527,4 @@ def _run_coroutine(session, coro, f, delay):
         else:
             if f is not None:
                 _settle_future(f, True, value)
-    _keep(_asyncio.get_running_loop().create_task(run()))
+    _keep(_asyncio.get_running_loop().create_task(run(), context=_with_session(session)))

@@ -42,18 +42,27 @@ impl Driver {
     /// cleared before the GIL is released, so it never leaks into unrelated
     /// code.
     fn in_gil<R>(&self, f: impl FnOnce(Python<'_>) -> R) -> R {
+        /// Leaves Python, also when `f` panics, while the GIL is still held.
+        struct Leave<'a>(&'a Driver);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.in_python.store(false, Ordering::SeqCst);
+                // Posting and clearing both happen under the GIL: no race.
+                if self.0.posted.swap(false, Ordering::SeqCst) {
+                    let ident = self.0.ident.load(Ordering::SeqCst);
+                    // SAFETY: we hold the GIL; a NULL exception clears any
+                    // pending asynchronous exception of that thread (our
+                    // own).
+                    unsafe {
+                        pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut())
+                    };
+                }
+            }
+        }
         Python::with_gil(|py| {
             self.in_python.store(true, Ordering::SeqCst);
-            let r = f(py);
-            self.in_python.store(false, Ordering::SeqCst);
-            // Posting and clearing both happen under the GIL: no race.
-            if self.posted.swap(false, Ordering::SeqCst) {
-                let ident = self.ident.load(Ordering::SeqCst);
-                // SAFETY: we hold the GIL; a NULL exception clears any
-                // pending asynchronous exception of that thread (our own).
-                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
-            }
-            r
+            let _leave = Leave(self);
+            f(py)
         })
     }
 
@@ -146,6 +155,7 @@ pub(crate) fn run(
         command,
         identity: exec.identity.clone(),
         may_wait,
+        running: gears_core::dispatch::Running::here(),
     };
     let outcome = with_context(session.clone(), || {
         crate::watchdog::watched(|| {

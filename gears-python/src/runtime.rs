@@ -66,6 +66,9 @@ pub(crate) struct EventLoop {
     pub(crate) continue_on_loop: Py<PyAny>,
     pub(crate) run_coroutine: Py<PyAny>,
     pub(crate) settle_future: Py<PyAny>,
+    /// The `contextvars.ContextVar` holding the session of the coroutine
+    /// (or task, or callback) running on the loop.
+    pub(crate) session_var: Py<PyAny>,
 }
 
 impl EventLoop {
@@ -87,6 +90,7 @@ impl EventLoop {
             continue_on_loop: get("_continue_on_loop")?,
             run_coroutine: get("_run_coroutine")?,
             settle_future: get("_settle_future")?,
+            session_var: get("_SESSION")?,
         })
     }
 

@@ -557,6 +557,96 @@ fn coroutines_act_in_the_callers_database_and_as_its_user() {
     assert_eq!(admin.cmd(&["EXISTS", "other"]), Value::Int(0));
     admin.cmd(&["SELECT", "0"]);
     assert_eq!(admin.cmd(&["EXISTS", "mine:a"]), Value::Int(0));
+    // The tasks and callbacks a coroutine starts act for the same user, in
+    // the same database: before its first wait (on the step's thread) and
+    // after it (on the loop).
+    let r = c.py(
+        "import asyncio\n\
+         async def child(key):\n    try:\n        execute('set', key, 'child')\n        return 'written'\n    except Exception as e:\n        return str(e)[:6]\n\
+         def later(key):\n    try:\n        execute('set', key, 'callback')\n    except Exception as e:\n        execute('set', 'mine:callback-error', str(e)[:6])\n\
+         async def w(x):\n    first = await asyncio.gather(child('mine:b'), child('other'))\n    await asyncio.sleep(0.01)\n    second = await asyncio.gather(child('mine:c'), asyncio.wait_for(child('other2'), 1))\n    asyncio.get_running_loop().call_soon(later, 'other3')\n    await asyncio.sleep(0.05)\n    return ' '.join(first + second)\n\
+         GB('ShardsIDReader').map(w).run()",
+    );
+    assert_eq!(r.results(), ["written NOPERM written NOPERM"]);
+    admin.cmd(&["SELECT", "3"]);
+    assert_eq!(admin.cmd(&["GET", "mine:b"]), bulk("child"));
+    assert_eq!(admin.cmd(&["GET", "mine:c"]), bulk("child"));
+    assert_eq!(admin.cmd(&["GET", "mine:callback-error"]), bulk("NOPERM"));
+    for key in ["other", "other2", "other3"] {
+        for db in ["0", "3"] {
+            admin.cmd(&["SELECT", db]);
+            assert_eq!(admin.cmd(&["EXISTS", key]), Value::Int(0), "{key} in {db}");
+        }
+    }
+}
+
+#[test]
+fn a_coroutine_does_not_trigger_its_own_registration() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // Its EXPIRE raises an event on the key it was fired for: after the
+    // await as before it, that must not fire it again (forever).
+    c.py("import asyncio\n\
+         async def f(r):\n    await asyncio.sleep(0.01)\n    execute('expire', r['key'], 100)\n\
+         GB().foreach(f).register(prefix='self:*', mode='sync')");
+    c.cmd(&["SET", "self:1", "v"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let reg = &c.registrations()[0];
+    assert_eq!(reg.count("numTriggered"), 1, "{reg:?}");
+    assert_eq!(reg.count("numSuccess"), 1, "{reg:?}");
+    assert!(c.cmd(&["TTL", "self:1"]).int() > 0);
+}
+
+#[test]
+fn events_inside_multi_and_lua_can_not_wait() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.py(
+        "import asyncio\n\
+         async def f(r):\n    await asyncio.sleep(0.01)\n    execute('set', 'after:' + r['key'], '1')\n\
+         GB().foreach(f).register(prefix='ev:*', mode='sync')",
+    );
+    c.cmd(&["MULTI"]);
+    c.cmd(&["SET", "ev:1", "v"]);
+    c.cmd(&["EXEC"]);
+    c.cmd(&["EVAL", "redis.call('SET', 'ev:2', 'v')", "0"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        c.cmd(&["EXISTS", "after:ev:1", "after:ev:2"]),
+        Value::Int(0)
+    );
+    let reg = &c.registrations()[0];
+    assert_eq!(reg.count("numFailures"), 2, "{reg:?}");
+    assert_has(
+        &reg.field("lastError").text(),
+        "Creating async record is not allow",
+    );
+    // Outside them it goes on in the background.
+    c.cmd(&["SET", "ev:3", "v"]);
+    assert!(s.wait_for(5, || c.cmd(&["EXISTS", "after:ev:3"]) == Value::Int(1)));
+}
+
+#[test]
+fn asyncio_primitives_shared_by_many_records_lose_no_wakeup() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    // Records hand values to each other through one asyncio.Queue and one
+    // Lock: their first steps run on the execution's thread, the rest on
+    // the loop; a lost wakeup would leave a record waiting forever.
+    c.set_timeout(Duration::from_secs(30));
+    let r = c.py(
+        "import asyncio\n\
+         q = None\n\
+         lock = None\n\
+         async def hand(x):\n    global q, lock\n    if q is None:\n        q = asyncio.Queue()\n        lock = asyncio.Lock()\n    async with lock:\n        await q.put(x)\n    await asyncio.sleep(0)\n    return await q.get()\n\
+         GB('PythonReader').map(hand).count().run(lambda: iter(range(3000)))",
+    );
+    assert_eq!(r.results(), ["3000"]);
+    // runCoroutine resolves a gearsFuture too.
+    let r = c.py("async def value():\n    return 'from coroutine'\n\
+         def step(x):\n    f = gearsFuture()\n    runCoroutine(value(), f)\n    return f\n\
+         GB('ShardsIDReader').map(step).run()");
+    assert_eq!(r.results(), ["from coroutine"]);
 }
 
 #[test]
