@@ -132,6 +132,16 @@ fn session_here(py: Python<'_>) -> PyResult<Py<StepSession>> {
 fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let py = coro.py();
     let lp = the_loop();
+    if !lp.gate.try_enter() {
+        py.allow_threads(|| lp.gate.enter());
+    }
+    struct Leave(&'static EventLoop);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            self.0.gate.leave();
+        }
+    }
+    let _leave = Leave(lp);
     let var = lp.session_var.bind(py);
     let token = var.call_method1("set", (session_here(py)?,))?;
     let previous = lp.get_running.bind(py).call0()?;
@@ -470,6 +480,22 @@ pub(crate) fn refuse_coroutine(out: &Bound<'_, PyAny>, error: &str) -> Option<St
     Some(error.to_string())
 }
 
+/// The loop thread enters the gate to run its callbacks (see
+/// `runtime::Gate`).
+#[pyfunction]
+fn gate_enter(py: Python<'_>) {
+    let gate = &the_loop().gate;
+    if !gate.try_enter() {
+        py.allow_threads(|| gate.enter());
+    }
+}
+
+/// The loop thread leaves the gate to wait for I/O.
+#[pyfunction]
+fn gate_leave() {
+    the_loop().gate.leave();
+}
+
 /// `gearsFuture()`.
 #[pyfunction]
 #[pyo3(name = "gearsFuture")]
@@ -590,6 +616,8 @@ fn run_coroutine(
 
 pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GearsFuture>()?;
+    m.add_function(wrap_pyfunction!(gate_enter, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_leave, m)?)?;
     m.add_function(wrap_pyfunction!(gears_future, m)?)?;
     m.add_function(wrap_pyfunction!(is_async_allow, m)?)?;
     m.add_function(wrap_pyfunction!(create_future, m)?)?;

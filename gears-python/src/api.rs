@@ -6,7 +6,7 @@ use crate::convert::{py_to_reply, reply_to_py};
 use crate::errors::{self as e, ForceStoppedError, GearsError, GearsFlatError};
 use crate::host::{KeysReaderSpec, LogLevel};
 use crate::readers::PyGenReader;
-use crate::runtime::{engine, host};
+use crate::runtime::{engine, host, waiting_for_redis};
 use crate::script::{in_script, PendingRun};
 use crate::steps::make_steps;
 use gears_core::execution::Execution;
@@ -59,7 +59,7 @@ fn execute<'py>(
     let h = host();
     let who = command::identity();
     // Never wait for the Redis lock while holding the GIL.
-    let reply = py.allow_threads(move || h.call(&who, &argv));
+    let reply = py.allow_threads(move || waiting_for_redis(|| h.call(&who, &argv)));
     reply_or_raise(py, reply)
 }
 
@@ -73,7 +73,7 @@ fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound
         return Err(GearsError::new_err(e::NO_HOOK_CTX));
     };
     let argv = argv_of(args, None)?;
-    let reply = py.allow_threads(move || next.call_next(argv));
+    let reply = py.allow_threads(move || waiting_for_redis(|| next.call_next(argv)));
     reply_or_raise(py, reply)
 }
 
@@ -105,7 +105,7 @@ fn atomic_enter(py: Python<'_>) -> PyResult<()> {
         return Err(GearsError::new_err(e::ALREADY_ATOMIC));
     }
     let h = host();
-    py.allow_threads(move || h.lock());
+    py.allow_threads(move || waiting_for_redis(|| h.lock()));
     crate::command::enter_atomic();
     Ok(())
 }
@@ -279,8 +279,10 @@ fn register_time_event(
     let payload = crate::persist::save_callable(py, callback)?;
     let (h, who) = (host(), command::identity());
     let period_ms = ((seconds * 1000.0) as u64).max(1);
-    py.allow_threads(move || h.create_time_event(&who, &key, period_ms, payload))
-        .map_err(GearsError::new_err)
+    py.allow_threads(move || {
+        waiting_for_redis(|| h.create_time_event(&who, &key, period_ms, payload))
+    })
+    .map_err(GearsError::new_err)
 }
 
 /// Builds the `redisgears` module and registers it in `sys.modules`.

@@ -106,6 +106,13 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         aio,
         scripts: Default::default(),
     })?;
+    Python::with_gil(|py| {
+        let rt = runtime();
+        rt.aio.spawn(py, rt.prelude.bind(py))
+    })
+    .map_err(|e| {
+        Python::with_gil(|py| format!("the event loop failed to start: {}", e.value(py)))
+    })?;
     watchdog::start()
 }
 

@@ -411,8 +411,33 @@ class _ForeignTimer(object):
         return self._cancelled
 
 
+class _GatedSelector(object):
+    # The loop's selector: the loop thread leaves the asyncio gate (see the
+    # native runtime) while it waits for I/O.
+
+    def __init__(self, selector):
+        self._selector = selector
+
+    def select(self, timeout=None):
+        _native.gate_leave()
+        try:
+            return self._selector.select(timeout)
+        finally:
+            _native.gate_enter()
+
+    def __getattr__(self, name):
+        return getattr(self._selector, name)
+
+
 class _GearsLoop(_asyncio.SelectorEventLoop):
     _gears_thread = None
+
+    def _run_once(self):
+        _native.gate_enter()
+        try:
+            super()._run_once()
+        finally:
+            _native.gate_leave()
 
     def _on_loop_thread(self):
         return _threading.get_ident() == self._gears_thread
@@ -433,19 +458,31 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
         return timer
 
 
-def _start_loop():
+def _new_loop():
     loop = _GearsLoop()
+    loop._selector = _GatedSelector(loop._selector)
+    return loop
+
+
+def _spawn_loop(loop):
+    # Runs `loop` on its own thread, once the native runtime is in place.
     ready = _threading.Event()
 
     def main():
         loop._gears_thread = _threading.get_ident()
         _asyncio.set_event_loop(loop)
         ready.set()
-        loop.run_forever()
+        while True:
+            # Callbacks' exceptions go to the loop's handler; what escapes
+            # it (SystemExit...) must not end the thread every coroutine
+            # needs.
+            try:
+                loop.run_forever()
+            except BaseException as e:
+                _native_log('the event loop stopped on %r; restarting it' % (e,), 'warning')
 
     _threading.Thread(target=main, name='gears-loop', daemon=True).start()
     ready.wait()
-    return loop
 
 
 # Tasks the loop runs; asyncio itself keeps only weak references to them.

@@ -199,7 +199,9 @@ pub(crate) fn register(
     let (h, reg) = (host(), pending.reg.clone());
     steps
         .py()
-        .allow_threads(move || h.apply_registration(reg, &scope))
+        .allow_threads(move || {
+            crate::runtime::waiting_for_redis(|| h.apply_registration(reg, &scope))
+        })
         .map_err(GearsError::new_err)?;
     pending.on_registered();
     Ok(id)

@@ -11,7 +11,8 @@ use gears_core::Engine;
 use once_cell::sync::OnceCell;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 pub(crate) struct Runtime {
     pub(crate) host: Arc<dyn RedisHost>,
@@ -69,10 +70,109 @@ pub(crate) struct EventLoop {
     /// The `contextvars.ContextVar` holding the session of the coroutine
     /// (or task, or callback) running on the loop.
     pub(crate) session_var: Py<PyAny>,
+    /// Who may run asyncio code now.
+    pub(crate) gate: Gate,
+}
+
+/// asyncio is not thread-safe, yet a coroutine's first steps run on its
+/// step's thread while the loop thread runs others. The gate lets one of
+/// them at a time run asyncio code: the loop thread while it runs its
+/// callbacks (not while it waits for I/O), a step's thread while it starts a
+/// coroutine. It is reentrant on its holder's thread.
+///
+/// Lock order: Redis lock, then gate, then GIL. Nobody waits for the gate
+/// holding the GIL, and the holder lets it go before it may wait for the
+/// Redis lock ([`waiting_for_redis`]).
+#[derive(Default)]
+pub(crate) struct Gate {
+    owner: Mutex<Option<std::thread::ThreadId>>,
+    free: Condvar,
+}
+
+thread_local! {
+    /// How many times this thread entered the gate. Per thread by nature:
+    /// the gate is held by a thread.
+    static GATE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Gate {
+    fn owner(&self) -> MutexGuard<'_, Option<std::thread::ThreadId>> {
+        self.owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enters if the gate is free or ours; false if another thread holds it.
+    pub(crate) fn try_enter(&self) -> bool {
+        if GATE_DEPTH.with(|d| d.get()) > 0 {
+            GATE_DEPTH.with(|d| d.set(d.get() + 1));
+            return true;
+        }
+        let mut owner = self.owner();
+        if owner.is_some() {
+            return false;
+        }
+        *owner = Some(std::thread::current().id());
+        GATE_DEPTH.with(|d| d.set(1));
+        true
+    }
+
+    /// Enters, waiting for the holder. Call without the GIL.
+    pub(crate) fn enter(&self) {
+        if self.try_enter() {
+            return;
+        }
+        let mut owner = self.owner();
+        while owner.is_some() {
+            owner = self.free.wait(owner).unwrap_or_else(|e| e.into_inner());
+        }
+        *owner = Some(std::thread::current().id());
+        GATE_DEPTH.with(|d| d.set(1));
+    }
+
+    pub(crate) fn leave(&self) {
+        let depth = GATE_DEPTH.with(|d| d.get());
+        if depth == 0 {
+            return;
+        }
+        GATE_DEPTH.with(|d| d.set(depth - 1));
+        if depth == 1 {
+            *self.owner() = None;
+            self.free.notify_one();
+        }
+    }
+
+    /// Runs `f` with the gate let go, if this thread held it; takes it back
+    /// after (also when `f` panics).
+    fn released<R>(&self, f: impl FnOnce() -> R) -> R {
+        let depth = GATE_DEPTH.with(|d| d.get());
+        if depth == 0 {
+            return f();
+        }
+        struct Back<'a>(&'a Gate, usize);
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                self.0.enter();
+                GATE_DEPTH.with(|d| d.set(self.1));
+            }
+        }
+        GATE_DEPTH.with(|d| d.set(1));
+        self.leave();
+        let _back = Back(self, depth);
+        f()
+    }
+}
+
+/// Runs `f`, which may wait for the Redis lock, without the asyncio gate
+/// (see [`Gate`]). Call without the GIL.
+pub(crate) fn waiting_for_redis<R>(f: impl FnOnce() -> R) -> R {
+    match RUNTIME.get() {
+        Some(rt) => rt.aio.gate.released(f),
+        None => f(),
+    }
 }
 
 impl EventLoop {
-    /// Starts the loop thread (the prelude's `_start_loop`).
+    /// The event loop (the prelude's `_new_loop`), not running yet: see
+    /// [`EventLoop::spawn`].
     pub(crate) fn start(py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<EventLoop> {
         let get = |name: &str| -> PyResult<Py<PyAny>> {
             prelude
@@ -80,7 +180,7 @@ impl EventLoop {
                 .map(Bound::unbind)
                 .ok_or_else(|| GearsError::new_err(format!("the prelude lacks {name}")))
         };
-        let event_loop = get("_start_loop")?.bind(py).call0()?;
+        let event_loop = get("_new_loop")?.bind(py).call0()?;
         let events = py.import("asyncio")?.getattr("events")?;
         Ok(EventLoop {
             call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
@@ -91,7 +191,18 @@ impl EventLoop {
             run_coroutine: get("_run_coroutine")?,
             settle_future: get("_settle_future")?,
             session_var: get("_SESSION")?,
+            gate: Gate::default(),
         })
+    }
+
+    /// Starts the loop's thread; once the runtime is installed (the loop
+    /// calls into it).
+    pub(crate) fn spawn(&self, py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<()> {
+        prelude
+            .get_item("_spawn_loop")?
+            .ok_or_else(|| GearsError::new_err("the prelude lacks _spawn_loop"))?
+            .call1((self.event_loop.bind(py),))?;
+        Ok(())
     }
 
     /// Runs `f(args...)` on the loop thread, soon.
