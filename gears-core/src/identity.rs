@@ -11,6 +11,9 @@ pub struct Identity {
     pub db: i64,
 }
 
+/// The user of [`Identity::nobody`].
+pub const NOBODY: &str = "<nobody: Python outside any gears session>";
+
 impl Identity {
     pub fn new(user: Option<String>, db: i64) -> Identity {
         Identity { user, db }
@@ -19,5 +22,16 @@ impl Identity {
     /// The module itself, in database `db`.
     pub fn module(db: i64) -> Identity {
         Identity { user: None, db }
+    }
+
+    /// Nobody: Python running outside any execution, script body or
+    /// session the runtime knows of. The name can not be an ACL user's
+    /// (Redis refuses spaces in user names), so every permission check
+    /// fails.
+    pub fn nobody() -> Identity {
+        Identity {
+            user: Some(NOBODY.to_owned()),
+            db: 0,
+        }
     }
 }

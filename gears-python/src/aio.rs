@@ -522,6 +522,13 @@ fn gears_future(py: Python<'_>) -> PyResult<Py<GearsFuture>> {
     })
 }
 
+/// The session of the code running here, for a thread it starts (see
+/// the prelude's `threading.Thread` patch).
+#[pyfunction]
+fn current_session(py: Python<'_>) -> PyResult<Py<StepSession>> {
+    session_here(py)
+}
+
 /// `isAsyncAllow()`: whether the execution running here may wait (not
 /// inside MULTI or Lua).
 #[pyfunction]
@@ -617,6 +624,7 @@ fn run_coroutine(
 pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GearsFuture>()?;
     m.add_function(wrap_pyfunction!(gate_enter, m)?)?;
+    m.add_function(wrap_pyfunction!(current_session, m)?)?;
     m.add_function(wrap_pyfunction!(gate_leave, m)?)?;
     m.add_function(wrap_pyfunction!(gears_future, m)?)?;
     m.add_function(wrap_pyfunction!(is_async_allow, m)?)?;

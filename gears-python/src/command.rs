@@ -24,7 +24,12 @@ type Current = Session;
 thread_local! {
     /// Per thread by nature: the steps (or the body) that call `execute()`
     /// and `call_next` run on the thread of the execution that set it.
-    static CURRENT: RefCell<Current> = RefCell::default();
+    /// Outside any context (a thread of the runtime's own, before it
+    /// enters one), Python acts as nobody: every permission check fails.
+    static CURRENT: RefCell<Current> = RefCell::new(Session {
+        identity: Identity::nobody(),
+        ..Session::default()
+    });
 }
 
 /// Runs `f` with `session` as this thread's context.

@@ -485,6 +485,28 @@ def _spawn_loop(loop):
     ready.wait()
 
 
+# A thread started by user code acts as the code that started it (same
+# user, same database); a thread of nobody's could do anything.
+_thread_start = _threading.Thread.start
+_thread_bootstrap_inner = _threading.Thread._bootstrap_inner
+
+
+def _start_in_session(self):
+    self._gears_session = _native.current_session()
+    return _thread_start(self)
+
+
+def _bootstrap_in_session(self):
+    session = getattr(self, '_gears_session', None)
+    if session is None:
+        return _thread_bootstrap_inner(self)
+    return session.run(_thread_bootstrap_inner, (self,))
+
+
+_threading.Thread.start = _start_in_session
+_threading.Thread._bootstrap_inner = _bootstrap_in_session
+
+
 # Tasks the loop runs; asyncio itself keeps only weak references to them.
 _TASKS = set()
 _FRESH = object()

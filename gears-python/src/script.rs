@@ -38,9 +38,24 @@ impl PendingRegistration {
         }
     }
 
-    /// Runs the `onRegistered` callback, if any; its errors are logged.
+    /// Runs the `onRegistered` callback, if any, as the registration's
+    /// owner (in database 0, where its events' commands start too); its
+    /// errors are logged.
     pub fn on_registered(&self) {
         let Some(f) = &self.on_registered else { return };
+        let session = crate::command::Session {
+            identity: gears_core::Identity::new(self.reg.owner.clone(), 0),
+            ..Default::default()
+        };
+        let atomic_before = crate::command::in_atomic();
+        crate::command::with_context(session, || self.call_on_registered(f));
+        if !atomic_before {
+            // An `atomic()` block left open goes with the call.
+            crate::command::leave_atomic();
+        }
+    }
+
+    fn call_on_registered(&self, f: &Py<PyAny>) {
         Python::with_gil(|py| {
             let failure = match f.bind(py).call0() {
                 Err(e) => Some(error_text(py, &e)),

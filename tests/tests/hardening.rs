@@ -638,3 +638,34 @@ fn a_registration_whose_owner_was_deleted_fires_nothing() {
     alive(&mut admin);
     assert_eq!(admin.cmd(&["GET", "app:count"]), Value::Nil);
 }
+
+#[test]
+fn threads_and_on_registered_act_as_their_user() {
+    let s = Server::start(&[]);
+    let mut admin = s.client();
+    let mut c = limited_client(&s, &mut admin);
+    c.cmd(&["SELECT", "2"]);
+    // A thread a step starts acts as the step: same user, same database.
+    let r = c.py(
+        "import threading\n\
+         def step(x):\n    out = []\n    def work():\n        execute('set', 'app:thread', 'db2')\n        try:\n            execute('set', 'elsewhere', 'x')\n        except Exception as e:\n            out.append(str(e)[:6])\n    t = threading.Thread(target=work)\n    t.start()\n    t.join()\n    return ','.join(out)\n\
+         GB('ShardsIDReader').map(step).run()",
+    );
+    assert_eq!(r.results(), ["NOPERM"]);
+    admin.cmd(&["SELECT", "2"]);
+    assert_eq!(admin.cmd(&["GET", "app:thread"]), bulk("db2"));
+    for db in ["0", "2"] {
+        admin.cmd(&["SELECT", db]);
+        assert_eq!(admin.cmd(&["EXISTS", "elsewhere"]).int(), 0, "db {db}");
+    }
+    // onRegistered runs as the registration's owner.
+    let r = c.py(
+        "def init():\n    execute('set', 'app:init', '1')\n    execute('set', 'not-mine', '1')\n\
+         GB('CommandReader').register(trigger='owned', onRegistered=init)",
+    );
+    assert_eq!(r, ok());
+    admin.cmd(&["SELECT", "0"]);
+    assert_eq!(admin.cmd(&["GET", "app:init"]), bulk("1"));
+    assert_eq!(admin.cmd(&["EXISTS", "not-mine"]).int(), 0);
+    assert!(s.log().contains("onRegistered of registration"));
+}
