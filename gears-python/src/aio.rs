@@ -127,11 +127,15 @@ fn session_here(py: Python<'_>) -> PyResult<Py<StepSession>> {
 }
 
 /// Runs a fresh coroutine on this thread until it first waits, with the
-/// gears loop as the running loop and this thread's session in the
-/// context, so that the tasks and callbacks it schedules run in it too.
+/// gears loop as the running loop. The tasks and callbacks it schedules
+/// run in this thread's session: from a step's thread, the loop takes the
+/// session along when it schedules them (`_GearsLoop._foreign_context`);
+/// inside code the gate already admitted (the loop's own callbacks, another
+/// coroutine's first steps), the session is set in the context here.
 fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let py = coro.py();
     let lp = the_loop();
+    let nested = lp.gate.held_here();
     if !lp.gate.try_enter() {
         py.allow_threads(|| lp.gate.enter());
     }
@@ -142,15 +146,20 @@ fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
         }
     }
     let _leave = Leave(lp);
-    let var = lp.session_var.bind(py);
-    let token = var.call_method1("set", (session_here(py)?,))?;
+    let token = if nested {
+        Some(lp.session_set.bind(py).call1((session_here(py)?,))?)
+    } else {
+        None
+    };
     let previous = lp.get_running.bind(py).call0()?;
     lp.set_running.bind(py).call1((lp.event_loop.bind(py),))?;
     let atomic_before = command::in_atomic();
     let out = send(coro, &py.None().into_bound(py))
         .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
     lp.set_running.bind(py).call1((previous,))?;
-    var.call_method1("reset", (token,))?;
+    if let Some(token) = token {
+        lp.session_reset.bind(py).call1((token,))?;
+    }
     out
 }
 

@@ -442,10 +442,19 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
     def _on_loop_thread(self):
         return _threading.get_ident() == self._gears_thread
 
+    def _foreign_context(self, context):
+        # Scheduled from another thread (a coroutine's first steps, a step):
+        # the callback, or the task, runs in that thread's session.
+        if context is None:
+            context = _contextvars.copy_context()
+        if context.get(_SESSION) is None:
+            context.run(_SESSION.set, _native.current_session())
+        return context
+
     def call_soon(self, callback, *args, context=None):
         if self._on_loop_thread():
             return super().call_soon(callback, *args, context=context)
-        return self.call_soon_threadsafe(callback, *args, context=context)
+        return self.call_soon_threadsafe(callback, *args, context=self._foreign_context(context))
 
     def _call_soon(self, callback, args, context):
         return super()._call_soon(_in_session, (callback,) + tuple(args), context)
@@ -454,7 +463,7 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
         if self._on_loop_thread():
             return super().call_at(when, _in_session, callback, *args, context=context)
         timer = _ForeignTimer(self)
-        self.call_soon_threadsafe(timer._arm, when, callback, args, context)
+        self.call_soon_threadsafe(timer._arm, when, callback, args, self._foreign_context(context))
         return timer
 
 

@@ -67,9 +67,11 @@ pub(crate) struct EventLoop {
     pub(crate) continue_on_loop: Py<PyAny>,
     pub(crate) run_coroutine: Py<PyAny>,
     pub(crate) settle_future: Py<PyAny>,
-    /// The `contextvars.ContextVar` holding the session of the coroutine
-    /// (or task, or callback) running on the loop.
-    pub(crate) session_var: Py<PyAny>,
+    /// The `set` and `reset` methods of the `contextvars.ContextVar`
+    /// holding the session of the coroutine (or task, or callback) running
+    /// on the loop.
+    pub(crate) session_set: Py<PyAny>,
+    pub(crate) session_reset: Py<PyAny>,
     /// Who may run asyncio code now.
     pub(crate) gate: Gate,
 }
@@ -98,6 +100,11 @@ thread_local! {
 impl Gate {
     fn owner(&self) -> MutexGuard<'_, Option<std::thread::ThreadId>> {
         self.owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this thread holds the gate.
+    pub(crate) fn held_here(&self) -> bool {
+        GATE_DEPTH.with(|d| d.get()) > 0
     }
 
     /// Enters if the gate is free or ours; false if another thread holds it.
@@ -190,7 +197,8 @@ impl EventLoop {
             continue_on_loop: get("_continue_on_loop")?,
             run_coroutine: get("_run_coroutine")?,
             settle_future: get("_settle_future")?,
-            session_var: get("_SESSION")?,
+            session_set: get("_SESSION")?.bind(py).getattr("set")?.unbind(),
+            session_reset: get("_SESSION")?.bind(py).getattr("reset")?.unbind(),
             gate: Gate::default(),
         })
     }
