@@ -27,9 +27,8 @@ pub fn aux_load(bytes: &[u8]) -> Result<(), String> {
     }
     let total = snap.registrations.len();
     let mut restored = 0;
-    for saved in snap.registrations {
-        let id = saved.id.clone();
-        match registry::restore(g, saved, false) {
+    for (id, outcome) in registry::restore_all(g, snap.registrations, false) {
+        match outcome {
             Ok(()) => restored += 1,
             Err(e) => redis::log(
                 "warning",

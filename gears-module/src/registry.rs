@@ -103,6 +103,15 @@ pub fn apply(
 /// Removes a registration; `false` if there is none with that id. With
 /// `propagate`, the AOF and the replicas get `RG.INNERUNREGISTER`.
 pub fn unregister(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
+    let removed = remove(g, id, abort_pending, propagate);
+    if removed {
+        refresh(g);
+    }
+    removed
+}
+
+/// [`unregister`] without rebuilding the tables (the caller does, once).
+fn remove(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
     let Some(reg) = g.engine.registrations.remove(id) else {
         return false;
     };
@@ -122,15 +131,15 @@ pub fn unregister(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> 
     if g.engine.registrations.session(&reg.session).is_none() {
         gears_python::forget_restored_sessions(Some(&reg.session));
     }
-    refresh(g);
     true
 }
 
 /// Removes every registration (a load brings its own), propagating nothing.
 pub fn clear(g: &Gears) {
     for reg in g.engine.registrations.snapshot().iter() {
-        unregister(g, &reg.id, true, false);
+        remove(g, &reg.id, true, false);
     }
+    refresh(g);
     g.consumers().clear();
     gears_python::forget_restored_sessions(None);
 }
@@ -138,21 +147,56 @@ pub fn clear(g: &Gears) {
 /// Applies a saved registration (RDB, AOF, replication) under its own id,
 /// replacing one with the same id. A master starts consuming its streams.
 pub fn restore(g: &'static Gears, saved: Saved, on_registered: bool) -> Result<(), String> {
+    restore_all(g, vec![saved], on_registered)
+        .pop()
+        .map_or(Ok(()), |(_, outcome)| outcome)
+}
+
+/// [`restore`] for many registrations (a load): the tables and the saved
+/// form are rebuilt once, not once per registration. Returns each id's
+/// outcome.
+pub fn restore_all(
+    g: &'static Gears,
+    saved: Vec<Saved>,
+    on_registered: bool,
+) -> Vec<(String, Result<(), String>)> {
+    let mut outcomes = Vec::with_capacity(saved.len());
+    let mut restored = Vec::with_capacity(saved.len());
+    for one in saved {
+        let id = one.id.clone();
+        match restore_one(g, one) {
+            Ok(pending) => {
+                restored.push(pending);
+                outcomes.push((id, Ok(())));
+            }
+            Err(e) => outcomes.push((id, Err(e))),
+        }
+    }
+    refresh(g);
+    for pending in &restored {
+        let reg = &pending.reg;
+        // While loading, consumers start once the load has ended.
+        if redis::is_master()
+            && !redis::is_loading()
+            && matches!(reg.args, ReaderArgs::Stream { .. })
+        {
+            streams::scan_existing(g, reg, 0);
+        }
+        if on_registered {
+            pending.on_registered();
+        }
+    }
+    outcomes
+}
+
+fn restore_one(g: &'static Gears, saved: Saved) -> Result<PendingRegistration, String> {
     let session_desc = saved.session_desc.clone();
     let pending = gears_python::restore(saved)?;
     let reg = pending.reg.clone();
-    unregister(g, &reg.id, true, false);
+    remove(g, &reg.id, true, false);
     let regs = &g.engine.registrations;
     regs.open_session(&reg.session, session_desc);
     regs.add(reg.clone());
     g.engine.registration_ids.observe(&reg.id);
-    refresh(g);
-    // While loading, consumers start once the load has ended.
-    if redis::is_master() && !redis::is_loading() && matches!(reg.args, ReaderArgs::Stream { .. }) {
-        streams::scan_existing(g, &reg, 0);
-    }
-    if on_registered {
-        pending.on_registered();
-    }
-    Ok(())
+    Ok(pending)
 }
