@@ -161,21 +161,23 @@ impl Reader for KeysReader {
             redis::reading(|| {
                 ctx.select_db(self.who.db);
                 let readable = read_filter(ctx, &self.who, !self.spec.no_scan);
-                let keys: Vec<(Vec<u8>, KeyType)> = if self.spec.no_scan {
+                // Keys with the value read while scanning (strings), or
+                // still to read (other types).
+                let keys: Vec<(Vec<u8>, KeyType, Option<Vec<u8>>)> = if self.spec.no_scan {
                     self.done = true;
                     let name = self.spec.pattern.clone();
                     if !readable(&name) {
                         return Vec::new();
                     }
-                    let ty = redis::key_type(ctx, &name);
-                    vec![(name, ty)]
+                    let (ty, value) = redis::key_type_and_string(ctx, &name);
+                    vec![(name, ty, value)]
                 } else {
                     let mut found = Vec::with_capacity(BATCH);
                     let glob = &self.glob;
                     while found.len() < BATCH {
-                        let more = self.cursor.step(ctx, |name, ty| {
+                        let more = self.cursor.step(ctx, read_value, |name, ty, value| {
                             if ty != KeyType::Empty && glob.matches(name) && readable(name) {
-                                found.push((name.to_vec(), ty));
+                                found.push((name.to_vec(), ty, value.map(<[u8]>::to_vec)));
                             }
                         });
                         if !more {
@@ -186,12 +188,23 @@ impl Reader for KeysReader {
                     found
                 };
                 if !read_value {
-                    return keys.into_iter().map(|(k, _)| (k, None)).collect();
+                    return keys.into_iter().map(|(k, _, _)| (k, None)).collect();
                 }
-                let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.clone()).collect();
-                names
-                    .into_iter()
-                    .zip(read_values(ctx, keys).into_iter().map(Some))
+                // The other types, read by command, in one go.
+                let others: Vec<(Vec<u8>, KeyType)> = keys
+                    .iter()
+                    .filter(|k| k.2.is_none())
+                    .map(|k| (k.0.clone(), k.1))
+                    .collect();
+                let mut read = read_values(ctx, others).into_iter();
+                keys.into_iter()
+                    .map(|(name, _, value)| {
+                        let value = match value {
+                            Some(v) => Ok(KeyValue::String(v)),
+                            None => read.next().unwrap_or(Ok(KeyValue::Missing)),
+                        };
+                        (name, Some(value))
+                    })
                     .collect()
             })
         });

@@ -1294,7 +1294,12 @@ impl Drop for ScanCursor {
     }
 }
 
-type KeyVisitor<'a> = &'a mut dyn FnMut(&[u8], KeyType);
+/// What a scan step hands each key to: its name, its type and, when asked
+/// for, a string key's value.
+struct KeyVisitor<'a> {
+    strings: bool,
+    visit: &'a mut dyn FnMut(&[u8], KeyType, Option<&[u8]>),
+}
 
 extern "C" fn visit_key(
     _ctx: *mut raw::RedisModuleCtx,
@@ -1304,23 +1309,42 @@ extern "C" fn visit_key(
 ) {
     // SAFETY: `privdata` is the `KeyVisitor` passed to RedisModule_Scan in
     // `ScanCursor::step`, alive for the whole call; `name` and `key` are
-    // valid for this callback.
+    // valid for this callback (the key opened for reading by the scan), and
+    // a DMA pointer of it stays valid until the callback returns.
     unsafe {
-        let visit = &mut *privdata.cast::<KeyVisitor>();
+        let v = &mut *privdata.cast::<KeyVisitor>();
         let ty = if key.is_null() {
             KeyType::Empty
         } else {
             key_type_of(raw::RedisModule_KeyType.unwrap()(key))
         };
-        visit(string_bytes(name), ty);
+        let mut value = None;
+        if v.strings && ty == KeyType::String {
+            let mut len: usize = 0;
+            let p =
+                raw::RedisModule_StringDMA.unwrap()(key, &mut len, raw::REDISMODULE_READ as i32);
+            if !p.is_null() {
+                value = Some(std::slice::from_raw_parts(p.cast::<u8>(), len));
+            }
+        }
+        (v.visit)(string_bytes(name), ty, value);
     }
 }
 
 impl ScanCursor {
-    /// Scans one step, calling `visit` with each key and its type; `false`
-    /// once the scan is complete. Lock held.
-    pub fn step(&self, ctx: LockedCtx, mut visit: impl FnMut(&[u8], KeyType)) -> bool {
-        let mut visitor: KeyVisitor = &mut visit;
+    /// Scans one step, calling `visit` with each key, its type and (with
+    /// `strings`) a string key's value, read in place; `false` once the
+    /// scan is complete. Lock held.
+    pub fn step(
+        &self,
+        ctx: LockedCtx,
+        strings: bool,
+        mut visit: impl FnMut(&[u8], KeyType, Option<&[u8]>),
+    ) -> bool {
+        let mut visitor = KeyVisitor {
+            strings,
+            visit: &mut visit,
+        };
         // SAFETY: lock held (a `LockedCtx` exists); `visitor` outlives the
         // call, and `visit_key` casts the pointer back to its type.
         let more = unsafe {
