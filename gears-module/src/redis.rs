@@ -1298,8 +1298,10 @@ impl Drop for ScanCursor {
 /// for, a string key's value.
 struct KeyVisitor<'a> {
     strings: bool,
-    visit: &'a mut dyn FnMut(&[u8], KeyType, Option<&[u8]>),
+    visit: &'a mut VisitFn<'a>,
 }
+
+type VisitFn<'a> = dyn FnMut(&[u8], KeyType, Option<&[u8]>) + 'a;
 
 extern "C" fn visit_key(
     _ctx: *mut raw::RedisModuleCtx,
