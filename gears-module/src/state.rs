@@ -26,6 +26,10 @@ pub struct Consumer {
     pub timer: bool,
     /// Read the pending entries first (first batch, after retry/unpause).
     pub pending_first: bool,
+    /// Draining what was there before the consumer started (not counted in
+    /// `unread`): go on while batches come back full. Live traffic waits
+    /// for `unread` to make a batch instead, so batches keep their size.
+    pub backlog: bool,
 }
 
 /// (registration id, database, stream key).

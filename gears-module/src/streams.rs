@@ -288,7 +288,9 @@ pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, db: i64, key: &[u8
         c.unread += 1;
         if c.running {
             false
-        } else if c.pending_first || c.unread >= p.batch {
+        } else if c.unread >= p.batch {
+            // Live messages start a batch once they make one (a fresh
+            // consumer reads what a previous life left pending first).
             c.running = true;
             true
         } else {
@@ -330,6 +332,8 @@ fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
             let start = s.consumer(g, |c| {
                 if retry {
                     c.pending_first = true;
+                    // What came while it waited is a backlog now.
+                    c.backlog = true;
                 } else {
                     c.timer = false;
                 }
@@ -395,7 +399,10 @@ fn drain(g: &'static Gears, s: Stream, mut known: bool) {
         if !(lazy && std::mem::take(&mut known)) {
             let records = match s.read_batch(pending_first, p.batch) {
                 Ok((records, _)) if records.is_empty() => {
-                    s.consumer(g, |c| c.running = false);
+                    s.consumer(g, |c| {
+                        c.running = false;
+                        c.backlog = false;
+                    });
                     return;
                 }
                 Ok((records, read)) => {
@@ -530,11 +537,20 @@ fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<Ba
             return false;
         }
         s.consumer(g, |c| {
-            c.unread = c.unread.saturating_sub(info.ids.len());
+            if !info.from_pending {
+                // Pending entries were counted when first read.
+                c.unread = c.unread.saturating_sub(info.ids.len());
+            }
             let ok = reg.stream_status() == StreamStatus::Ok && !aborted;
-            // A backlog is likely after a full batch or a batch of pending
-            // entries: read on now, a partial batch included.
-            let more = info.from_pending || info.ids.len() >= p.batch || c.unread >= p.batch;
+            if info.ids.len() < p.batch && !info.from_pending {
+                c.backlog = false;
+            }
+            // Pending entries, and a backlog while batches come back full,
+            // are read on now, a partial batch included; live messages wait
+            // until they make a batch (or for the `duration` flush).
+            let more = info.from_pending
+                || (c.backlog && info.ids.len() >= p.batch)
+                || c.unread >= p.batch;
             if ok && more {
                 return true;
             }
@@ -586,6 +602,7 @@ pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>, db: i64) {
         };
         let start = s.consumer(g, |c| {
             c.pending_first = true;
+            c.backlog = true;
             !std::mem::replace(&mut c.running, true)
         });
         if start {

@@ -219,10 +219,12 @@ fn a_stream_drains_its_backlog_once_a_failure_clears() {
     let mut c = s.client();
     let script = format!("{GATED}GB('StreamReader').foreach(f).register(prefix='gated', batch=5, onFailedPolicy='retry', onFailedRetryInterval=1)");
     assert_eq!(c.py(&script), ok());
-    // One message fails first; the other nineteen come while it fails.
-    c.cmd(&["XADD", "gated", "*", "n", "0"]);
+    // A first batch of five fails; the other fifteen come while it fails.
+    for i in 0..5 {
+        c.cmd(&["XADD", "gated", "*", "n", &i.to_string()]);
+    }
     assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") >= 1));
-    for i in 1..20 {
+    for i in 5..20 {
         c.cmd(&["XADD", "gated", "*", "n", &i.to_string()]);
     }
     std::thread::sleep(Duration::from_millis(300));
