@@ -13,6 +13,10 @@ use gears_python::KeysReaderSpec;
 /// lock and the MGET.
 const BATCH: usize = 1024;
 
+/// How long one batch may hold the Redis lock: the main thread waits that
+/// long at most for it (a batch of big values ends early).
+const BATCH_LOCK_TIME: std::time::Duration = std::time::Duration::from_micros(600);
+
 pub struct KeysReader {
     spec: KeysReaderSpec,
     who: Identity,
@@ -174,7 +178,8 @@ impl Reader for KeysReader {
                 } else {
                     let mut found = Vec::with_capacity(BATCH);
                     let glob = &self.glob;
-                    while found.len() < BATCH {
+                    let started = std::time::Instant::now();
+                    while found.len() < BATCH && started.elapsed() < BATCH_LOCK_TIME {
                         let more = self.cursor.step(ctx, read_value, |name, ty, value| {
                             if ty != KeyType::Empty && glob.matches(name) && readable(name) {
                                 found.push((name.to_vec(), ty, value.map(<[u8]>::to_vec)));
