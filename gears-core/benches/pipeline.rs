@@ -43,6 +43,21 @@ impl Callable for Sum {
     }
 }
 
+/// A map whose every record waits: it answers through the resolver at
+/// once, as a coroutine that finished on the loop would.
+struct AnswersLater;
+impl Callable for AnswersLater {
+    fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
+        match later.defer() {
+            Some(resolver) => {
+                resolver.resolve(Ok(r));
+                Ok(Answer::Later)
+            }
+            None => Ok(Answer::Now(r)),
+        }
+    }
+}
+
 fn plan(steps: Vec<Step>) -> Plan {
     Plan {
         reader: "bench".into(),
@@ -86,6 +101,25 @@ fn bench(c: &mut Criterion) {
             let mut p = Pipeline::new(&by_key, Arc::new(AtomicBool::new(false)));
             p.push_batch(input(n));
             p.finish();
+            black_box(p.results.len())
+        })
+    });
+    // The path of records that wait: queued in input order, answered
+    // through the inbox, absorbed and passed on.
+    let waits = plan(vec![
+        Step::new(StepKind::Map, "later", Some(Arc::new(AnswersLater))),
+        s(StepKind::Map),
+        s(StepKind::Accumulate),
+    ]);
+    g.bench_function("map_answered_later", |b| {
+        b.iter(|| {
+            let mut p = Pipeline::new(&waits, Arc::new(AtomicBool::new(false)));
+            p.allow_waiting(true);
+            for chunk in input(n).chunks_mut(1000) {
+                p.push_batch(chunk.iter_mut().map(|r| std::mem::replace(r, Record::Null)));
+                p.absorb();
+            }
+            while !p.finish() {}
             black_box(p.results.len())
         })
     });
