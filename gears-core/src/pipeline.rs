@@ -346,6 +346,14 @@ impl Pipeline {
         self.waiting += 1;
     }
 
+    /// Accumulator `i` waits for call `seq` (for its entry `at`, by key).
+    fn acc_wait(&mut self, i: usize, seq: u64, at: usize) {
+        let step = &mut self.steps[i];
+        step.acc_waits_for = Some((seq, at));
+        step.waiting += 1;
+        self.waiting += 1;
+    }
+
     /// Runs `r` through the steps starting at `from`.
     fn push(&mut self, from: usize, mut r: Record) {
         let mut i = from;
@@ -466,12 +474,7 @@ impl Pipeline {
                             *acc = Some(v);
                             return;
                         }
-                        Flow::Wait => {
-                            step.acc_waits_for = Some((seq, 0));
-                            step.waiting += 1;
-                            self.waiting += 1;
-                            return;
-                        }
+                        Flow::Wait => return self.acc_wait(i, seq, 0),
                         Flow::Fail(e) => r = Record::Error(e),
                     }
                 }
@@ -503,12 +506,7 @@ impl Pipeline {
                                     *slot = Some(acc);
                                     return;
                                 }
-                                Flow::Wait => {
-                                    step.acc_waits_for = Some((seq, at));
-                                    step.waiting += 1;
-                                    self.waiting += 1;
-                                    return;
-                                }
+                                Flow::Wait => return self.acc_wait(i, seq, at),
                                 Flow::Fail(e) => r = Record::Error(e),
                             }
                         }

@@ -1218,10 +1218,20 @@ fn key_type_of(raw_type: c_int) -> KeyType {
     }
 }
 
-/// The type of key `name`. Lock held.
 /// A key's type and, for a string, its value, read in place (no command
-/// call): the record of a key event.
+/// call): the record of a key event. Lock held.
 pub fn key_type_and_string(ctx: LockedCtx, name: &[u8]) -> (KeyType, Option<Vec<u8>>) {
+    read_key(ctx, name, true)
+}
+
+/// The type of key `name`. Lock held.
+pub fn key_type(ctx: LockedCtx, name: &[u8]) -> KeyType {
+    read_key(ctx, name, false).0
+}
+
+/// Opens `name` for reading: its type and, with `string`, a string key's
+/// value.
+fn read_key(ctx: LockedCtx, name: &[u8], string: bool) -> (KeyType, Option<Vec<u8>>) {
     // SAFETY: lock held by the caller (a `LockedCtx` exists); the key is
     // opened for reading and closed here, after its value was copied out of
     // the DMA pointer (valid while the key is open and unmodified); the
@@ -1235,7 +1245,7 @@ pub fn key_type_and_string(ctx: LockedCtx, name: &[u8]) -> (KeyType, Option<Vec<
         if !k.is_null() {
             let ty = key_type_of(raw::RedisModule_KeyType.unwrap()(k.cast()));
             let mut value = None;
-            if ty == KeyType::String {
+            if string && ty == KeyType::String {
                 let mut len: usize = 0;
                 let p = raw::RedisModule_StringDMA.unwrap()(
                     k.cast(),
@@ -1251,27 +1261,6 @@ pub fn key_type_and_string(ctx: LockedCtx, name: &[u8]) -> (KeyType, Option<Vec<
         }
         raw::RedisModule_FreeString.unwrap()(ctx, s);
         out
-    }
-}
-
-pub fn key_type(ctx: LockedCtx, name: &[u8]) -> KeyType {
-    // SAFETY: lock held by the caller (a `LockedCtx` exists); the string
-    // and key are freed here.
-    unsafe {
-        let ctx = ctx.0;
-        let s =
-            raw::RedisModule_CreateString.unwrap()(ctx, name.as_ptr().cast::<c_char>(), name.len());
-        let k = raw::RedisModule_OpenKey.unwrap()(ctx, s, raw::REDISMODULE_READ as i32);
-        let ty = if k.is_null() {
-            KeyType::Empty
-        } else {
-            key_type_of(raw::RedisModule_KeyType.unwrap()(k.cast()))
-        };
-        if !k.is_null() {
-            raw::RedisModule_CloseKey.unwrap()(k.cast());
-        }
-        raw::RedisModule_FreeString.unwrap()(ctx, s);
-        ty
     }
 }
 

@@ -136,9 +136,7 @@ fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let py = coro.py();
     let lp = the_loop();
     let nested = lp.gate.held_here();
-    if !lp.gate.try_enter() {
-        py.allow_threads(|| lp.gate.enter());
-    }
+    lp.gate.enter_from_python(py);
     struct Leave(&'static EventLoop);
     impl Drop for Leave {
         fn drop(&mut self) {
@@ -178,17 +176,13 @@ impl StepSession {
         coro: &Bound<'py, PyAny>,
         input: Result<Bound<'py, PyAny>, Bound<'py, PyAny>>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
-        command::with_context(self.0.clone(), || {
-            let atomic_before = command::in_atomic();
+        let atomic_before = command::in_atomic();
+        command::in_session(self.0.clone(), || {
             let stepped = match &input {
                 Ok(value) => send(coro, value),
                 Err(exc) => throw(coro, exc),
             }
             .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
-            if !atomic_before {
-                // An `atomic()` left open goes with this resumption.
-                command::leave_atomic();
-            }
             Ok(match stepped? {
                 Stepped::Yielded(y) => (false, y),
                 Stepped::Returned(v) => (true, v),
@@ -206,14 +200,7 @@ impl StepSession {
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        command::with_context(self.0.clone(), || {
-            let atomic_before = command::in_atomic();
-            let out = callback.call1(args);
-            if !atomic_before {
-                command::leave_atomic();
-            }
-            out
-        })
+        command::in_session(self.0.clone(), || callback.call1(args))
     }
 
     fn send<'py>(
@@ -463,7 +450,7 @@ pub(crate) fn call_step<'py>(
             let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
             let handed = (|| -> PyResult<()> {
                 let answerer = Bound::new(py, Answerer::new(resolver, wants))?;
-                let session = Bound::new(py, StepSession(command::session()))?;
+                let session = session_here(py)?.into_bound(py);
                 let lp = the_loop();
                 lp.soon(
                     py,
@@ -493,10 +480,7 @@ pub(crate) fn refuse_coroutine(out: &Bound<'_, PyAny>, error: &str) -> Option<St
 /// `runtime::Gate`).
 #[pyfunction]
 fn gate_enter(py: Python<'_>) {
-    let gate = &the_loop().gate;
-    if !gate.try_enter() {
-        py.allow_threads(|| gate.enter());
-    }
+    the_loop().gate.enter_from_python(py);
 }
 
 /// The loop thread leaves the gate to wait for I/O.

@@ -19,22 +19,27 @@ pub(crate) struct Session {
     pub(crate) running: Running,
 }
 
-type Current = Session;
+impl Session {
+    /// A session acting as `identity`, with no command, that may not wait.
+    pub(crate) fn of(identity: Identity) -> Session {
+        Session {
+            identity,
+            ..Session::default()
+        }
+    }
+}
 
 thread_local! {
     /// Per thread by nature: the steps (or the body) that call `execute()`
     /// and `call_next` run on the thread of the execution that set it.
     /// Outside any context (a thread of the runtime's own, before it
     /// enters one), Python acts as nobody: every permission check fails.
-    static CURRENT: RefCell<Current> = RefCell::new(Session {
-        identity: Identity::nobody(),
-        ..Session::default()
-    });
+    static CURRENT: RefCell<Session> = RefCell::new(Session::of(Identity::nobody()));
 }
 
 /// Runs `f` with `session` as this thread's context.
 pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Current>);
+    struct Restore(Option<Session>);
     impl Drop for Restore {
         fn drop(&mut self) {
             if let Some(prev) = self.0.take() {
@@ -48,6 +53,18 @@ pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
     GENERATION.with(|g| g.set(g.get() + 1));
     let _restore = Restore(Some(prev));
     running.enter(f)
+}
+
+/// Runs `f` in `session`, as [`with_context`]; an `atomic()` block that `f`
+/// opened and left open is released when it returns (one this thread was
+/// in already belongs to whoever opened it).
+pub(crate) fn in_session<R>(session: Session, f: impl FnOnce() -> R) -> R {
+    let atomic_before = in_atomic();
+    let out = with_context(session, f);
+    if !atomic_before {
+        leave_atomic();
+    }
+    out
 }
 
 pub(crate) fn current() -> Option<Arc<CommandCtx>> {

@@ -2,7 +2,7 @@
 //! bodies, and starting the executions they prepare.
 
 use crate::api;
-use crate::command::{with_context, Session};
+use crate::command::{in_session, Session};
 use crate::host::{RedisHost, ScriptScope};
 use crate::runtime::{self, runtime, EventLoop, Runtime};
 use crate::script::{with_script, ScriptOutcome};
@@ -95,7 +95,7 @@ pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), S
         globals.set_item("__name__", "__gears__")?;
         let code = CString::new(include_str!("prelude.py")).expect("no NUL in the prelude");
         py.run(&code, Some(&globals), None)?;
-        let aio = EventLoop::start(py, &globals)?;
+        let aio = EventLoop::new(py, &globals)?;
         Ok((globals.unbind(), aio))
     })
     .map_err(|e| Python::with_gil(|py| format!("the gears prelude failed: {}", e.value(py))))?;
@@ -149,13 +149,9 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
         return Err("the script contains a NUL byte".to_string());
     }
     let scope: ScriptScope = scope.into();
-    let identity = scope.identity.clone();
-    let session = Session {
-        identity,
-        ..Session::default()
-    };
+    let session = Session::of(scope.identity.clone());
     let (result, ctx) = with_script(scope, || {
-        with_context(session, || {
+        in_session(session, || {
             watchdog::watched(|| {
                 Python::with_gil(|py| -> Result<(), String> {
                     let compiled = compiled(py, code).map_err(|e| error_text(py, &e))?;
@@ -176,7 +172,6 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
             })
         })
     });
-    crate::command::leave_atomic();
     match result {
         Ok(()) => Ok(ScriptOutcome {
             run: ctx.run,

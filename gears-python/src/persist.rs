@@ -145,24 +145,16 @@ impl TimeCallback {
 
     /// Calls it with `who` as the identity of its `execute()` calls.
     pub fn call(&self, who: Identity) -> Result<(), String> {
-        let out = crate::command::with_context(
-            crate::command::Session {
-                identity: who,
-                ..Default::default()
-            },
-            || {
-                Python::with_gil(|py| {
-                    self.0
-                        .bind(py)
-                        .call0()
-                        .map(|_| ())
-                        .map_err(|e| error_text(py, &e))
-                })
-            },
-        );
         // An `atomic()` block left open goes with the call.
-        crate::command::leave_atomic();
-        out
+        crate::command::in_session(crate::command::Session::of(who), || {
+            Python::with_gil(|py| {
+                self.0
+                    .bind(py)
+                    .call0()
+                    .map(|_| ())
+                    .map_err(|e| error_text(py, &e))
+            })
+        })
     }
 }
 

@@ -446,7 +446,7 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
         # Scheduled from another thread (a coroutine's first steps, a step):
         # the callback, or the task, runs in that thread's session.
         if context is None:
-            context = _contextvars.copy_context()
+            return _with_session(_native.current_session())
         if context.get(_SESSION) is None:
             context.run(_SESSION.set, _native.current_session())
         return context
@@ -521,7 +521,10 @@ _TASKS = set()
 _FRESH = object()
 
 
-def _keep(task):
+def _start_task(session, coro):
+    # Runs `coro` as a task of the loop (we are on its thread) in `session`,
+    # kept until it ends.
+    task = _asyncio.get_running_loop().create_task(coro, context=_with_session(session))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
     return task
@@ -557,8 +560,7 @@ def _continue_on_loop(session, coro, first, answerer):
             answerer.fail(e)
         else:
             answerer.ok(value)
-    task = _asyncio.get_running_loop().create_task(finish(), context=_with_session(session))
-    answerer.cancel_with(_keep(task))
+    answerer.cancel_with(_start_task(session, finish()))
 
 
 def _settle_future(f, ok, value):
@@ -595,4 +597,4 @@ def _run_coroutine(session, coro, f, delay):
         else:
             if f is not None:
                 _settle_future(f, True, value)
-    _keep(_asyncio.get_running_loop().create_task(run(), context=_with_session(session)))
+    _start_task(session, run())

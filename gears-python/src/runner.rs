@@ -1,7 +1,7 @@
 //! Running one execution: [`PyRunner`], the gears-core [`PlanRunner`] of
 //! Python plans.
 
-use crate::command::{with_context, Session};
+use crate::command::{in_session, Session};
 use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use crate::script::PendingRun;
 use gears_core::execution::Execution;
@@ -148,16 +148,17 @@ pub(crate) fn run(
 ) {
     let started = Instant::now();
     keep_thread_state();
-    // An execution nested in another one's `atomic()` block (a sync
-    // registration its write triggered) leaves that block alone.
-    let nested_in_atomic = crate::command::in_atomic();
     let session = Session {
         command,
         identity: exec.identity.clone(),
         may_wait,
         running: gears_core::dispatch::Running::here(),
     };
-    let outcome = with_context(session.clone(), || {
+    // Whatever happens inside (an abort while entering `atomic()`, a
+    // generator left suspended in one), the Redis lock goes with the
+    // execution; an execution nested in another one's `atomic()` block (a
+    // sync registration its write triggered) leaves that block alone.
+    let outcome = in_session(session.clone(), || {
         crate::watchdog::watched(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 let (pipe, driver, read) = drive(exec, plan, reader, may_wait)?;
@@ -174,12 +175,6 @@ pub(crate) fn run(
             }))
         })
     });
-    // Whatever happened inside (an abort while entering `atomic()`, a
-    // generator left suspended in one), the Redis lock goes with the
-    // execution.
-    if !nested_in_atomic {
-        crate::command::leave_atomic();
-    }
     match outcome {
         Ok(Some((run, true))) => complete(run, None),
         Ok(Some((run, false))) => park(run),
@@ -227,10 +222,9 @@ fn resume(slot: &Mutex<Option<Run>>) {
     keep_thread_state();
     run.driver.here();
     run.exec.set_waiting(false);
-    let outcome = with_context(run.session.clone(), || {
+    let outcome = in_session(run.session.clone(), || {
         catch_unwind(AssertUnwindSafe(|| settle(&mut run)))
     });
-    crate::command::leave_atomic();
     match outcome {
         Ok(true) => complete(run, None),
         Ok(false) => park(run),
@@ -249,7 +243,7 @@ fn complete(run: Run, failure: Option<&str>) {
         ..
     } = run;
     let (results, errors) = match failure {
-        None => driver.in_gil(|_py| collect(&exec, pipe)),
+        None => driver.in_gil(|_py| collect(pipe)),
         Some(f) => {
             Python::with_gil(|_py| drop(pipe));
             (Vec::new(), vec![f.to_string()])
@@ -412,7 +406,7 @@ pub fn submit(pending: PendingRun) -> Result<(), String> {
 }
 
 /// Converts the results of a finished pipeline; GIL held.
-fn collect(_exec: &Execution, mut pipe: Pipeline) -> (Vec<Reply>, Vec<String>) {
+fn collect(mut pipe: Pipeline) -> (Vec<Reply>, Vec<String>) {
     let mut errors = std::mem::take(&mut pipe.errors);
     let mut results = Vec::with_capacity(pipe.results.len());
     // A result without a reply (too deep, cyclic) becomes an error record.

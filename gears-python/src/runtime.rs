@@ -122,6 +122,14 @@ impl Gate {
         true
     }
 
+    /// Enters from code holding the GIL: waits for the holder, if any,
+    /// with the GIL released.
+    pub(crate) fn enter_from_python(&self, py: Python<'_>) {
+        if !self.try_enter() {
+            py.allow_threads(|| self.enter());
+        }
+    }
+
     /// Enters, waiting for the holder. Call without the GIL.
     pub(crate) fn enter(&self) {
         if self.try_enter() {
@@ -180,7 +188,7 @@ pub(crate) fn waiting_for_redis<R>(f: impl FnOnce() -> R) -> R {
 impl EventLoop {
     /// The event loop (the prelude's `_new_loop`), not running yet: see
     /// [`EventLoop::spawn`].
-    pub(crate) fn start(py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<EventLoop> {
+    pub(crate) fn new(py: Python<'_>, prelude: &Bound<'_, PyDict>) -> PyResult<EventLoop> {
         let get = |name: &str| -> PyResult<Py<PyAny>> {
             prelude
                 .get_item(name)?

@@ -43,16 +43,11 @@ impl PendingRegistration {
     /// errors are logged.
     pub fn on_registered(&self) {
         let Some(f) = &self.on_registered else { return };
-        let session = crate::command::Session {
-            identity: gears_core::Identity::new(self.reg.owner.clone(), 0),
-            ..Default::default()
-        };
-        let atomic_before = crate::command::in_atomic();
-        crate::command::with_context(session, || self.call_on_registered(f));
-        if !atomic_before {
-            // An `atomic()` block left open goes with the call.
-            crate::command::leave_atomic();
-        }
+        let owner = gears_core::Identity::new(self.reg.owner.clone(), 0);
+        // An `atomic()` block left open goes with the call.
+        crate::command::in_session(crate::command::Session::of(owner), || {
+            self.call_on_registered(f)
+        });
     }
 
     fn call_on_registered(&self, f: &Py<PyAny>) {
