@@ -103,11 +103,16 @@ impl Running {
                 })
             }
         }
+        // No allocation: this runs for every execution.
         let added = RUNNING.with(|r| {
             let mut r = r.borrow_mut();
-            let new: Vec<usize> = self.0.iter().filter(|m| !r.contains(m)).copied().collect();
-            r.extend(&new);
-            new.len()
+            let before = r.len();
+            for m in &self.0 {
+                if !r[..before].contains(m) {
+                    r.push(*m);
+                }
+            }
+            r.len() - before
         });
         let _unmark = Unmark(added);
         f()
@@ -396,5 +401,26 @@ mod tests {
             .unwrap();
         assert_eq!(*check.1.lock().unwrap(), Some(true));
         assert!(!is_running_here(&r));
+    }
+
+    #[test]
+    fn running_marks_follow_an_execution_to_another_thread() {
+        let r = reg(Mode::Sync);
+        RUNNING.with(|m| m.borrow_mut().push(mark_of(&r)));
+        let marks = Running::here();
+        RUNNING.with(|m| m.borrow_mut().clear());
+        let r2 = r.clone();
+        std::thread::spawn(move || {
+            assert!(!is_running_here(&r2));
+            marks.enter(|| {
+                assert!(is_running_here(&r2));
+                // Entering again adds nothing (the nesting count holds).
+                marks.enter(|| RUNNING.with(|m| assert_eq!(m.borrow().len(), 1)));
+                assert!(is_running_here(&r2));
+            });
+            assert!(!is_running_here(&r2));
+        })
+        .join()
+        .unwrap();
     }
 }
