@@ -680,3 +680,36 @@ fn aborting_cancels_waiting_coroutines() {
     let r = waiter.read();
     assert!(matches!(r, Value::Error(_)), "{r:?}");
 }
+
+#[test]
+fn what_a_coroutine_writes_after_waiting_reaches_the_replica() {
+    let master = Server::start(&[]);
+    let replica = Server::replica_of(&master);
+    let mut m = master.client();
+    m.py(
+        "import asyncio\n\
+         async def later(r):\n    await asyncio.sleep(0.01)\n    execute('SET', 'copied:' + r['key'], r['value'])\n\
+         GB().foreach(later).register(prefix='src:*', mode='sync')",
+    );
+    let mut r = replica.client();
+    assert!(replica.wait_for(10, || r.registrations().len() == 1));
+    m.cmd(&["SET", "src:1", "v"]);
+    assert!(master.wait_for(5, || m.cmd(&["GET", "copied:src:1"]) == bulk("v")));
+    assert!(replica.wait_for(10, || r.cmd(&["GET", "copied:src:1"]) == bulk("v")));
+    // The replica fired nothing itself: only the master's executions ran.
+    assert_eq!(r.registrations()[0].count("numTriggered"), 0);
+}
+
+#[test]
+fn a_coroutine_answering_cyclic_or_deep_data_makes_an_error_record() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let r = c.py(
+        "import asyncio\n\
+         async def cyclic(x):\n    await asyncio.sleep(0)\n    l = []\n    l.append(l)\n    return l\n\
+         GB('ShardsIDReader').map(cyclic).run(convertToStr=False)",
+    );
+    assert_eq!(r.array()[0], Value::Array(vec![]));
+    assert_has(&r.errors()[0], "reply nesting too deep");
+    assert_eq!(c.cmd(&["PING"]), Value::Status("PONG".into()));
+}
