@@ -2,7 +2,7 @@
 
 use crate::identity::Identity;
 use crate::plan::Plan;
-use crate::Reply;
+use crate::{HostValue, Reply};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,12 +50,43 @@ pub fn step_infos(plan: &Plan) -> Arc<[StepInfo]> {
         .collect()
 }
 
+/// A result as an execution keeps it: its reply, or a host object whose
+/// reply is made only when someone reads it (most results of registrations
+/// are never read).
+#[derive(Clone, Debug)]
+pub enum Kept {
+    Reply(Reply),
+    Deferred(Arc<dyn HostValue>),
+}
+
+impl Kept {
+    /// The reply, made now for a deferred object.
+    pub fn reply(self) -> Reply {
+        match self {
+            Kept::Reply(r) => r,
+            Kept::Deferred(h) => h.to_reply(),
+        }
+    }
+}
+
+impl From<Reply> for Kept {
+    fn from(r: Reply) -> Kept {
+        Kept::Reply(r)
+    }
+}
+
+/// Replies for kept results. Called with the execution's lock released:
+/// a deferred object may need the host's own lock (the GIL) to render.
+fn replies(kept: Vec<Kept>) -> Vec<Reply> {
+    kept.into_iter().map(Kept::reply).collect()
+}
+
 /// A callback run once when the execution finishes.
 pub type DoneCallback = Box<dyn FnOnce(&Execution) + Send>;
 
 struct Inner {
     status: Status,
-    results: Vec<Reply>,
+    results: Vec<Kept>,
     errors: Vec<String>,
     total_ms: u64,
     read_ms: u64,
@@ -166,7 +197,7 @@ impl Execution {
     }
 
     /// Records the outcome, marks the execution `done` and runs the waiters.
-    pub fn finish(&self, results: Vec<Reply>, errors: Vec<String>, total_ms: u64, read_ms: u64) {
+    pub fn finish(&self, results: Vec<Kept>, errors: Vec<String>, total_ms: u64, read_ms: u64) {
         self.set_interrupter(None);
         let waiters = {
             let mut g = self.lock();
@@ -234,7 +265,8 @@ impl Execution {
 
     /// The results of a finished execution.
     pub fn results(&self) -> Vec<Reply> {
-        self.lock().results.clone()
+        let kept = self.lock().results.clone();
+        replies(kept)
     }
 
     /// The errors of a finished execution.
@@ -255,10 +287,13 @@ impl Execution {
 
     /// `[results, errors]`, the reply of a finished execution.
     pub fn results_reply(&self) -> Reply {
-        let g = self.lock();
+        let (kept, errors) = {
+            let g = self.lock();
+            (g.results.clone(), g.errors.clone())
+        };
         Reply::Array(vec![
-            Reply::Array(g.results.clone()),
-            Reply::Array(g.errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect()),
+            Reply::Array(replies(kept)),
+            Reply::Array(errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect()),
         ])
     }
 
@@ -427,7 +462,7 @@ mod tests {
             .is_none());
         assert!(e.start());
         assert_eq!(e.status(), Status::Running);
-        e.finish(vec![Reply::Int(1)], vec!["err".into()], 3, 1);
+        e.finish(vec![Reply::Int(1).into()], vec!["err".into()], 3, 1);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!(
             e.results_reply(),

@@ -1,7 +1,7 @@
 //! User callbacks as gears-core [`Callable`]s.
 
 use crate::aio::{self, Wants};
-use crate::convert::{host, host_to_py, record_to_py};
+use crate::convert::{host, host_to_py, record_to_py, LazyStr};
 use crate::errors::{COROUTINE_ON_EXTRACTOR, COROUTINE_ON_REDUCE};
 use crate::traceback::error_text;
 use gears_core::pending::{Answer, Later};
@@ -114,15 +114,19 @@ fn now<T, U>(a: Answer<T>, f: impl FnOnce(T) -> StepResult<U>) -> StepResult<Ans
     }
 }
 
+/// `str(func)`, the argument RG.GETEXECUTION shows for a step.
+fn describe(func: &Py<PyAny>) -> String {
+    Python::with_gil(|py| {
+        func.bind(py)
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    })
+}
+
 impl Callable for PyStep {
     fn describe(&self) -> String {
-        Python::with_gil(|py| {
-            self.func
-                .bind(py)
-                .str()
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        })
+        describe(&self.func)
     }
 
     fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
@@ -212,6 +216,41 @@ impl Callable for PyStep {
             match aio::refuse_coroutine(&out, COROUTINE_ON_REDUCE) {
                 Some(err) => Err(err),
                 None => Ok(host(out)),
+            }
+        })
+    }
+}
+
+/// The `str()` map that `run()` and `register()` append (convertToStr).
+///
+/// A record that nothing else references and that holds only builtin
+/// values is rendered when it is read (a reply, RG.GETEXECUTION), which
+/// gives the same text as rendering it now: a registration keeps the
+/// results of its last executions, which nobody may ever read, and
+/// rendering them was the largest single cost of a sync trigger.
+pub struct ToStr {
+    /// The prelude's `lambda x: str(x)`, which RG.GETEXECUTION shows.
+    pub func: Py<PyAny>,
+}
+
+impl Callable for ToStr {
+    fn describe(&self) -> String {
+        describe(&self.func)
+    }
+
+    fn map(&self, r: Record, _later: &Later) -> StepResult<Answer<Record>> {
+        Python::with_gil(|py| {
+            let obj = match r {
+                Record::Host(h) => host_to_py(py, &h),
+                other => record_to_py(py, other),
+            }
+            .map_err(|e| error_text(py, &e))?;
+            match LazyStr::of(obj) {
+                Ok(lazy) => Ok(Answer::Now(Record::Host(Box::new(lazy)))),
+                Err(obj) => obj
+                    .str()
+                    .map(|s| Answer::Now(host(s.into_any())))
+                    .map_err(|e| error_text(py, &e)),
             }
         })
     }

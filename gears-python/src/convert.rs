@@ -101,10 +101,107 @@ pub fn record_to_py(py: Python<'_>, r: Record) -> PyResult<Bound<'_, PyAny>> {
 
 /// The Python object inside a host record.
 pub fn host_to_py<'py>(py: Python<'py>, h: &HostObject) -> PyResult<Bound<'py, PyAny>> {
-    match h.as_any().downcast_ref::<PyValue>() {
-        Some(v) => Ok(v.0.clone_ref(py).into_bound(py)),
+    let any = h.as_any();
+    if let Some(v) = any.downcast_ref::<PyValue>() {
+        return Ok(v.0.clone_ref(py).into_bound(py));
+    }
+    match any.downcast_ref::<LazyStr>() {
+        Some(v) => Ok(v.0.bind(py).str()?.into_any()),
         None => Err(GearsError::new_err(FOREIGN_RECORD)),
     }
+}
+
+/// `str(obj)` not computed yet: the result of convertToStr for an object
+/// that nothing else references and that is made only of builtin values, so
+/// that rendering it later gives exactly what rendering it now would (see
+/// [`crate::callbacks::ToStr`]).
+#[derive(Debug)]
+pub struct LazyStr(Py<PyAny>);
+
+impl LazyStr {
+    /// `Some` when `obj` can be rendered later with the same result.
+    pub fn of(obj: Bound<'_, PyAny>) -> Result<LazyStr, Bound<'_, PyAny>> {
+        let mut budget = LAZY_STR_BUDGET;
+        // SAFETY: the GIL is held (`obj` is bound to it); `obj` is a live
+        // object this function owns one reference to.
+        if unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) } == 1
+            && unsafe { frozen(obj.as_ptr(), &mut budget, 0) }
+        {
+            Ok(LazyStr(obj.unbind()))
+        } else {
+            Err(obj)
+        }
+    }
+}
+
+impl HostValue for LazyStr {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn to_reply(&self) -> Reply {
+        Python::with_gil(|py| match self.0.bind(py).str() {
+            Ok(s) => py_scalar_reply(s.as_any()),
+            Err(e) => Reply::Error(e.to_string()),
+        })
+    }
+}
+
+/// How many objects [`frozen`] looks at before it gives up (and the caller
+/// renders at once): checking must stay much cheaper than rendering.
+const LAZY_STR_BUDGET: usize = 64;
+const LAZY_STR_DEPTH: usize = 4;
+
+/// True when `obj` is an immutable builtin scalar, or a builtin container
+/// referenced only by its parent, all the way down: no code can change it
+/// any more, and its `repr` runs no user code.
+///
+/// # Safety
+/// The GIL is held and `obj` is a live object.
+unsafe fn frozen(obj: *mut pyo3::ffi::PyObject, budget: &mut usize, depth: usize) -> bool {
+    use pyo3::ffi;
+    if *budget == 0 || depth > LAZY_STR_DEPTH {
+        return false;
+    }
+    *budget -= 1;
+    if ffi::PyUnicode_CheckExact(obj) != 0
+        || ffi::PyLong_CheckExact(obj) != 0
+        || ffi::PyFloat_CheckExact(obj) != 0
+        || ffi::PyBool_Check(obj) != 0
+        || ffi::PyBytes_CheckExact(obj) != 0
+        || obj == ffi::Py_None()
+    {
+        return true;
+    }
+    // Containers below the top (which the caller checked) are owned by
+    // their parent alone: a tuple too, or a list in a shared tuple could be
+    // reached from elsewhere.
+    if depth > 0 && ffi::Py_REFCNT(obj) != 1 {
+        return false;
+    }
+    if ffi::PyByteArray_CheckExact(obj) != 0 {
+        return true;
+    }
+    if ffi::PyTuple_CheckExact(obj) != 0 {
+        let n = ffi::PyTuple_GET_SIZE(obj);
+        return (0..n).all(|i| frozen(ffi::PyTuple_GET_ITEM(obj, i), budget, depth + 1));
+    }
+    if ffi::PyList_CheckExact(obj) != 0 {
+        let n = ffi::PyList_GET_SIZE(obj);
+        return (0..n).all(|i| frozen(ffi::PyList_GET_ITEM(obj, i), budget, depth + 1));
+    }
+    if ffi::PyDict_CheckExact(obj) != 0 {
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut key = std::ptr::null_mut();
+        let mut value = std::ptr::null_mut();
+        while ffi::PyDict_Next(obj, &mut pos, &mut key, &mut value) != 0 {
+            if !frozen(key, budget, depth + 1) || !frozen(value, budget, depth + 1) {
+                return false;
+            }
+        }
+        return true;
+    }
+    false
 }
 
 /// The reply a Python result gets (1.2's conversion table), or an error

@@ -278,7 +278,7 @@ class GearsBuilder(object):
 
     def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
         if convertToStr:
-            self.map(lambda x: str(x))
+            self.map(_to_str_mapper(lambda x: str(x)))
         if collect:
             self.collect()
         reader = self.reader
@@ -303,7 +303,7 @@ class GearsBuilder(object):
             # 1.2's deprecated name for prefix.
             prefix = kwargs.pop('regex')
         if convertToStr:
-            self.map(lambda x: str(x))
+            self.map(_to_str_mapper(lambda x: str(x)))
         if collect:
             self.collect()
         if self.reader in _PY_READERS:
@@ -312,6 +312,13 @@ class GearsBuilder(object):
 
 
 GB = GearsBuilder
+
+
+def _to_str_mapper(f):
+    # convertToStr's map: the runtime renders it natively (lazily when it
+    # can), with the same text; RG.GETEXECUTION still shows the lambda.
+    f._gears_to_str = True
+    return f
 
 
 # Restored registrations (RDB, AOF, replication) of one session share one

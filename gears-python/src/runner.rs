@@ -2,13 +2,14 @@
 //! Python plans.
 
 use crate::command::{in_session, Session};
+use crate::convert::LazyStr;
 use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use crate::script::PendingRun;
-use gears_core::execution::Execution;
+use gears_core::execution::{Execution, Kept};
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::Plan;
 use gears_core::{CommandCtx, PlanRunner};
-use gears_core::{Reader, Record, Reply};
+use gears_core::{Reader, Record};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -254,7 +255,7 @@ fn complete(run: Run, failure: Option<&str>) {
 
 fn end(
     exec: &Execution,
-    results: Vec<Reply>,
+    results: Vec<Kept>,
     mut errors: Vec<String>,
     started: Instant,
     read: Duration,
@@ -406,14 +407,21 @@ pub fn submit(pending: PendingRun) -> Result<(), String> {
 }
 
 /// Converts the results of a finished pipeline; GIL held.
-fn collect(mut pipe: Pipeline) -> (Vec<Reply>, Vec<String>) {
+fn collect(mut pipe: Pipeline) -> (Vec<Kept>, Vec<String>) {
     let mut errors = std::mem::take(&mut pipe.errors);
     let mut results = Vec::with_capacity(pipe.results.len());
-    // A result without a reply (too deep, cyclic) becomes an error record.
     for r in std::mem::take(&mut pipe.results) {
-        match r.try_reply() {
-            Ok(reply) => results.push(reply),
-            Err(e) => errors.push(e),
+        match r {
+            // convertToStr's text, made when (if ever) someone reads it.
+            Record::Host(h) if h.as_any().is::<LazyStr>() => {
+                results.push(Kept::Deferred(Arc::from(h)));
+            }
+            // A result without a reply (too deep, cyclic) becomes an error
+            // record.
+            r => match r.try_reply() {
+                Ok(reply) => results.push(reply.into()),
+                Err(e) => errors.push(e),
+            },
         }
     }
     (results, errors)

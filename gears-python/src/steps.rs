@@ -1,8 +1,9 @@
 //! The steps of a GearsBuilder as gears-core [`Step`]s.
 
-use crate::callbacks::{PyStep, Shape, ToPython};
+use crate::callbacks::{PyStep, Shape, ToPython, ToStr};
 use crate::errors::{unknown_step, GearsError, LIMIT_WITHOUT_BOUNDS};
 use gears_core::plan::{Callable, Step, StepKind, ValueOfKeyed};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::sync::Arc;
@@ -37,6 +38,14 @@ pub(crate) fn make_steps(steps: &Bound<'_, PyList>) -> PyResult<Vec<Step>> {
         let callback: Option<Arc<dyn Callable>> = match (name.as_str(), func) {
             ("RedisGearsPy_ToPyRecordMapper", _) => Some(Arc::new(ToPython)),
             ("GetValueMapper", _) => Some(Arc::new(ValueOfKeyed)),
+            // convertToStr's `map(lambda x: str(x))`, as the prelude marks it.
+            ("RedisGearsPy_PyCallbackMapper", Some(f))
+                if step_kind == StepKind::Map
+                    && f.bind(item.py())
+                        .hasattr(intern!(item.py(), "_gears_to_str"))? =>
+            {
+                Some(Arc::new(ToStr { func: f }))
+            }
             (_, Some(f)) => Some(Arc::new(PyStep {
                 func: f,
                 shape: if name == "RedisGearsPy_PyCallbackFlatMapper" {

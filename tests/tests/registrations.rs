@@ -297,3 +297,45 @@ fn max_executions_per_registration_drops_the_oldest() {
         assert_eq!(e.array()[5], Value::Int(1), "registered executions: {e:?}");
     }
 }
+
+/// The str() of convertToStr is made when a result is read, and only for
+/// records nothing else can change in the meantime: what RG.GETRESULTS
+/// shows is what the record was when its execution ended.
+#[test]
+fn kept_results_show_records_as_they_were_when_the_execution_ended() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.py(concat!(
+        "shared = {'n': 0}\n",
+        "inner = []\n",
+        "def f(x):\n",
+        "    shared['n'] += 1\n",
+        "    inner.append(shared['n'])\n",
+        "    return [shared, {'inner': inner}, {'own': [x['key']]}, ('t', [1])]\n",
+        "GB().flatmap(f).register(prefix='snap:*', mode='sync')",
+    ));
+    c.cmd(&["SET", "snap:1", "v"]);
+    let first = c.cmd(&["RG.DUMPEXECUTIONS"]).array()[0].array()[1].clone();
+    c.cmd(&["SET", "snap:2", "v"]);
+    c.cmd(&["SET", "snap:3", "v"]);
+    let results = c.cmd(&["RG.GETRESULTS", &first.text()]);
+    assert_eq!(
+        results,
+        Value::Array(vec![
+            // (flatmap expands from the end, as 1.2 does)
+            Value::Array(vec![
+                bulk("('t', [1])"),
+                bulk("{'own': ['snap:1']}"),
+                bulk("{'inner': [1]}"),
+                bulk("{'n': 1}"),
+            ]),
+            Value::Array(vec![]),
+        ])
+    );
+    // Texts that read as replies keep their meaning.
+    c.py("GB('CommandReader').map(lambda x: '+OK').register(trigger='plus')");
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "plus"]),
+        Value::Array(vec![Value::Status("OK".into())])
+    );
+}

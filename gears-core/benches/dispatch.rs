@@ -1,0 +1,61 @@
+//! The engine's cost per event, without Python or Redis: what a sync
+//! trigger pays for its execution's bookkeeping (id, registry, per
+//! registration history and statistics, eviction) around a runner that does
+//! nothing.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gears_core::execution::Execution;
+use gears_core::plan::Plan;
+use gears_core::reader::VecReader;
+use gears_core::registration::{Mode, ReaderArgs, Registration};
+use gears_core::{Caller, CommandCtx, Engine, Identity, PlanRunner, Reader, Record};
+use std::sync::Arc;
+
+struct Nothing;
+
+impl PlanRunner for Nothing {
+    fn run(
+        &self,
+        exec: &Arc<Execution>,
+        _plan: &Plan,
+        mut reader: Box<dyn Reader>,
+        _command: Option<Arc<CommandCtx>>,
+        _may_wait: bool,
+    ) {
+        exec.start();
+        let _ = reader.next_batch();
+        exec.finish(Vec::new(), Vec::new(), 0, 0);
+    }
+}
+
+fn sync_event(c: &mut Criterion) {
+    let engine = Arc::new(Engine::new(1, 1000, 100, Arc::new(Nothing), |_| {}).unwrap());
+    let plan = Plan {
+        reader: "KeysReader".into(),
+        steps: Vec::new(),
+        desc: None,
+    };
+    let args = ReaderArgs::Trigger {
+        name: "t".into(),
+        inorder: false,
+    };
+    let reg = Arc::new(Registration::new(
+        "r".into(),
+        None,
+        Mode::Sync,
+        args,
+        plan,
+        "s".into(),
+    ));
+    c.bench_function("dispatch/sync_event", |b| {
+        b.iter(|| {
+            let reader = Box::new(VecReader(Some(vec![Record::Long(1)])));
+            engine
+                .fire(&reg, Caller::Event, Identity::default(), reader, None)
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, sync_event);
+criterion_main!(benches);
