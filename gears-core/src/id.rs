@@ -28,6 +28,16 @@ impl IdGen {
         format!("{node}-{n}")
     }
 
+    /// The last number handed out (0 before the first).
+    pub fn current(&self) -> u64 {
+        self.counter.load(Ordering::Relaxed)
+    }
+
+    /// Later ids count on from at least `n` (a saved counter).
+    pub fn raise_to(&self, n: u64) {
+        self.counter.fetch_max(n, Ordering::Relaxed);
+    }
+
     /// Makes sure later ids do not collide with `seen` (an id that came from
     /// another shard or from persistence).
     pub fn observe(&self, seen: &str) {
@@ -52,5 +62,10 @@ mod tests {
         assert_eq!(g.next("n"), "n-42");
         g.observe("garbage");
         assert_eq!(g.next("n"), "n-43");
+        assert_eq!(g.current(), 43);
+        g.raise_to(10);
+        assert_eq!(g.next("n"), "n-44");
+        g.raise_to(100);
+        assert_eq!(g.next("n"), "n-101");
     }
 }

@@ -8,8 +8,9 @@
 
 use crate::registration::{Mode, OnFailed, ReaderArgs, Registration, Registrations, Session};
 
-/// The version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The version this build writes. It reads this one and version 1 (which
+/// had no session requirements).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// A registration as saved: everything but its plan's callbacks, which
 /// `payload` holds for the host language to restore.
@@ -21,6 +22,8 @@ pub struct Saved {
     pub args: ReaderArgs,
     pub session: String,
     pub session_desc: Option<String>,
+    /// The requirements of its session (format 2).
+    pub session_requirements: Vec<String>,
     pub owner: Option<String>,
     pub reader: String,
     pub plan_desc: Option<String>,
@@ -30,7 +33,8 @@ pub struct Saved {
 /// Every registration and session of a shard.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
-    pub sessions: Vec<(String, Option<String>)>,
+    /// (id, description, requirements).
+    pub sessions: Vec<(String, Option<String>, Vec<String>)>,
     pub registrations: Vec<Saved>,
 }
 
@@ -212,54 +216,62 @@ fn read_args(r: &mut Reader) -> Result<ReaderArgs, String> {
     })
 }
 
-fn write_saved(w: &mut Writer, r: &Registration, session_desc: &Option<String>) {
+fn write_saved(w: &mut Writer, r: &Registration, session: Option<&Session>) {
     w.str(&r.id);
     w.opt_str(&r.desc);
     w.str(r.mode.name());
     write_args(w, &r.args);
     w.str(&r.session);
-    w.opt_str(session_desc);
+    w.opt_str(&session.and_then(|s| s.desc.clone()));
     w.opt_str(&r.owner);
     w.str(&r.plan.reader);
     w.opt_str(&r.plan.desc);
     w.bytes(&r.payload);
+    w.opt_list(&Some(
+        session.map(|s| s.requirements.clone()).unwrap_or_default(),
+    ));
 }
 
-fn read_saved(r: &mut Reader) -> Result<Saved, String> {
-    Ok(Saved {
+fn read_saved(r: &mut Reader, version: u8) -> Result<Saved, String> {
+    let mut saved = Saved {
         id: r.str()?,
         desc: r.opt_str()?,
         mode: Mode::parse(&r.str()?).ok_or("unknown registration mode")?,
         args: read_args(r)?,
         session: r.str()?,
         session_desc: r.opt_str()?,
+        session_requirements: Vec::new(),
         owner: r.opt_str()?,
         reader: r.str()?,
         plan_desc: r.opt_str()?,
         payload: r.bytes()?,
-    })
+    };
+    if version >= 2 {
+        saved.session_requirements = r.opt_list()?.unwrap_or_default();
+    }
+    Ok(saved)
 }
 
-fn check_version(r: &mut Reader) -> Result<(), String> {
+fn check_version(r: &mut Reader) -> Result<u8, String> {
     match r.take(1)?[0] {
-        FORMAT_VERSION => Ok(()),
+        v @ (1 | FORMAT_VERSION) => Ok(v),
         v => Err(format!(
-            "registration data of format version {v}, this module reads version {FORMAT_VERSION}"
+            "registration data of format version {v}, this module reads versions 1 and {FORMAT_VERSION}"
         )),
     }
 }
 
-/// One registration, for `RG.INNERREGISTER`.
-pub fn encode_registration(r: &Registration, session_desc: &Option<String>) -> Vec<u8> {
+/// One registration with its session, for `RG.INNERREGISTER`.
+pub fn encode_registration(r: &Registration, session: Option<&Session>) -> Vec<u8> {
     let mut w = Writer(vec![FORMAT_VERSION]);
-    write_saved(&mut w, r, session_desc);
+    write_saved(&mut w, r, session);
     w.0
 }
 
 pub fn decode_registration(bytes: &[u8]) -> Result<Saved, String> {
     let mut r = Reader(bytes);
-    check_version(&mut r)?;
-    let saved = read_saved(&mut r)?;
+    let version = check_version(&mut r)?;
+    let saved = read_saved(&mut r, version)?;
     if !r.0.is_empty() {
         return Err("trailing bytes after registration data".into());
     }
@@ -274,28 +286,32 @@ pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
     for s in &sessions {
         w.str(&s.id);
         w.opt_str(&s.desc);
+        w.opt_list(&Some(s.requirements.clone()));
     }
     let all = regs.snapshot();
     w.u64(all.len() as u64);
     for r in all.iter() {
-        let desc = sessions
-            .iter()
-            .find(|s| s.id == r.session)
-            .and_then(|s| s.desc.clone());
-        write_saved(&mut w, r, &desc);
+        let session = sessions.iter().find(|s| s.id == r.session);
+        write_saved(&mut w, r, session);
     }
     w.0
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut r = Reader(bytes);
-    check_version(&mut r)?;
+    let version = check_version(&mut r)?;
     let mut snap = Snapshot::default();
     for _ in 0..r.u64()? {
-        snap.sessions.push((r.str()?, r.opt_str()?));
+        let (id, desc) = (r.str()?, r.opt_str()?);
+        let requirements = if version >= 2 {
+            r.opt_list()?.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        snap.sessions.push((id, desc, requirements));
     }
     for _ in 0..r.u64()? {
-        snap.registrations.push(read_saved(&mut r)?);
+        snap.registrations.push(read_saved(&mut r, version)?);
     }
     if !r.0.is_empty() {
         return Err("trailing bytes after registration data".into());
@@ -332,8 +348,8 @@ mod tests {
     #[test]
     fn registrations_and_sessions_round_trip() {
         let regs = Registrations::default();
-        regs.open_session("s1", Some("first".into()));
-        regs.open_session("s2", None);
+        regs.open_session("s1", Some("first".into()), vec!["pkg==1.0".into()]);
+        regs.open_session("s2", None, Vec::new());
         let all = [
             ReaderArgs::Keys {
                 prefix: b"k*".to_vec(),
@@ -368,8 +384,12 @@ mod tests {
         assert_eq!(
             snap.sessions,
             [
-                ("s1".to_string(), Some("first".to_string())),
-                ("s2".into(), None)
+                (
+                    "s1".to_string(),
+                    Some("first".to_string()),
+                    vec!["pkg==1.0".to_string()]
+                ),
+                ("s2".into(), None, Vec::new())
             ]
         );
         assert_eq!(snap.registrations.len(), 4);
@@ -380,11 +400,14 @@ mod tests {
             assert_eq!(saved.payload, b"\x00callbacks\xff");
             assert_eq!(saved.plan_desc.as_deref(), Some("plan"));
         }
-        let one = decode_registration(&encode_registration(&regs.snapshot()[0], &None)).unwrap();
+        assert_eq!(snap.registrations[0].session_requirements, ["pkg==1.0"]);
+        assert!(snap.registrations[1].session_requirements.is_empty());
+        let one = decode_registration(&encode_registration(&regs.snapshot()[0], None)).unwrap();
         assert_eq!(
             one,
             Saved {
                 session_desc: None,
+                session_requirements: Vec::new(),
                 ..snap.registrations[0].clone()
             }
         );

@@ -463,6 +463,8 @@ pub struct Session {
     pub id: String,
     pub desc: Option<String>,
     pub registrations: Vec<String>,
+    /// The REQUIREMENTS its script named.
+    pub requirements: Vec<String>,
 }
 
 /// Every registration of this shard, and the sessions that own them.
@@ -550,15 +552,18 @@ impl Registrations {
         lock(&self.sessions).iter().find(|s| s.id == id).cloned()
     }
 
-    /// Records a session that is about to own registrations.
-    pub fn open_session(&self, id: &str, desc: Option<String>) {
+    /// Records a session that is about to own registrations (an existing
+    /// one takes the requirements given now).
+    pub fn open_session(&self, id: &str, desc: Option<String>, requirements: Vec<String>) {
         let mut sessions = lock(&self.sessions);
-        if !sessions.iter().any(|s| s.id == id) {
-            sessions.push(Session {
+        match sessions.iter_mut().find(|s| s.id == id) {
+            Some(s) => s.requirements = requirements,
+            None => sessions.push(Session {
                 id: id.to_owned(),
                 desc,
                 registrations: Vec::new(),
-            });
+                requirements,
+            }),
         }
     }
 }
@@ -634,7 +639,7 @@ mod tests {
     #[test]
     fn registry_finds_triggers_and_hooks_newest_first_and_tracks_sessions() {
         let regs = Registrations::default();
-        regs.open_session("s", None);
+        regs.open_session("s", None, Vec::new());
         let hook = |id: &str| {
             reg(
                 id,

@@ -4,6 +4,7 @@
 
 use crate::redis;
 use crate::registry;
+use crate::requirements;
 use crate::state::{self, Gears};
 use crate::streams;
 use gears_core::persist::{decode_snapshot, encode_snapshot};
@@ -16,14 +17,39 @@ pub fn aux_save() -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Applies what [`aux_save`] wrote. A format this build does not know fails
+/// The id counters: later ids never reuse one handed out before a save.
+pub fn aux_counters() -> Vec<u8> {
+    let Some(g) = state::get() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&g.engine.execution_ids.current().to_le_bytes());
+    out.extend_from_slice(&g.engine.registration_ids.current().to_le_bytes());
+    out
+}
+
+/// Applies what the aux save wrote. A format this build does not know fails
 /// the load; a registration whose callbacks can not be restored is logged
 /// and left out.
-pub fn aux_load(bytes: &[u8]) -> Result<(), String> {
+pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), String> {
     let g = state::get().ok_or("the module is not initialized")?;
-    let snap = decode_snapshot(bytes)?;
-    for (id, desc) in &snap.sessions {
-        g.engine.registrations.open_session(id, desc.clone());
+    if let Some(c) = aux.counters.filter(|c| !c.is_empty()) {
+        let (Some(e), Some(r)) = (c.get(0..8), c.get(8..16)) else {
+            return Err("id counters of an unknown layout".into());
+        };
+        let number = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        g.engine.execution_ids.raise_to(number(e));
+        g.engine.registration_ids.raise_to(number(r));
+    }
+    // Installed first: restored callbacks may import them.
+    if !aux.requirements.is_empty() {
+        requirements::load(g, aux.requirements)?;
+    }
+    let snap = decode_snapshot(aux.registrations)?;
+    for (id, desc, reqs) in &snap.sessions {
+        g.engine
+            .registrations
+            .open_session(id, desc.clone(), reqs.clone());
     }
     let total = snap.registrations.len();
     let mut restored = 0;

@@ -13,8 +13,10 @@ pub const NO_ASYNC_HERE: &str = "ERR can not run a non-sync execution inside a M
 // RG.PYEXECUTE.
 pub const PYEXECUTE_NOT_HERE: &str =
     "Can not run gears inside a multi exec, lua, or when blocking is not allowed";
-pub const REQUIREMENTS_UNSUPPORTED: &str =
-    "REQUIREMENTS are not supported yet by this version of the module";
+/// A requirement pip could not install (details in the log), 1.2's texts.
+pub const REQUIREMENTS_FAILED: &str =
+    "Could not satisfy requirements (look at redis log file for more information)";
+pub const NO_SUCH_REQUIREMENT: &str = "requirement does not exists";
 pub const SCRIPT_NOT_UTF8: &str = "the script is not valid UTF-8";
 pub const BAD_SESSION_ID: &str =
     "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']";
@@ -76,8 +78,14 @@ pub const OVERRIDE_NON_SYNC_SAME_SESSION: &str =
 pub const OVERRIDE_NON_SYNC: &str = "Can not override a none sync registration";
 
 // Hooks. `what` is "override" for hooks, "hook" for KeysReader `commands`.
-pub fn no_such_command(what: &str) -> String {
-    format!("Can not {what} an unexisting command")
+/// An unknown command: hooks say so, KeysReader `commands` report what
+/// 1.2's `COMMAND INFO` check saw.
+pub fn no_such_command(what: &str) -> &'static str {
+    if what == "hook" {
+        "bad reply on COMMAND command"
+    } else {
+        "Can not override an unexisting command"
+    }
 }
 pub fn command_not_scriptable(what: &str) -> String {
     format!("Can not {what} a command which are not allowed inside a script")

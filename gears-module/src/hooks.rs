@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// "hook" for KeysReader `commands`), with 1.2's errors.
 pub fn check_hookable(command: &str, by_prefix: bool, what: &str) -> Result<(), String> {
     let Some(info) = redis::command_info(command) else {
-        return Err(errors::no_such_command(what));
+        return Err(errors::no_such_command(what).into());
     };
     if info.flags.iter().any(|f| f == "noscript") {
         return Err(errors::command_not_scriptable(what));

@@ -73,11 +73,20 @@ impl RedisHost for ModuleHost {
         let pending = PendingRegistration::plain(reg);
         redis::with_lock(|_| {
             registry::check(self.0, &pending.reg.args, scope)?;
+            // The session keeps the requirements it has.
+            let requirements = self
+                .0
+                .engine
+                .registrations
+                .session(&scope.session)
+                .map(|s| s.requirements)
+                .unwrap_or_default();
             registry::apply(
                 self.0,
                 scope.identity.db,
                 &scope.session,
                 None,
+                requirements,
                 None,
                 vec![pending],
             );

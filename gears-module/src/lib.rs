@@ -32,6 +32,7 @@ mod keys;
 mod linked;
 mod redis;
 mod registry;
+mod requirements;
 mod response;
 mod state;
 mod streams;
@@ -49,6 +50,28 @@ fn on_worker_panic(message: &str) {
     redis::log("warning", &format!("a worker job panicked: {message}"));
 }
 
+/// The base name of the server's log file ("redis" when it logs to
+/// stdout), which names its Python environment as in 1.2.
+fn environment_tag() -> String {
+    let argv = [b"CONFIG".to_vec(), b"GET".to_vec(), b"logfile".to_vec()];
+    let file = match redis::call_with(&argv, c"") {
+        gears_core::Reply::Array(a) if a.len() == 2 => match &a[1] {
+            gears_core::Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    let base = std::path::Path::new(&file)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if base.is_empty() {
+        "redis".into()
+    } else {
+        base
+    }
+}
+
 /// Builds the module state and starts Python; the error is logged.
 fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     redis::init(
@@ -58,6 +81,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             stream: events::on_stream,
             command_filter: hooks::command_filter,
             aux_save: durability::aux_save,
+            aux_counters: durability::aux_counters,
             aux_load: durability::aux_load,
             loading: durability::loading,
             role_changed: durability::role_changed,
@@ -78,7 +102,12 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     .map_err(|e| format!("could not start the worker threads: {e}"))?;
     let timer =
         timer::Timer::start().map_err(|e| format!("could not start the timer thread: {e}"))?;
-    let g = state::install(state::Gears::new(config, Arc::new(engine), timer))?;
+    let g = state::install(state::Gears::new(
+        config,
+        Arc::new(engine),
+        timer,
+        environment_tag(),
+    ))?;
     gears_python::initialize(Arc::new(host::ModuleHost(g)), g.engine.clone())
         .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);
@@ -135,6 +164,9 @@ redis_module! {
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pyexportreq", commands::export_req, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pyimportreq", commands::import_req, "", 0, 0, 0, AclCategory::None],
         ["rg.unregister", commands::unregister_command, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pauseregistrations", commands::pause, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.unpauseregistrations", commands::unpause, "readonly", 0, 0, 0, AclCategory::None],

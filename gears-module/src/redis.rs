@@ -102,10 +102,14 @@ pub struct Callbacks {
     pub stream: fn(&Notification<'_>),
     /// Every command a client sends (`NOSELF`: not our own calls).
     pub command_filter: fn(&mut CommandFilter<'_>),
-    /// The module's RDB aux data: written before the keys.
+    /// The registrations part of the RDB aux data (written before the
+    /// keys), when none was prepared.
     pub aux_save: fn() -> Vec<u8>,
-    /// Reads what `aux_save` wrote; an error fails the load.
-    pub aux_load: fn(&[u8]) -> Result<(), String>,
+    /// The id counters part of the aux data (read in a forked child: no
+    /// locks).
+    pub aux_counters: fn() -> Vec<u8>,
+    /// Reads what the aux save wrote; an error fails the load.
+    pub aux_load: fn(Aux<'_>) -> Result<(), String>,
     /// A load (RDB, AOF, full sync) starts (`true`) or ended (`false`).
     pub loading: fn(bool),
     /// The server became a master (`true`) or a replica (`false`).
@@ -300,20 +304,40 @@ pub fn set_time_event(ctx: LockedCtx, key: &[u8], ev: TimeEvent) -> Result<(), S
     }
 }
 
-/// The encoding version of the aux data (the payload carries its own format
-/// version too).
-const AUX_VERSION: i32 = 1;
+/// The encoding version of the aux data (each part carries its own format
+/// version too). Version 1 had the registrations only; version 2 has the
+/// id counters, the Python requirements and the registrations, in that
+/// order (requirements are installed before the registrations that import
+/// them are restored).
+const AUX_VERSION: i32 = 2;
 
-/// The aux data, encoded again (main thread) whenever the registrations
-/// change: a forked child (BGSAVE, full sync, AOF rewrite) writes it
+/// The parts of the aux data that are encoded ahead of a save.
+#[derive(Clone, Copy)]
+pub enum AuxPart {
+    Registrations = 0,
+    Requirements = 1,
+}
+
+/// The aux data as it was loaded.
+pub struct Aux<'a> {
+    /// The id counters (`None` in version 1 data).
+    pub counters: Option<&'a [u8]>,
+    pub requirements: &'a [u8],
+    pub registrations: &'a [u8],
+}
+
+/// The aux parts, encoded again (main thread) whenever what they hold
+/// changes: a forked child (BGSAVE, full sync, AOF rewrite) writes them
 /// without taking any lock that another thread may have held at the fork.
-static PREPARED: std::sync::atomic::AtomicPtr<Vec<u8>> =
-    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+static PREPARED: [std::sync::atomic::AtomicPtr<Vec<u8>>; 2] = [
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut()),
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut()),
+];
 
-/// Keeps `blob` as the aux data to save (Redis lock held).
-pub fn prepare_aux(blob: Vec<u8>) {
+/// Keeps `blob` as the aux data `part` to save (Redis lock held).
+pub fn prepare_aux(part: AuxPart, blob: Vec<u8>) {
     let new = Box::into_raw(Box::new(blob));
-    let old = PREPARED.swap(new, Ordering::SeqCst);
+    let old = PREPARED[part as usize].swap(new, Ordering::SeqCst);
     if !old.is_null() {
         // SAFETY: boxed here, swapped out once.
         drop(unsafe { Box::from_raw(old) });
@@ -324,22 +348,31 @@ extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, when: c_int) {
     if when != raw::REDISMODULE_AUX_BEFORE_RDB as c_int {
         return;
     }
-    let prepared = PREPARED.load(Ordering::SeqCst);
-    if !prepared.is_null() {
-        // SAFETY: replaced only under the Redis lock, which a save holds
-        // (a forked child has its own copy).
-        raw::save_slice(rdb, unsafe { &*prepared });
-        return;
-    }
     let Some(layer) = LAYER.get() else { return };
-    let blob = std::panic::catch_unwind(layer.callbacks.aux_save).unwrap_or_else(|_| {
-        log(
-            "warning",
-            "saving the registrations panicked; none are saved",
-        );
-        Vec::new()
-    });
-    raw::save_slice(rdb, &blob);
+    // Counters are atomics: safe to read in a forked child.
+    let counters = std::panic::catch_unwind(layer.callbacks.aux_counters).unwrap_or_default();
+    raw::save_slice(rdb, &counters);
+    for part in [AuxPart::Requirements, AuxPart::Registrations] {
+        let prepared = PREPARED[part as usize].load(Ordering::SeqCst);
+        if !prepared.is_null() {
+            // SAFETY: replaced only under the Redis lock, which a save holds
+            // (a forked child has its own copy).
+            raw::save_slice(rdb, unsafe { &*prepared });
+            continue;
+        }
+        let blob = match part {
+            AuxPart::Requirements => Vec::new(),
+            AuxPart::Registrations => std::panic::catch_unwind(layer.callbacks.aux_save)
+                .unwrap_or_else(|_| {
+                    log(
+                        "warning",
+                        "saving the registrations panicked; none are saved",
+                    );
+                    Vec::new()
+                }),
+        };
+        raw::save_slice(rdb, &blob);
+    }
 }
 
 extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, _when: c_int) -> c_int {
@@ -350,19 +383,36 @@ extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, encver: c_int, _when: c_int
         );
         raw::REDISMODULE_ERR as c_int
     };
-    if encver != AUX_VERSION {
+    if encver != 1 && encver != AUX_VERSION {
         return fail(&format!(
-            "aux data of version {encver}, this module reads version {AUX_VERSION}"
+            "aux data of version {encver}, this module reads versions 1 and {AUX_VERSION}"
         ));
     }
     let Some(layer) = LAYER.get() else {
         return fail("the module is not initialized");
     };
-    let Ok(buf) = raw::load_string_buffer(rdb) else {
-        return fail("the RDB ended early");
+    let parts = if encver == 1 { 1 } else { 3 };
+    let mut bufs = Vec::with_capacity(parts);
+    for _ in 0..parts {
+        let Ok(buf) = raw::load_string_buffer(rdb) else {
+            return fail("the RDB ended early");
+        };
+        bufs.push(buf.as_ref().to_vec());
+    }
+    let aux = match bufs.as_slice() {
+        [registrations] => Aux {
+            counters: None,
+            requirements: &[],
+            registrations,
+        },
+        [counters, requirements, registrations] => Aux {
+            counters: Some(counters),
+            requirements,
+            registrations,
+        },
+        _ => return fail("unexpected aux layout"),
     };
-    let bytes = buf.as_ref().to_vec();
-    match std::panic::catch_unwind(|| (layer.callbacks.aux_load)(&bytes)) {
+    match std::panic::catch_unwind(|| (layer.callbacks.aux_load)(aux)) {
         Ok(Ok(())) => raw::REDISMODULE_OK as c_int,
         Ok(Err(e)) => fail(&e),
         Err(_) => fail("loading them panicked"),

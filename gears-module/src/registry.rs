@@ -57,9 +57,10 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), St
 /// Rebuilds the event tables after the registry changed.
 fn refresh(g: &Gears) {
     // Kept encoded for a forked save, which must take no lock.
-    redis::prepare_aux(gears_core::persist::encode_snapshot(
-        &g.engine.registrations,
-    ));
+    redis::prepare_aux(
+        redis::AuxPart::Registrations,
+        gears_core::persist::encode_snapshot(&g.engine.registrations),
+    );
     let all = g.engine.registrations.snapshot();
     g.set_tables(Tables::build(&all, |c| {
         redis::command_info(c).map(|i| i.spec)
@@ -74,6 +75,7 @@ pub fn apply(
     db: i64,
     session: &str,
     desc: Option<String>,
+    requirements: Vec<String>,
     replaced: Option<&str>,
     pending: Vec<PendingRegistration>,
 ) {
@@ -85,10 +87,11 @@ pub fn apply(
             }
         }
     }
-    regs.open_session(session, desc.clone());
+    regs.open_session(session, desc, requirements);
+    let opened = regs.session(session);
     for p in &pending {
         regs.add(p.reg.clone());
-        let blob = encode_registration(&p.reg, &desc);
+        let blob = encode_registration(&p.reg, opened.as_ref());
         redis::replicate(c"RG.INNERREGISTER", &[&blob]);
     }
     refresh(g);
@@ -191,11 +194,12 @@ pub fn restore_all(
 
 fn restore_one(g: &'static Gears, saved: Saved) -> Result<PendingRegistration, String> {
     let session_desc = saved.session_desc.clone();
+    let session_requirements = saved.session_requirements.clone();
     let pending = gears_python::restore(saved)?;
     let reg = pending.reg.clone();
     remove(g, &reg.id, true, false);
     let regs = &g.engine.registrations;
-    regs.open_session(&reg.session, session_desc);
+    regs.open_session(&reg.session, session_desc, session_requirements);
     regs.add(reg.clone());
     g.engine.registration_ids.observe(&reg.id);
     Ok(pending)

@@ -11,6 +11,7 @@ use gears_cluster::Topology;
 use gears_config::GearsConfig;
 use gears_core::registration::Registration;
 use gears_core::Engine;
+use gears_python::requirements::{Environment, Requirements};
 use once_cell::sync::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +52,11 @@ pub struct Gears {
     pub hook_token: String,
     /// RG.PYKILL asked to stop the Python code running on the main thread.
     pub kill_requested: AtomicBool,
+    /// Names this server's Python environment (`.venv-<tag>`): the base
+    /// name of its log file, as 1.2 did.
+    pub env_tag: String,
+    /// The REQUIREMENTS environment, made on first use.
+    requirements: OnceCell<Result<Requirements, String>>,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -67,7 +73,7 @@ pub fn get() -> Option<&'static Gears> {
 }
 
 impl Gears {
-    pub fn new(config: GearsConfig, engine: Arc<Engine>, timer: Timer) -> Gears {
+    pub fn new(config: GearsConfig, engine: Arc<Engine>, timer: Timer, env_tag: String) -> Gears {
         let g = Gears {
             config: RwLock::new(config),
             engine,
@@ -81,12 +87,38 @@ impl Gears {
             session_counter: AtomicU64::new(0),
             hook_token: String::new(),
             kill_requested: AtomicBool::new(false),
+            env_tag,
+            requirements: OnceCell::new(),
         };
         g.apply_limits();
         Gears {
             hook_token: g.random_session_id(),
             ..g
         }
+    }
+
+    /// The requirements of this server. The first call creates the
+    /// environment under `PythonInstallationDir` and puts it on `sys.path`
+    /// (takes the GIL: never call it holding the GIL).
+    pub fn requirements(&self) -> Result<&Requirements, String> {
+        self.requirements
+            .get_or_init(|| {
+                let s = self.config().settings().clone();
+                let env = Environment::new(
+                    std::path::Path::new(&s.pythoninstallationdir),
+                    s.createvenv != 0,
+                    &self.env_tag,
+                )?;
+                env.activate()?;
+                Ok(Requirements::new(env))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The requirements, if any was ever installed or loaded.
+    pub fn requirements_if_any(&self) -> Option<&Requirements> {
+        self.requirements.get().and_then(|r| r.as_ref().ok())
     }
 
     pub fn config(&self) -> RwLockReadGuard<'_, GearsConfig> {

@@ -88,7 +88,9 @@ fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
         .map_err(|_| GearsError::new_err(e::OVERRIDE_TWICE))
 }
 
+/// `log(message, level='notice')`, as 1.2 client libraries call it.
 #[pyfunction]
+#[pyo3(signature = (message, level = "notice"))]
 fn log(message: &str, level: &str) -> PyResult<()> {
     let Some(level) = LogLevel::parse(level) else {
         return Err(GearsError::new_err(e::unknown_log_level(level)));

@@ -5,7 +5,14 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyBaseException, PyException};
 
-create_exception!(redisgears, GearsError, PyException);
+/// 1.2's error class is `gears.error`: its name shows in the error texts
+/// clients get (`gears.error: ...` in a traceback, `<class 'gears.error'>`
+/// without one). Scripts know it as `GearsError`.
+mod gears {
+    #![allow(non_camel_case_types)]
+    pyo3::create_exception!(gears, error, pyo3::exceptions::PyException);
+}
+pub use gears::error as GearsError;
 create_exception!(redisgears, GearsFlatError, PyException);
 create_exception!(
     redisgears,

@@ -29,6 +29,7 @@ mod interpreter;
 mod persist;
 mod readers;
 mod register;
+pub mod requirements;
 mod runner;
 mod runtime;
 mod script;

@@ -74,7 +74,8 @@ class atomic(object):
         _native.atomic_enter()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, *exc_info):
+        # 1.2 clients (gearsclient) call __exit__() without arguments.
         _native.atomic_exit()
         return False
 
@@ -90,6 +91,16 @@ from redisgears import (
     runCoroutine,
     isAsyncAllow,
 )
+
+# The names 1.2 scripts and client libraries (gearsclient, rgsync, redgrease)
+# take from the `redisgears` module itself.
+redisgears.executeCommand = execute
+redisgears.getMyHashTag = hashtag
+redisgears.config_get = configGet
+redisgears.atomicCtx = atomic
+redisgears.gearsFutureCtx = gearsFuture
+redisgears.callNext = call_next
+redisgears.overrideReply = override_reply
 getGearsSession = _not_yet('getGearsSession')
 setGearsSession = _not_yet('setGearsSession')
 registerGearsThread = _not_yet('registerGearsThread')
@@ -605,3 +616,17 @@ def _run_coroutine(session, coro, f, delay):
             if f is not None:
                 _settle_future(f, True, value)
     _start_task(session, run())
+
+
+# Libraries written for 1.2 (redgrease) import the runtime's globals from
+# `__main__`, where 1.2 defined them.
+def _publish_in_main():
+    import sys
+    main = sys.modules.get('__main__')
+    if main is not None:
+        for name, value in list(globals().items()):
+            if not name.startswith('_'):
+                setattr(main, name, value)
+
+
+_publish_in_main()

@@ -179,6 +179,16 @@ impl Client {
     pub fn py(&mut self, script: &str) -> Value {
         self.cmd(&["RG.PYEXECUTE", script])
     }
+
+    /// RG.PYEXECUTE with options after the script; panics on an error.
+    pub fn py_with(&mut self, options: &[&str], script: &str) -> Value {
+        let mut args = vec!["RG.PYEXECUTE", script];
+        args.extend_from_slice(options);
+        match self.cmd(&args) {
+            Value::Error(e) => panic!("RG.PYEXECUTE failed: {e}"),
+            v => v,
+        }
+    }
 }
 
 static SERVERS: AtomicUsize = AtomicUsize::new(0);
@@ -373,9 +383,11 @@ impl Server {
         Server::replica_of_with(master, &[])
     }
 
-    /// Like [`Server::replica_of`], with extra server arguments.
+    /// Like [`Server::replica_of`], with extra server arguments. The
+    /// replica loads the module with the master's arguments.
     pub fn replica_of_with(master: &Server, server_args: &[&str]) -> Server {
-        let replica = Server::start_with(server_args, &[]);
+        let module_args: Vec<&str> = master.module_args.iter().map(String::as_str).collect();
+        let replica = Server::start_with(server_args, &module_args);
         let mut c = replica.client();
         c.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
         let up = replica.wait_for(20, || {

@@ -6,6 +6,7 @@ mod executions;
 mod hooks;
 mod pyexecute;
 mod registrations;
+mod requirements;
 
 pub use config::{config_get, config_set, info_cluster};
 pub use executions::{
@@ -18,3 +19,4 @@ pub use registrations::{
     clear_stats, dump_registrations, dump_sessions, inner_register, inner_time_event,
     inner_unregister, pause, trigger, unpause, unregister_command,
 };
+pub use requirements::{dump_reqs, export_req, import_req};

@@ -2,13 +2,16 @@
 //! starts the execution its `run()` prepared.
 
 use crate::errors;
-use crate::redis;
+use crate::redis::{self, Blocked};
 use crate::registry;
+use crate::requirements;
 use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
 use crate::state::Gears;
-use gears_core::Reply;
+use gears_core::execution::Execution;
+use gears_core::{Identity, Reply};
 use gears_python::ScriptScope;
 use redis_module::{Context, RedisResult, RedisString};
+use std::sync::Arc;
 
 struct PyExecuteArgs {
     unblocking: bool,
@@ -17,6 +20,7 @@ struct PyExecuteArgs {
     upgrade: bool,
     replace_with: Option<String>,
     requirements: Vec<String>,
+    force_reinstall: bool,
 }
 
 fn valid_session_id(id: &str) -> bool {
@@ -34,6 +38,7 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Failure> {
         upgrade: false,
         replace_with: None,
         requirements: Vec::new(),
+        force_reinstall: false,
     };
     let mut i = 2;
     while i < args.len() {
@@ -54,7 +59,7 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Failure> {
             "DESCRIPTION" => out.desc = Some(value(errors::DESCRIPTION_MISSING)?),
             "REPLACE_WITH" => out.replace_with = Some(value(errors::REPLACE_WITH_MISSING)?),
             "UPGRADE" => out.upgrade = true,
-            "FORCE_REINSTALL_REQUIREMENTS" => {}
+            "FORCE_REINSTALL_REQUIREMENTS" => out.force_reinstall = true,
             "REQUIREMENTS" => {
                 out.requirements = args[i + 1..].iter().map(text).collect();
                 break;
@@ -66,22 +71,17 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Failure> {
     Ok(out)
 }
 
-fn pyexecute_impl(
-    g: &'static Gears,
-    ctx: &Context,
-    args: &[RedisString],
-) -> Result<Response, Failure> {
-    if !redis::can_block(ctx) {
-        return Err(err(errors::PYEXECUTE_NOT_HERE));
-    }
-    arity(args, |n| n >= 2)?;
-    let opts = parse_pyexecute(args)?;
-    if !opts.requirements.is_empty() {
-        return Err(err(errors::REQUIREMENTS_UNSUPPORTED));
-    }
-    let script = args[1]
-        .try_as_str()
-        .map_err(|_| err(errors::SCRIPT_NOT_UTF8))?;
+/// What a script leads to once it ran.
+enum Done {
+    /// This reply, now.
+    Reply(Reply),
+    /// A blocking `run()`: its results once it ends.
+    Wait(Arc<Execution>),
+}
+
+/// The session the script registers in, and the one it replaces; fails as
+/// 1.2 does for taken or missing sessions.
+fn session_of(g: &Gears, opts: &PyExecuteArgs) -> Result<(String, Option<String>), Failure> {
     let regs = &g.engine.registrations;
     let session = opts.id.clone().unwrap_or_else(|| g.random_session_id());
     let exists = regs.session(&session).is_some();
@@ -98,7 +98,18 @@ fn pyexecute_impl(
         }
         replaced = Some(old.clone());
     }
-    let identity = redis::identity_of(ctx);
+    Ok((session, replaced))
+}
+
+/// Runs the script body (Redis lock held), applies its registrations and
+/// starts the execution its `run()` prepared.
+fn run_script(
+    g: &'static Gears,
+    opts: &PyExecuteArgs,
+    script: &str,
+    identity: Identity,
+) -> Result<Done, Failure> {
+    let (session, replaced) = session_of(g, opts)?;
     let db = identity.db;
     let scope = ScriptScope {
         session: session.clone(),
@@ -113,26 +124,78 @@ fn pyexecute_impl(
             db,
             &session,
             opts.desc.clone(),
+            opts.requirements.clone(),
             replaced.as_deref(),
             outcome.registrations,
         );
     }
     let Some(run) = outcome.run else {
-        return Ok(ok().into());
+        return Ok(Done::Reply(ok()));
     };
     let exec = run.execution.clone();
     gears_python::submit(run).map_err(err)?;
     if registered {
-        return Ok(ok().into());
+        return Ok(Done::Reply(ok()));
     }
     if opts.unblocking {
-        return Ok(Reply::bulk(exec.id.as_bytes()).into());
+        return Ok(Done::Reply(Reply::bulk(exec.id.as_bytes())));
     }
-    // A blocking run is dropped once done, before its client sees the reply.
-    Ok(reply_when_done(ctx, &exec, move |e| {
-        g.engine.executions.forget(&e.id);
-        e.results_reply()
-    }))
+    Ok(Done::Wait(exec))
+}
+
+/// The reply of a blocking run, which is dropped once done, before its
+/// client sees the reply.
+fn blocking_reply(g: &Gears, e: &Execution) -> Reply {
+    g.engine.executions.forget(&e.id);
+    e.results_reply()
+}
+
+fn pyexecute_impl(
+    g: &'static Gears,
+    ctx: &Context,
+    args: &[RedisString],
+) -> Result<Response, Failure> {
+    if !redis::can_block(ctx) {
+        return Err(err(errors::PYEXECUTE_NOT_HERE));
+    }
+    arity(args, |n| n >= 2)?;
+    let opts = parse_pyexecute(args)?;
+    let script = args[1]
+        .try_as_str()
+        .map_err(|_| err(errors::SCRIPT_NOT_UTF8))?
+        .to_owned();
+    session_of(g, &opts)?;
+    let identity = redis::identity_of(ctx);
+    let missing = if opts.requirements.is_empty() {
+        Vec::new()
+    } else {
+        let reqs = g.requirements().map_err(|e| {
+            redis::log("warning", &format!("REQUIREMENTS: {e}"));
+            err(errors::REQUIREMENTS_FAILED)
+        })?;
+        reqs.to_install(&opts.requirements, opts.force_reinstall)
+    };
+    if missing.is_empty() {
+        return Ok(match run_script(g, &opts, &script, identity)? {
+            Done::Reply(r) => r.into(),
+            Done::Wait(exec) => reply_when_done(ctx, &exec, move |e| blocking_reply(g, e)),
+        });
+    }
+    // pip runs on a thread of its own; the client waits, the server does
+    // not. The script runs once the requirements are there.
+    let blocked = Blocked::new(ctx);
+    std::thread::spawn(move || {
+        let done = requirements::install(g, &missing, errors::REQUIREMENTS_FAILED)
+            .map_err(Reply::Error)
+            .and_then(|()| redis::with_lock(|_| run_script(g, &opts, &script, identity)));
+        match done {
+            Ok(Done::Reply(r)) | Err(r) => blocked.reply(&r),
+            Ok(Done::Wait(exec)) => {
+                exec.on_finish(Box::new(move |e| blocked.reply(&blocking_reply(g, e))))
+            }
+        }
+    });
+    Ok(Response::Later)
 }
 
 pub fn pyexecute(ctx: &Context, args: Vec<RedisString>) -> RedisResult {

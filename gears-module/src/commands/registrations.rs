@@ -6,6 +6,7 @@ use crate::errors;
 use crate::hooks::words_record;
 use crate::redis;
 use crate::registry;
+use crate::requirements;
 use crate::response::{
     arity, err, fired_reply, guarded, ok, respond_fired, text, Failure, Response,
 };
@@ -106,20 +107,36 @@ fn registration_data(r: &Registration) -> Reply {
 /// The private data 1.2 shows: the registering session.
 fn session_pd(g: &Gears, r: &Registration) -> Reply {
     let session = g.engine.registrations.session(&r.session);
-    let (desc, list) = match session {
+    let (desc, list, reqs) = match session {
         Some(s) => (
             s.desc.map(|d| format!("'{d}'")).unwrap_or("None".into()),
             s.registrations,
+            s.requirements,
         ),
-        None => ("None".into(), vec![r.id.clone()]),
+        None => ("None".into(), vec![r.id.clone()], Vec::new()),
     };
     let list: Vec<String> = list.iter().map(|id| format!("'{id}'")).collect();
+    // gears-cli reads each dependency's 'name'.
+    let deps: Vec<String> = reqs
+        .iter()
+        .map(|name| {
+            let known = g.requirements_if_any().and_then(|all| all.get(name));
+            let (path, wheels) = known
+                .map(|k| {
+                    let wheels: Vec<String> = k.wheels.iter().map(|w| format!("'{w}'")).collect();
+                    (k.dir.to_string_lossy().into_owned(), wheels.join(", "))
+                })
+                .unwrap_or_default();
+            format!("{{'name':'{name}', 'basePath':'{path}', 'wheels':[{wheels}]}}")
+        })
+        .collect();
     Reply::bulk(format!(
-        "{{'sessionName':'{}', 'sessionDescription':{}, 'refCount': {}, 'linkedTo': 'primary', 'dead': false, 'isInstallationNeeded':0, 'registrationsList':[{}], 'depsList':[]}}",
+        "{{'sessionName':'{}', 'sessionDescription':{}, 'refCount': {}, 'linkedTo': 'primary', 'dead': false, 'isInstallationNeeded':0, 'registrationsList':[{}], 'depsList':[{}]}}",
         r.session,
         desc,
         list.len(),
-        list.join(", ")
+        list.join(", "),
+        deps.join(", ")
     ))
 }
 
@@ -193,7 +210,21 @@ pub fn dump_sessions(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 ("linked", Reply::bulk("primary")),
                 ("dead", Reply::bulk("false")),
                 ("requirementInstallationNeeded", Reply::Int(0)),
-                ("requirements", Reply::Array(Vec::new())),
+                (
+                    "requirements",
+                    Reply::Array(
+                        s.requirements
+                            .iter()
+                            .map(|name| {
+                                let known = g.requirements_if_any().and_then(|all| all.get(name));
+                                match known {
+                                    Some(r) if verbose => requirements::metadata(g, &r),
+                                    _ => Reply::bulk(name.as_bytes()),
+                                }
+                            })
+                            .collect(),
+                    ),
+                ),
                 ("registrations", Reply::Array(registrations.collect())),
             ])
         };

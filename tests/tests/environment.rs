@@ -1,0 +1,433 @@
+//! The Python environment of 1.2 scripts and client libraries: the
+//! `redisgears` module's own names, binary-safe values, 1.2's error class,
+//! small differences users hit.
+
+use gears_tests::{bulk, Server, Value};
+
+/// Values and arguments holding NUL bytes cross `execute`,
+/// `redisgears.executeCommand` and every reader intact.
+#[test]
+fn nul_bytes_survive_every_path() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.cmd(&["SET", "str", "test\0test"]);
+    c.cmd(&["HSET", "hash", "f", "x\0y"]);
+    c.cmd(&["RPUSH", "list", "p\0q"]);
+    let r = c.py(concat!(
+        "import redisgears\n",
+        "redisgears.executeCommand('SET', 'copy', 'a\\x00b')\n",
+        "GB().map(lambda x: repr((x['key'], x['value'], execute('GET', 'str'), ",
+        "redisgears.executeCommand('GET', 'copy')))).run('str')",
+    ));
+    assert_eq!(
+        r.results(),
+        ["('str', 'test\\x00test', 'test\\x00test', 'a\\x00b')"]
+    );
+    assert_eq!(c.cmd(&["GET", "copy"]), Value::Bulk(b"a\0b".to_vec()));
+    let r = c.py("GB().map(lambda x: repr(x['value'])).run('hash')");
+    assert_eq!(r.results(), ["{'f': 'x\\x00y'}"]);
+    let r = c.py("GB().map(lambda x: repr(x['value'])).run('list')");
+    assert_eq!(r.results(), ["['p\\x00q']"]);
+    c.py("GB('CommandReader').map(lambda x: x[1]).register(trigger='echo0')");
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "echo0", "u\0v"]),
+        Value::Array(vec![Value::Bulk(b"u\0v".to_vec())])
+    );
+    c.py("GB().foreach(lambda x: execute('SET', 'mirror', x['value'])).register(prefix='src', mode='sync')");
+    c.cmd(&["SET", "src", "m\0n"]);
+    assert_eq!(c.cmd(&["GET", "mirror"]), Value::Bulk(b"m\0n".to_vec()));
+}
+
+/// The names 1.2 client libraries take from `redisgears` (gearsclient,
+/// rgsync, redgrease) and from `__main__` (redgrease).
+#[test]
+fn the_redisgears_module_has_the_names_of_1_2() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let r = c.py(concat!(
+        "import redisgears\n",
+        "from redisgears import executeCommand, getMyHashTag, config_get, atomicCtx, ",
+        "gearsFutureCtx, callNext, overrideReply, log, isAsyncAllow\n",
+        "from __main__ import GB, GearsBuilder, configGet, gearsConfigGet\n",
+        "log('from a client library', level='warning')\n",
+        "log('default level')\n",
+        "ctx = atomicCtx()\n",
+        "ctx.__enter__()\n",
+        "executeCommand('SET', 'inside', '1')\n",
+        "ctx.__exit__()\n",
+        "assert executeCommand is redisgears.execute\n",
+        "GB('ShardsIDReader').map(lambda x: repr((getMyHashTag() == hashtag(), ",
+        "config_get('MaxExecutions'), configGet('MaxExecutions'), ",
+        "redisgears.isInAtomicBlock()))).run()",
+    ));
+    assert_eq!(r.results(), ["(True, 1000, 1000, False)"]);
+    assert_eq!(c.cmd(&["GET", "inside"]), bulk("1"));
+    assert!(s.log().contains("from a client library"));
+}
+
+/// 1.2's error class is `gears.error`, and its name is part of the texts.
+#[test]
+fn errors_are_gears_error() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let e = c.py("raise GearsError('boom')").error();
+    assert!(e.ends_with("gears.error: boom\\n']"), "{e}");
+    c.cmd(&["RG.CONFIGSET", "PythonAttemptTraceback", "0"]);
+    assert_eq!(
+        c.py("raise GearsError('boom')").error(),
+        "Error type: <class 'gears.error'>, Value: boom"
+    );
+    let r = c.py("GB('ShardsIDReader').map(lambda x: GearsError.__module__ + '.' + GearsError.__name__).run()");
+    assert_eq!(r.results(), ["gears.error"]);
+}
+
+/// KeysReader `commands=` checks each command as 1.2 does.
+#[test]
+fn keys_reader_commands_are_checked() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let e = |c: &mut gears_tests::Client, cmds: &str, prefix: &str| {
+        let e = c
+            .py(&format!(
+                "GB().register(prefix='{prefix}', commands={cmds})"
+            ))
+            .error();
+        e.rsplit("gears.error: ")
+            .next()
+            .unwrap()
+            .trim_end_matches("\\n']")
+            .to_string()
+    };
+    assert_eq!(
+        e(&mut c, "['nosuchcommand']", "p*"),
+        "bad reply on COMMAND command"
+    );
+    assert_eq!(
+        e(&mut c, "['zunionstore']", "p*"),
+        "Can not hook a command with moveable keys by key prefix"
+    );
+    assert_eq!(
+        e(&mut c, "['eval']", "p*"),
+        "Can not hook a command which are not allowed inside a script"
+    );
+    assert_eq!(
+        c.py("GB().register(prefix='*', commands=['zunionstore'])"),
+        Value::Status("OK".into())
+    );
+}
+
+/// `GB('PythonReader').run(x)` wants a function; KeysOnlyReader takes its
+/// pattern from `patternGenerator`.
+#[test]
+fn python_reader_and_pattern_generator() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let e = c.py("GB('PythonReader').run(5)").error();
+    assert!(
+        e.contains("gears.error: pyreader argument must be a function"),
+        "{e}"
+    );
+    for k in ["a:1", "a:2", "b:1"] {
+        c.cmd(&["SET", k, "v"]);
+    }
+    let mut r = c
+        .py("GB('KeysOnlyReader').run(patternGenerator=lambda: ('a:*', False))")
+        .results();
+    r.sort();
+    assert_eq!(r, ["a:1", "a:2"]);
+    let r = c
+        .py("GB('KeysOnlyReader').run(patternGenerator=lambda: ('b:1', True))")
+        .results();
+    assert_eq!(r, ["b:1"]);
+}
+
+/// Ids are never reused: after a restart, executions and registrations
+/// continue from where the saved data left them.
+#[test]
+fn ids_continue_after_a_restart() {
+    let mut s = Server::start(&[]);
+    let mut c = s.client();
+    c.py("GB().register(prefix='x')");
+    for _ in 0..3 {
+        c.py("GB('ShardsIDReader').run()");
+    }
+    let last = c
+        .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+        .text();
+    let n = |id: &str| id.rsplit('-').next().unwrap().parse::<u64>().unwrap();
+    let before = n(&last);
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    let after = c
+        .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+        .text();
+    assert!(n(&after) > before, "{after} after {last}");
+    c.py("GB().register(prefix='y')");
+    let ids: Vec<u64> = c.registrations().iter().map(|r| n(&r.id)).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[1] > ids[0], "{ids:?}");
+}
+
+/// The public names a `.pyi` stub declares (top-level defs, classes and
+/// assignments without a leading underscore, and `X as X` re-exports).
+fn stub_names(file: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../stubs")
+        .join(file);
+    let code = r#"
+import ast, sys
+tree = ast.parse(open(sys.argv[1]).read())
+names = set()
+for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        names.add(node.name)
+    elif isinstance(node, ast.Assign):
+        names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        names.add(node.target.id)
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        names.update(a.asname for a in node.names if a.asname and a.asname == a.name.split('.')[-1])
+print('\n'.join(sorted(n for n in names if not n.startswith('_'))))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", code])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The stubs in `stubs/` name exactly what the runtime exports: a script's
+/// globals and the `redisgears` module.
+#[test]
+fn the_stubs_name_exactly_what_the_runtime_exports() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let runtime = |c: &mut gears_tests::Client, expr: &str| -> Vec<String> {
+        let r = c.py(&format!(
+            "names = {expr}\nGB('ShardsIDReader').flatmap(lambda x: names).run()"
+        ));
+        let mut names = r.results();
+        names.sort();
+        names
+    };
+    let globals = runtime(
+        &mut c,
+        "sorted(n for n in globals() if not n.startswith('_') and n != 'names')",
+    );
+    assert_eq!(stub_names("gears.pyi"), globals);
+    let module = runtime(
+        &mut c,
+        "sorted(n for n in dir(__import__('redisgears')) if not n.startswith('_'))",
+    );
+    assert_eq!(stub_names("redisgears.pyi"), module);
+}
+
+/// A small pure-Python package from PyPI, pinned.
+const PACKAGE: &str = "humanize==4.9.0";
+
+/// A server whose Python environment lives in its own directory.
+fn server_with_env() -> Server {
+    Server::start(&["PythonInstallationDir", "./pyenv"])
+}
+
+fn requirement_names(c: &mut gears_tests::Client) -> Vec<String> {
+    c.cmd(&["RG.PYDUMPREQS"])
+        .array()
+        .iter()
+        .map(|r| r.array()[3].text())
+        .collect()
+}
+
+/// REQUIREMENTS installs with pip on a thread of its own (the server keeps
+/// answering), once; a failure registers nothing; the wheels come back
+/// from the RDB, offline, after a restart.
+#[test]
+fn requirements_are_installed_kept_and_reinstalled_offline() {
+    let mut s = server_with_env();
+    let mut c = s.client();
+    let mut other = s.client();
+    c.send(&[
+        "RG.PYEXECUTE",
+        "import humanize\nGB('CommandReader').map(lambda x: humanize.intcomma(int(x[1])) + ' ' + humanize.__file__).register(trigger='hum')",
+        "ID",
+        "withreq",
+        "REQUIREMENTS",
+        PACKAGE,
+    ]);
+    // pip runs while the server serves others.
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        assert_eq!(other.cmd(&["PING"]), Value::Status("PONG".into()));
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(200),
+        "PING took {worst:?}"
+    );
+    assert_eq!(c.read(), Value::Status("OK".into()));
+    let env = s.dir.join("pyenv").canonicalize().unwrap();
+    let reply = c.cmd(&["RG.TRIGGER", "hum", "1234567"]).array()[0].text();
+    let (number, file) = reply.split_once(' ').unwrap();
+    assert_eq!(number, "1,234,567");
+    assert!(
+        file.starts_with(&env.to_string_lossy().to_string()),
+        "{file}"
+    );
+
+    // RG.PYDUMPREQS, sessions and the registration's PD name it.
+    let reqs = c.cmd(&["RG.PYDUMPREQS"]);
+    let entry = reqs.array()[0].array();
+    let keys: Vec<String> = entry.iter().step_by(2).map(|v| v.text()).collect();
+    assert_eq!(
+        keys,
+        [
+            "GearReqVersion",
+            "Name",
+            "IsDownloaded",
+            "IsInstalled",
+            "CompiledOs",
+            "Wheels",
+            "Path",
+            "RefCount",
+            "IsInReqDictionary"
+        ]
+    );
+    assert_eq!(entry[3], bulk(PACKAGE));
+    assert_eq!(entry[7], bulk("yes"));
+    assert_eq!(entry[11].texts(), ["humanize-4.9.0-py3-none-any.whl"]);
+    assert_eq!(entry[15], Value::Int(1));
+    let sessions = c.cmd(&["RG.PYDUMPSESSIONS"]);
+    assert_eq!(sessions.array()[0].array()[13].texts(), [PACKAGE]);
+    let dump = c.cmd(&["RG.DUMPREGISTRATIONS"]);
+    let entry = dump.array()[0].array();
+    assert_eq!(entry[8], bulk("PD"));
+    let pd = entry[9].text();
+    assert!(
+        pd.contains(&format!("'depsList':[{{'name':'{PACKAGE}'")),
+        "{pd}"
+    );
+
+    // Already there: no pip, and fast.
+    let t = std::time::Instant::now();
+    c.py_with(&["REQUIREMENTS", PACKAGE], "import humanize");
+    assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    assert_eq!(requirement_names(&mut c), [PACKAGE]);
+
+    // A requirement pip can not find: 1.2's error, nothing registered.
+    let e = c.cmd(&[
+        "RG.PYEXECUTE",
+        "GB().register(prefix='never')",
+        "REQUIREMENTS",
+        "no-such-package-for-gears-tests==0.0.1",
+    ]);
+    assert_eq!(
+        e.error(),
+        "Could not satisfy requirements (look at redis log file for more information)"
+    );
+    assert_eq!(c.registrations().len(), 1);
+    assert!(s.log().contains("no-such-package-for-gears-tests"));
+
+    // The installed files go; the RDB brings the wheels back.
+    std::fs::remove_dir_all(env.join("python3.11").join("site-packages")).unwrap();
+    s.restart(&["SAVE"]);
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "hum", "1000"]).array()[0]
+            .text()
+            .split(' ')
+            .next(),
+        Some("1,000")
+    );
+    assert_eq!(requirement_names(&mut c), [PACKAGE]);
+}
+
+/// A requirement exported from one server installs on another one, with
+/// no network; bad data is refused.
+#[test]
+fn requirements_export_and_import() {
+    let s = server_with_env();
+    let mut c = s.client();
+    c.py_with(&["REQUIREMENTS", PACKAGE], "import humanize");
+    let exported = c.cmd(&["RG.PYEXPORTREQ", PACKAGE]);
+    let parts = exported.array();
+    assert_eq!(parts[0].array()[3], bulk(PACKAGE));
+    let chunks: Vec<Vec<u8>> = parts[1]
+        .array()
+        .iter()
+        .map(|v| match v {
+            Value::Bulk(b) => b.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        c.cmd(&["RG.PYEXPORTREQ", "nothing"]).error(),
+        "requirement does not exists"
+    );
+
+    let t = server_with_env();
+    let mut d = t.client();
+    let mut import: Vec<Vec<u8>> = vec![b"RG.PYIMPORTREQ".to_vec()];
+    import.extend(chunks.iter().cloned());
+    assert_eq!(d.cmd(&import), Value::Status("OK".into()));
+    let r =
+        d.py("import humanize\nGB('ShardsIDReader').map(lambda x: humanize.intcomma(1000)).run()");
+    assert_eq!(r.results(), ["1,000"]);
+    // Again without UPGRADE: it is there already.
+    assert!(d.cmd(&import).error().contains("already exists"));
+    import.insert(1, b"UPGRADE".to_vec());
+    assert_eq!(d.cmd(&import), Value::Status("OK".into()));
+    assert_eq!(
+        d.cmd(&["RG.PYIMPORTREQ", "garbage"]).error(),
+        "Bad serialization format on reading version"
+    );
+    // A wheel name that climbs out of its directory.
+    let mut hostile = Vec::new();
+    for part in [&1u64.to_le_bytes()[..], &1u64.to_le_bytes()[..]] {
+        hostile.extend_from_slice(part);
+    }
+    let field = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    field(&mut hostile, b"evil");
+    hostile.extend_from_slice(&1u64.to_le_bytes());
+    field(&mut hostile, b"../../../evil.whl");
+    field(&mut hostile, b"data");
+    assert_eq!(
+        d.cmd(&[b"RG.PYIMPORTREQ".to_vec(), hostile]).error(),
+        "Bad serialization format on reading wheel name"
+    );
+}
+
+/// Replicas install what their master installed, before the registration
+/// that imports it.
+#[test]
+fn replicas_get_the_requirements() {
+    let m = server_with_env();
+    let r = Server::replica_of(&m);
+    let mut c = m.client();
+    c.py_with(
+        &["REQUIREMENTS", PACKAGE],
+        "import humanize\nGB('CommandReader').map(lambda x: humanize.intcomma(int(x[1]))).register(trigger='hum')",
+    );
+    let mut rc = r.client();
+    assert!(
+        r.wait_for(20, || rc.registrations().len() == 1),
+        "{}",
+        r.log()
+    );
+    assert_eq!(requirement_names(&mut rc), [PACKAGE]);
+    assert!(r.dir.join("pyenv").exists());
+}
