@@ -9,6 +9,13 @@
 # same step layout RedisGears 1.2 shows in RG.GETEXECUTION.
 
 import copy as _copy
+try:
+    # Loaded now, before REQUIREMENTS put their directory first on sys.path:
+    # registrations are always saved and restored with this cloudpickle,
+    # whatever version a requirement brings along.
+    import cloudpickle as _cloudpickle
+except ImportError:
+    _cloudpickle = None
 import redisgears
 import redisgears as _native
 from redisgears import (

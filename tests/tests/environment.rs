@@ -431,3 +431,96 @@ fn replicas_get_the_requirements() {
     assert_eq!(requirement_names(&mut rc), [PACKAGE]);
     assert!(r.dir.join("pyenv").exists());
 }
+
+/// gearsclient 1.0.2 from PyPI, unmodified, in a directory of its own for
+/// the client side (`--no-deps`: this machine's redis-py and cloudpickle;
+/// its pins predate Python 3.11).
+fn gearsclient_dir(s: &Server) -> std::path::PathBuf {
+    let dir = s.dir.join("client");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "pip", "install", "-q", "--no-deps", "--target"])
+        .arg(&dir)
+        .arg("gearsclient==1.0.2")
+        .output()
+        .expect("pip runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+/// Runs `code` (Python) on the client side with gearsclient importable
+/// and `PORT` set; returns what it prints.
+fn client_python(s: &Server, lib: &std::path::Path, code: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("PORT = {}\n{code}", s.port))
+        .env("PYTHONPATH", lib)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// gearsclient's README example (count the genres of movies), and a
+/// registration made through it, against the module. The server installs
+/// gearsclient itself, as a REQUIREMENT the client sends (the README's
+/// default, a git URL, needs GitHub, which this machine can not reach).
+#[test]
+fn gearsclient_runs_its_readme_example() {
+    let s = server_with_env();
+    let lib = gearsclient_dir(&s);
+    let mut c = s.client();
+    for (key, genres) in [
+        ("movie:1", "Drama,Comedy"),
+        ("movie:2", "Comedy"),
+        ("movie:3", "\\N"),
+        ("movie:4", "Drama, Action"),
+    ] {
+        c.cmd(&["HSET", key, "genres", genres]);
+    }
+    let out = client_python(
+        &s,
+        &lib,
+        r#"
+from gearsclient import GearsRemoteBuilder as GearsBuilder
+from gearsclient import execute
+import redis
+conn = redis.Redis(host='127.0.0.1', port=PORT)
+res = GearsBuilder('KeysOnlyReader', r=conn, requirements=['gearsclient==1.0.2'], addClientToRequirements=False).\
+      map(lambda x:execute('hget', x, 'genres')).\
+      filter(lambda x:x != '\\N').\
+      flatmap(lambda x: x.split(',')).\
+      map(lambda x: x.strip()).\
+      countby().\
+      run()
+for r in sorted(res[0], key=lambda r: r['key']):
+    print('%s: %d' % (r['key'], r['value']))
+print('errors', res[1])
+res = GearsBuilder('KeysReader', r=conn, requirements=[], addClientToRequirements=False).\
+      map(lambda x: (x['key'], len(x['value']))).\
+      sort(False).limit(2).run('movie:*')
+print(res)
+print(GearsBuilder('KeysReader', r=conn, requirements=[], addClientToRequirements=False).\
+      foreach(lambda x: execute('SET', 'seen:' + x['key'], '1')).\
+      register(prefix='watched:*', mode='sync'))
+"#,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "Action: 1",
+            "Comedy: 2",
+            "Drama: 2",
+            "errors []",
+            // sort(False) then flatmap from the end: descending (1.2).
+            "([('movie:4', 1), ('movie:3', 1)], [])",
+            "b'OK'",
+        ]
+    );
+    c.cmd(&["SET", "watched:1", "v"]);
+    assert_eq!(c.cmd(&["GET", "seen:watched:1"]), bulk("1"));
+}
