@@ -443,7 +443,11 @@ fn gearsclient_dir(s: &Server) -> std::path::PathBuf {
         .arg("gearsclient==1.0.2")
         .output()
         .expect("pip runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir
 }
 
@@ -523,4 +527,78 @@ print(GearsBuilder('KeysReader', r=conn, requirements=[], addClientToRequirement
     );
     c.cmd(&["SET", "watched:1", "v"]);
     assert_eq!(c.cmd(&["GET", "seen:watched:1"]), bulk("1"));
+}
+
+/// rgsync 1.2.0 from PyPI, unmodified, installed by the server itself
+/// (`REQUIREMENTS rgsync==1.2.0`, as its README says): a write-behind from
+/// Redis hashes to SQLite. Writes reach the table, deletes delete.
+#[test]
+fn rgsync_writes_behind_to_sqlite() {
+    let s = server_with_env();
+    let db = s.dir.join("rgsync.db");
+    let sql = |q: &str| -> String {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3\nc = sqlite3.connect({:?})\nr = c.execute({q:?}).fetchall()\nc.commit()\nprint(r)",
+                db.to_string_lossy()
+            ))
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    sql("CREATE TABLE persons (person_id TEXT PRIMARY KEY, first TEXT, last TEXT, age INTEGER)");
+    let script = format!(
+        r#"
+from rgsync import RGWriteBehind
+from rgsync.Connectors import SQLiteConnection, SQLiteConnector
+connection = SQLiteConnection({path:?})
+persons = SQLiteConnector(connection, 'persons', 'person_id')
+mappings = {{'first_name': 'first', 'last_name': 'last', 'age': 'age'}}
+RGWriteBehind(GB, keysPrefix='person', mappings=mappings, connector=persons, name='PersonsWriteBehind', version='99.99.99', batch=1, duration=10)
+"#,
+        path = db.to_string_lossy()
+    );
+    let mut c = s.client();
+    c.set_timeout(std::time::Duration::from_secs(300));
+    c.py_with(&["REQUIREMENTS", "rgsync==1.2.0"], &script);
+    assert_eq!(c.registrations().len(), 2);
+    c.cmd(&[
+        "HSET",
+        "person:1",
+        "first_name",
+        "Ada",
+        "last_name",
+        "Lovelace",
+        "age",
+        "36",
+    ]);
+    c.cmd(&[
+        "HSET",
+        "person:2",
+        "first_name",
+        "Alan",
+        "last_name",
+        "Turing",
+        "age",
+        "41",
+    ]);
+    let want = "[('1', 'Ada', 'Lovelace', 36), ('2', 'Alan', 'Turing', 41)]";
+    let mut last = String::new();
+    let arrived = s.wait_for(30, || {
+        last = sql("SELECT * FROM persons ORDER BY person_id");
+        last == want
+    });
+    assert!(arrived, "{last}\n{}", s.log());
+    c.cmd(&["DEL", "person:1"]);
+    let deleted = s.wait_for(30, || {
+        last = sql("SELECT person_id FROM persons ORDER BY person_id");
+        last == "[('2',)]"
+    });
+    assert!(deleted, "{last}\n{}", s.log());
 }
