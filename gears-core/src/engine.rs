@@ -6,7 +6,7 @@ use crate::pool::WorkerPool;
 pub use crate::reader::{Reader, VecReader};
 use crate::registration::Registrations;
 use crate::runner::PlanRunner;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub struct Engine {
@@ -22,6 +22,8 @@ pub struct Engine {
     pub max_queued: AtomicUsize,
     /// How many wait now.
     queued: AtomicUsize,
+    /// `ProfileExecutions`: time every step, profile every Python callback.
+    pub profile: AtomicBool,
     /// This node's id: forty zeros off-cluster.
     pub node_id: String,
     /// The host language that runs the plans' callbacks.
@@ -48,6 +50,7 @@ impl Engine {
             registration_ids: IdGen::new(),
             max_per_registration: AtomicUsize::new(max_per_registration),
             max_queued: AtomicUsize::new(usize::MAX),
+            profile: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
             runner,

@@ -87,6 +87,8 @@ pub type DoneCallback = Box<dyn FnOnce(&Execution) + Send>;
 struct Inner {
     status: Status,
     results: Vec<Kept>,
+    /// Per step, in plan order, the ms its callbacks took (profiling only).
+    step_ms: Vec<u64>,
     errors: Vec<String>,
     total_ms: u64,
     read_ms: u64,
@@ -133,6 +135,7 @@ impl Execution {
             inner: Mutex::new(Inner {
                 status: Status::Created,
                 results: Vec::new(),
+                step_ms: Vec::new(),
                 errors: Vec::new(),
                 total_ms: 0,
                 read_ms: 0,
@@ -295,6 +298,20 @@ impl Execution {
             Reply::Array(replies(kept)),
             Reply::Array(errors.iter().map(|e| Reply::bulk(e.as_bytes())).collect()),
         ])
+    }
+
+    /// Records how long each step took (`ProfileExecutions`).
+    pub fn set_step_ms(&self, ms: Vec<u64>) {
+        self.lock().step_ms = ms;
+    }
+
+    /// Per step, in plan order, the ms its callbacks took (0 when the
+    /// execution was not profiled).
+    pub fn step_ms(&self) -> Vec<u64> {
+        let g = self.lock();
+        (0..self.steps.len())
+            .map(|i| g.step_ms.get(i).copied().unwrap_or(0))
+            .collect()
     }
 
     /// A snapshot for `RG.GETEXECUTION`.

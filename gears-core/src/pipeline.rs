@@ -15,7 +15,7 @@
 //! in the answers and [`Pipeline::finish`] until it says the run is over.
 
 use crate::pending::{Answer, Inbox, Later, MAX_WAITING_PER_STEP};
-use crate::plan::{Callable, Plan, StepKind, StepResult};
+use crate::plan::{Callable, Plan, StepKind, StepResult, Timed};
 use crate::Record;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +82,8 @@ pub struct Pipeline {
     held: VecDeque<Record>,
     /// How many steps [`Pipeline::finish`] has flushed.
     flushed: usize,
+    /// Per step, the time its callback took (see [`Pipeline::timed`]).
+    spent: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A callback's answer, checked.
@@ -134,7 +136,36 @@ impl Pipeline {
             waiting: 0,
             held: VecDeque::new(),
             flushed: 0,
+            spent: Vec::new(),
         }
+    }
+
+    /// Times every callback call (`ProfileExecutions`); see
+    /// [`Pipeline::step_ms`].
+    pub fn timed(mut self) -> Pipeline {
+        self.spent = self
+            .steps
+            .iter()
+            .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)))
+            .collect();
+        for (step, spent) in self.steps.iter_mut().zip(&self.spent) {
+            if let Some(inner) = step.callback.take() {
+                step.callback = Some(Arc::new(Timed {
+                    inner,
+                    spent: spent.clone(),
+                }));
+            }
+        }
+        self
+    }
+
+    /// Milliseconds each step's callback took, in plan order (empty unless
+    /// [`Pipeline::timed`]).
+    pub fn step_ms(&self) -> Vec<u64> {
+        self.spent
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed) / 1_000_000)
+            .collect()
     }
 
     /// Lets callbacks answer later (not inside MULTI or Lua, where nobody

@@ -63,6 +63,62 @@ pub trait Callable: Send + Sync {
     }
 }
 
+/// A callback whose calls are timed (`ProfileExecutions`): the time adds up
+/// in `spent` (nanoseconds), which the execution reads at its end.
+pub struct Timed {
+    pub inner: Arc<dyn Callable>,
+    pub spent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Timed {
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.spent
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+}
+
+impl Callable for Timed {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
+        self.time(|| self.inner.map(r, later))
+    }
+    fn filter(&self, r: &Record, later: &Later) -> StepResult<Answer<bool>> {
+        self.time(|| self.inner.filter(r, later))
+    }
+    fn foreach(&self, r: &Record, later: &Later) -> StepResult<Answer<()>> {
+        self.time(|| self.inner.foreach(r, later))
+    }
+    fn extract_key(&self, r: &Record) -> StepResult<String> {
+        self.time(|| self.inner.extract_key(r))
+    }
+    fn accumulate(
+        &self,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
+        self.time(|| self.inner.accumulate(acc, r, later))
+    }
+    fn accumulate_by_key(
+        &self,
+        key: &str,
+        acc: Option<Record>,
+        r: Record,
+        later: &Later,
+    ) -> StepResult<Answer<Record>> {
+        self.time(|| self.inner.accumulate_by_key(key, acc, r, later))
+    }
+    fn reduce(&self, key: &str, records: Vec<Record>) -> StepResult<Record> {
+        self.time(|| self.inner.reduce(key, records))
+    }
+}
+
 /// The primitive step kinds; `RG.GETEXECUTION` shows them by [`StepKind::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {

@@ -17,6 +17,10 @@ pub const PYEXECUTE_NOT_HERE: &str =
 pub const REQUIREMENTS_FAILED: &str =
     "Could not satisfy requirements (look at redis log file for more information)";
 pub const NO_SUCH_REQUIREMENT: &str = "requirement does not exists";
+
+// RG.PYPROFILE.
+pub const WRONG_PROFILE_SUBCOMMAND: &str = "Wrong subcommand given to RG.PYPROFILE";
+pub const NO_SUCH_SESSION_TO_PROFILE: &str = "session does not exists";
 pub const SCRIPT_NOT_UTF8: &str = "the script is not valid UTF-8";
 pub const BAD_SESSION_ID: &str =
     "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']";

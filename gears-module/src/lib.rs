@@ -28,6 +28,7 @@ mod errors;
 mod events;
 mod hooks;
 mod host;
+mod info;
 mod keys;
 mod linked;
 mod redis;
@@ -82,6 +83,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             command_filter: hooks::command_filter,
             aux_save: durability::aux_save,
             aux_counters: durability::aux_counters,
+            info: info::sections,
             aux_load: durability::aux_load,
             loading: durability::loading,
             role_changed: durability::role_changed,
@@ -108,8 +110,12 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         timer,
         environment_tag(),
     ))?;
-    gears_python::initialize(Arc::new(host::ModuleHost(g)), g.engine.clone())
-        .map_err(|e| format!("could not start Python: {e}"))?;
+    gears_python::initialize(
+        Arc::new(host::ModuleHost(g)),
+        g.engine.clone(),
+        s.overridepythonallocators != 0,
+    )
+    .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);
     redis::log(
         "notice",
@@ -165,6 +171,8 @@ redis_module! {
         ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pystats", commands::pystats, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.pyprofile", commands::pyprofile, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pyexportreq", commands::export_req, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pyimportreq", commands::import_req, "", 0, 0, 0, AclCategory::None],
         ["rg.unregister", commands::unregister_command, "readonly", 0, 0, 0, AclCategory::None],

@@ -116,6 +116,24 @@ pub struct Callbacks {
     pub role_changed: fn(bool),
     /// A time event was loaded (RDB): start its timer.
     pub time_event: fn(&TimeEvent),
+    /// The module's INFO sections (`true`: for a crash report, where no
+    /// lock may be taken).
+    pub info: fn(bool) -> Vec<InfoSection>,
+}
+
+/// A value of the module's INFO output.
+pub enum InfoValue {
+    Int(i64),
+    Text(String),
+    /// `name:a=1,b=x` (scalars only).
+    Dict(Vec<(String, InfoValue)>),
+}
+
+/// One INFO section: `# rg` for the empty name, `# rg_<name>` otherwise;
+/// Redis prefixes every field with `rg_`.
+pub struct InfoSection {
+    pub name: &'static str,
+    pub fields: Vec<(String, InfoValue)>,
 }
 
 /// The data type that only carries the module's RDB aux data (no key is
@@ -524,6 +542,8 @@ pub fn subscribe(ctx: &Context) {
     // SAFETY: module load, main thread, valid context; the callbacks are
     // plain functions that live as long as the module.
     unsafe {
+        // Replaces the handler redis_module! registered (ours comes later).
+        raw::RedisModule_RegisterInfoFunc.unwrap()(ctx.ctx, Some(on_info));
         let events = raw::REDISMODULE_NOTIFY_ALL | raw::REDISMODULE_NOTIFY_KEY_MISS;
         raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(ctx.ctx, events, Some(on_keyspace));
         raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
@@ -1187,10 +1207,15 @@ fn write_reply(ctx: *mut raw::RedisModuleCtx, r: &Reply) {
 pub struct Blocked(SendPtr<raw::RedisModuleBlockedClient>);
 
 impl Blocked {
-    /// Blocks the client of the current command (no timeout).
+    /// Blocks the client of the current command (no timeout). The time
+    /// until the reply counts as the command's (SLOWLOG, latency stats).
     pub fn new(ctx: &Context) -> Blocked {
         // SAFETY: called from a command handler on the main thread.
-        let bc = unsafe { raw::RedisModule_BlockClient.unwrap()(ctx.ctx, None, None, None, 0) };
+        let bc = unsafe {
+            let bc = raw::RedisModule_BlockClient.unwrap()(ctx.ctx, None, None, None, 0);
+            raw::RedisModule_BlockedClientMeasureTimeStart.unwrap()(bc);
+            bc
+        };
         Blocked(SendPtr(bc))
     }
 
@@ -1199,6 +1224,7 @@ impl Blocked {
         // SAFETY: replies through a blocked client's thread-safe context need
         // no lock; the context is freed before unblocking, as documented.
         unsafe {
+            raw::RedisModule_BlockedClientMeasureTimeEnd.unwrap()(self.0 .0);
             let ctx = raw::RedisModule_GetThreadSafeContext.unwrap()(self.0 .0);
             write_reply(ctx, r);
             raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx);
@@ -1436,6 +1462,48 @@ impl CommandFilter<'_> {
                 word.len(),
             );
             raw::RedisModule_CommandFilterArgInsert.unwrap()(self.fctx, 0, s);
+        }
+    }
+}
+
+extern "C" fn on_info(ctx: *mut raw::RedisModuleInfoCtx, for_crash_report: c_int) {
+    let Some(layer) = LAYER.get() else { return };
+    guard("INFO", || {
+        for section in (layer.callbacks.info)(for_crash_report != 0) {
+            let name = CString::new(section.name).unwrap_or_default();
+            // SAFETY: INFO callback context; the strings live across the
+            // calls, which copy them.
+            unsafe {
+                raw::RedisModule_InfoAddSection.unwrap()(ctx, name.as_ptr());
+                for (field, value) in &section.fields {
+                    info_field(ctx, field, value);
+                }
+            }
+        }
+    });
+}
+
+/// # Safety
+/// `ctx` is the context of an INFO callback, inside a section.
+unsafe fn info_field(ctx: *mut raw::RedisModuleInfoCtx, field: &str, value: &InfoValue) {
+    let name = CString::new(field.replace('\0', "")).unwrap_or_default();
+    let name = name.as_ptr();
+    match value {
+        InfoValue::Int(i) => {
+            raw::RedisModule_InfoAddFieldLongLong.unwrap()(ctx, name, *i);
+        }
+        InfoValue::Text(t) => {
+            let t = CString::new(t.replace('\0', "")).unwrap_or_default();
+            raw::RedisModule_InfoAddFieldCString.unwrap()(ctx, name, t.as_ptr());
+        }
+        InfoValue::Dict(fields) => {
+            raw::RedisModule_InfoBeginDictField.unwrap()(ctx, name);
+            for (f, v) in fields {
+                if !matches!(v, InfoValue::Dict(_)) {
+                    info_field(ctx, f, v);
+                }
+            }
+            raw::RedisModule_InfoEndDictField.unwrap()(ctx);
         }
     }
 }

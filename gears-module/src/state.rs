@@ -141,6 +141,9 @@ impl Gears {
         self.engine
             .max_queued
             .store(s.maxqueuedexecutions.max(1) as usize, Ordering::Relaxed);
+        self.engine
+            .profile
+            .store(s.profileexecutions != 0, Ordering::Relaxed);
     }
 
     pub fn tables(&self) -> Arc<Tables> {

@@ -71,10 +71,8 @@ impl PyStep {
         py: Python<'py>,
         args: impl IntoPyObject<'py, Target = pyo3::types::PyTuple>,
     ) -> StepResult<Bound<'py, PyAny>> {
-        self.func
-            .bind(py)
-            .call1(args)
-            .map_err(|e| error_text(py, &e))
+        let func = self.func.bind(py);
+        crate::profiling::around(py, func, || func.call1(args)).map_err(|e| error_text(py, &e))
     }
 
     /// Calls a callback whose record may wait (see [`crate::aio`]).
@@ -95,7 +93,8 @@ impl PyStep {
         let args = args
             .into_pyobject(py)
             .map_err(|e| error_text(py, &e.into()))?;
-        aio::call_step(self.func.bind(py), args, later, wants)
+        let func = self.func.bind(py);
+        crate::profiling::around(py, func, || aio::call_step(func, args, later, wants))
     }
 
     fn record_wants(&self) -> Wants {

@@ -45,13 +45,16 @@ fn make_libpython_global() -> Result<(), String> {
 
 /// Starts the interpreter (once per process) without Python's signal
 /// handlers, with the prefix of the Python this crate was built against.
-fn start_interpreter() -> Result<(), String> {
+fn start_interpreter(count_allocations: bool) -> Result<(), String> {
     // SAFETY: called once, from the thread that loads the module, before any
     // other Python API; the PyConfig is initialized, filled and cleared
     // following the CPython embedding protocol.
     unsafe {
         if pyo3::ffi::Py_IsInitialized() != 0 {
             return Ok(());
+        }
+        if count_allocations {
+            crate::alloc::install();
         }
         let mut config: pyo3::ffi::PyConfig = std::mem::zeroed();
         pyo3::ffi::PyConfig_InitPythonConfig(&mut config);
@@ -79,9 +82,14 @@ fn start_interpreter() -> Result<(), String> {
 const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
 
 /// Starts Python and installs the runtime. Call once, at module load.
-pub fn initialize(host: Arc<dyn RedisHost>, engine: Arc<Engine>) -> Result<(), String> {
+/// `count_allocations` (OverridePythonAllocators) makes RG.PYSTATS count.
+pub fn initialize(
+    host: Arc<dyn RedisHost>,
+    engine: Arc<Engine>,
+    count_allocations: bool,
+) -> Result<(), String> {
     make_libpython_global()?;
-    start_interpreter()?;
+    start_interpreter(count_allocations)?;
     let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, EventLoop)> {
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["redis-server"])?;
@@ -149,6 +157,7 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
         return Err("the script contains a NUL byte".to_string());
     }
     let scope: ScriptScope = scope.into();
+    let session_name = scope.session.clone();
     let session = Session::of(scope.identity.clone());
     let (result, ctx) = with_script(scope, || {
         in_session(session, || {
@@ -162,6 +171,10 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
                         .map_err(|e| error_text(py, &e))?;
                     globals
                         .set_item("__name__", "__main__")
+                        .map_err(|e| error_text(py, &e))?;
+                    // Names the session's profiler (ProfileExecutions).
+                    globals
+                        .set_item("__gears_session__", &session_name)
                         .map_err(|e| error_text(py, &e))?;
                     py.import("builtins")
                         .and_then(|b| b.getattr("exec"))

@@ -18,6 +18,7 @@
 //! `runtime`/`command`/`host` → `errors`.
 
 mod aio;
+pub mod alloc;
 mod api;
 mod args;
 mod callbacks;
@@ -27,6 +28,7 @@ mod errors;
 mod host;
 mod interpreter;
 mod persist;
+pub mod profiling;
 mod readers;
 mod register;
 pub mod requirements;

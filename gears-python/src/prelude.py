@@ -349,6 +349,7 @@ _SESSION_GLOBALS = {}
 def _restore_callbacks(session, steps, on_registered):
     import types
     shared = _SESSION_GLOBALS.setdefault(session, {})
+    shared['__gears_session__'] = session
     funcs = [s[2] for s in steps] + [on_registered]
     originals = {}
     for f in funcs:
@@ -623,6 +624,40 @@ def _run_coroutine(session, coro, f, delay):
             if f is not None:
                 _settle_future(f, True, value)
     _start_task(session, run())
+
+
+# ProfileExecutions: one cProfile profiler per session, found through the
+# globals of the function being called (scripts' globals name their session).
+_PROFILERS = {}
+
+
+def _profiler_of(f):
+    g = getattr(f, '__globals__', None)
+    session = g.get('__gears_session__') if isinstance(g, dict) else None
+    if session is None:
+        return None
+    p = _PROFILERS.get(session)
+    if p is None:
+        import cProfile
+        p = _PROFILERS[session] = cProfile.Profile()
+    return p
+
+
+def _profile_stats(session):
+    # As 1.2: sorted by tottime, then callers and callees. A profiler that
+    # never ran makes pstats raise.
+    import cProfile, io, pstats
+    out = io.StringIO()
+    stats = pstats.Stats(_PROFILERS.get(session) or cProfile.Profile(), stream=out)
+    stats.sort_stats('tottime')
+    stats.print_stats()
+    stats.print_callers()
+    stats.print_callees()
+    return out.getvalue()
+
+
+def _profile_reset(session):
+    _PROFILERS.pop(session, None)
 
 
 # Libraries written for 1.2 (redgrease) import the runtime's globals from

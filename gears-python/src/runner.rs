@@ -243,6 +243,10 @@ fn complete(run: Run, failure: Option<&str>) {
         read,
         ..
     } = run;
+    let step_ms = pipe.step_ms();
+    if !step_ms.is_empty() {
+        exec.set_step_ms(step_ms);
+    }
     let (results, errors) = match failure {
         None => driver.in_gil(|_py| collect(pipe)),
         Some(f) => {
@@ -303,6 +307,9 @@ fn drive(
     let driver = Arc::new(Driver::default());
     driver.here();
     let mut pipe = Pipeline::new(plan, exec.abort_flag());
+    if crate::runtime::engine().profile.load(Ordering::Relaxed) {
+        pipe = pipe.timed();
+    }
     pipe.allow_waiting(may_wait);
     let (d, inbox) = (driver.clone(), pipe.inbox().clone());
     exec.set_interrupter(Some(Box::new(move || {

@@ -52,7 +52,8 @@ impl PendingRegistration {
 
     fn call_on_registered(&self, f: &Py<PyAny>) {
         Python::with_gil(|py| {
-            let failure = match f.bind(py).call0() {
+            let func = f.bind(py);
+            let failure = match crate::profiling::around(py, func, || func.call0()) {
                 Err(e) => Some(error_text(py, &e)),
                 // As in 1.2, it may not be a coroutine (nothing would wait
                 // for it).

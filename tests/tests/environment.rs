@@ -602,3 +602,147 @@ RGWriteBehind(GB, keysPrefix='person', mappings=mappings, connector=persons, nam
     });
     assert!(deleted, "{last}\n{}", s.log());
 }
+
+/// RG.PYSTATS counts the interpreter's memory (OverridePythonAllocators
+/// 1, the default) or nothing (0); INFO has 1.2's rg sections.
+#[test]
+fn pystats_and_info() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let stats = |c: &mut gears_tests::Client| -> Vec<(String, i64)> {
+        let r = c.cmd(&["RG.PYSTATS"]);
+        r.array()
+            .chunks(2)
+            .map(|p| (p[0].text(), p[1].int()))
+            .collect()
+    };
+    let before = stats(&mut c);
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["TotalAllocated", "PeakAllocated", "CurrAllocated"]);
+    assert!(before[2].1 > 1_000_000, "{before:?}");
+    // A session that keeps 50,000 strings holds more.
+    c.py_with(
+        &["ID", "big"],
+        "kept = [str(i) * 3 for i in range(50000)]\nGB('CommandReader').map(lambda x: len(kept)).register(trigger='big')",
+    );
+    let after = stats(&mut c);
+    assert!(after[2].1 > before[2].1 + 2_000_000, "{before:?} {after:?}");
+    assert!(
+        after[0].1 >= after[1].1 && after[1].1 >= after[2].1,
+        "{after:?}"
+    );
+    c.cmd(&["RG.TRIGGER", "big"]);
+
+    let info = c.cmd(&["INFO", "everything"]).text();
+    for line in [
+        "# rg\r\n",
+        "rg_nregistrations:1\r\n",
+        "# rg_regisrations\r\n",
+        "# rg_plugins\r\n",
+        "rg_GearsPythonPlugin:version=10000\r\n",
+        "# rg_python_stats\r\n",
+        "# rg_python_requirements\r\n",
+        "# rg_python_sessions\r\n",
+    ] {
+        assert!(info.contains(line), "{line:?} missing from\n{info}");
+    }
+    assert!(
+        info.contains(":reader=CommandReader,desc=,mode=async,numTriggered=1,numSuccess=1"),
+        "{info}"
+    );
+    assert!(
+        info.contains("rg_big:sessionDescription=,refCount=1"),
+        "{info}"
+    );
+    let current: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("rg_CurrAllocated:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rg_CurrAllocated in\n{info}"));
+    assert!(current > 1_000_000, "{current}");
+
+    let off = Server::start(&["OverridePythonAllocators", "0"]);
+    let mut c = off.client();
+    assert!(stats(&mut c).iter().all(|(_, v)| *v == 0));
+}
+
+/// ProfileExecutions: per-step durations in RG.GETEXECUTION and the
+/// session's cProfile profile through RG.PYPROFILE.
+#[test]
+fn profiling_steps_and_sessions() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let script = "def slow(x):\n    import time\n    time.sleep(0.05)\n    return 1\n\
+GB('CommandReader').map(slow).register(trigger='slow', mode='sync')";
+    c.py_with(&["ID", "prof"], script);
+    let duration_of_slow = |c: &mut gears_tests::Client| -> i64 {
+        c.cmd(&["RG.TRIGGER", "slow"]);
+        let dump = c.cmd(&["RG.DUMPEXECUTIONS"]);
+        let id = dump.array().last().unwrap().array()[1].text();
+        let ex = c.cmd(&["RG.GETEXECUTION", &id]);
+        let plan = ex.array()[0].array()[3].array().to_vec();
+        let steps = plan[15].array();
+        // Last first: collect, str, slow, the record conversion.
+        steps[2].array()[3].int()
+    };
+    // Off: nothing measured, and nothing profiled.
+    assert_eq!(duration_of_slow(&mut c), 0);
+    assert!(c
+        .cmd(&["RG.PYPROFILE", "STATS", "prof"])
+        .error()
+        .contains("TypeError"));
+    c.cmd(&["RG.CONFIGSET", "ProfileExecutions", "1"]);
+    let ms = duration_of_slow(&mut c);
+    assert!((50..1000).contains(&ms), "{ms}");
+    let stats = c.cmd(&["RG.PYPROFILE", "STATS", "prof", "cumtime"]).text();
+    assert!(stats.contains("Ordered by: internal time"), "{stats}");
+    assert!(stats.contains("(slow)"), "{stats}");
+    assert!(stats.contains("{built-in method time.sleep}"), "{stats}");
+    assert_eq!(
+        c.cmd(&["RG.PYPROFILE", "RESET", "prof"]),
+        Value::Status("OK".into())
+    );
+    assert!(c
+        .cmd(&["RG.PYPROFILE", "STATS", "prof"])
+        .error()
+        .contains("TypeError"));
+    assert_eq!(
+        c.cmd(&["RG.PYPROFILE", "STATS", "nosuch"]).error(),
+        "session does not exists"
+    );
+    assert_eq!(
+        c.cmd(&["RG.PYPROFILE", "SHOW", "prof"]).error(),
+        "Wrong subcommand given to RG.PYPROFILE"
+    );
+    assert!(c
+        .cmd(&["RG.PYPROFILE", "STATS"])
+        .error()
+        .contains("wrong number of arguments"));
+}
+
+/// A long RG.PYEXECUTE run is in SLOWLOG with the time it took, though it
+/// ran off the main thread.
+#[test]
+fn long_runs_are_in_the_slowlog() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "100000"]);
+    c.cmd(&["SLOWLOG", "RESET"]);
+    let script = "import time\nGB('ShardsIDReader').map(lambda x: time.sleep(0.3)).run()";
+    c.py(script);
+    let log = c.cmd(&["SLOWLOG", "GET", "10"]);
+    let entry = log
+        .array()
+        .iter()
+        .find(|e| {
+            e.array()[3].array()[0]
+                .text()
+                .eq_ignore_ascii_case("RG.PYEXECUTE")
+        })
+        .unwrap_or_else(|| panic!("no RG.PYEXECUTE in {log:?}"))
+        .array()
+        .to_vec();
+    let micros = entry[2].int();
+    assert!((300_000..3_000_000).contains(&micros), "{micros}");
+    assert_eq!(entry[3].array()[1].text(), script);
+}

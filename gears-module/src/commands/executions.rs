@@ -51,14 +51,16 @@ fn get_execution_impl(
     }
     let e = find(g, &text(&args[1]), errors::NO_SUCH_PLAN)?;
     let snap = e.snapshot();
+    let step_ms = e.step_ms();
     let steps = e
         .steps
         .iter()
+        .zip(step_ms)
         .rev()
-        .map(|s| {
+        .map(|(s, ms)| {
             Reply::map([
                 ("type", Reply::bulk(s.kind)),
-                ("duration", Reply::Int(0)),
+                ("duration", Reply::Int(ms as i64)),
                 ("name", Reply::bulk(s.name.as_bytes())),
                 ("arg", Reply::bulk(s.arg.as_bytes())),
             ])

@@ -5,6 +5,7 @@ mod config;
 mod executions;
 mod hooks;
 mod pyexecute;
+mod python;
 mod registrations;
 mod requirements;
 
@@ -15,6 +16,7 @@ pub use executions::{
 };
 pub use hooks::inner_hook;
 pub use pyexecute::pyexecute;
+pub use python::{pyprofile, pystats};
 pub use registrations::{
     clear_stats, dump_registrations, dump_sessions, inner_register, inner_time_event,
     inner_unregister, pause, trigger, unpause, unregister_command,
