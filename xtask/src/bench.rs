@@ -439,7 +439,91 @@ pub fn bench(args: &[String]) -> Result<()> {
     if want("restart_with_registrations") {
         restart_with_registrations();
     }
+    if want("python_env") {
+        python_env(*sizes.last().unwrap_or(&100_000));
+    }
     Ok(())
+}
+
+/// Mean round trip of `args` over `n` calls.
+fn mean_round_trip(c: &mut Client, n: usize, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        let r = c.cmd(args);
+        assert!(!matches!(r, Value::Error(_)), "{r:?}");
+    }
+    t.elapsed() / n as u32
+}
+
+/// What the Python environment features cost: REQUIREMENTS naming a
+/// package already installed, ProfileExecutions, and the allocator counting
+/// of OverridePythonAllocators, each against the same work without it.
+fn python_env(n: usize) {
+    let dir = std::env::temp_dir().join(format!("gears-bench-env-{}", std::process::id()));
+    let env_dir = dir.to_string_lossy().into_owned();
+    let server = Server::start(&["PythonInstallationDir", &env_dir]);
+    let mut c = server.client();
+    c.set_timeout(Duration::from_secs(600));
+    let trivial = "GB('ShardsIDReader').run()";
+    let installed = c.cmd(&["RG.PYEXECUTE", trivial, "REQUIREMENTS", "humanize==4.9.0"]);
+    if let Value::Error(e) = installed {
+        println!("python_env: requirements row skipped (pip could not install: {e})");
+    } else {
+        let rounds = 300;
+        let (mut plain, mut with_req) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            plain = plain.min(mean_round_trip(&mut c, rounds, &["RG.PYEXECUTE", trivial]));
+            with_req = with_req.min(mean_round_trip(
+                &mut c,
+                rounds,
+                &["RG.PYEXECUTE", trivial, "REQUIREMENTS", "humanize==4.9.0"],
+            ));
+        }
+        println!(
+            "requirements_installed: RG.PYEXECUTE naming an installed requirement adds {:.3} ms ({:.3} vs {:.3} ms round trip; target < 5 ms)",
+            (with_req.as_secs_f64() - plain.as_secs_f64()).max(0.0) * 1000.0,
+            with_req.as_secs_f64() * 1000.0,
+            plain.as_secs_f64() * 1000.0
+        );
+    }
+    c.cmd(&["EVAL", POPULATE, "0", &n.to_string()]);
+    let expect = (n as u64 * (n as u64 + 1) / 2).to_string();
+    let (mut off, mut on) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        c.cmd(&["RG.CONFIGSET", "ProfileExecutions", "0"]);
+        off = off.min(timed(&mut c, &["RG.PYEXECUTE", KEYS_SUM], &expect));
+        c.cmd(&["RG.CONFIGSET", "ProfileExecutions", "1"]);
+        on = on.min(timed(&mut c, &["RG.PYEXECUTE", KEYS_SUM], &expect));
+    }
+    c.cmd(&["RG.CONFIGSET", "ProfileExecutions", "0"]);
+    println!(
+        "profile_executions: keys_sum over {n} keys with ProfileExecutions 1 vs 0: {:.1} vs {:.1} ms, ratio {:.2}",
+        on.as_secs_f64() * 1000.0,
+        off.as_secs_f64() * 1000.0,
+        on.as_secs_f64() / off.as_secs_f64()
+    );
+    drop(c);
+    drop(server);
+    let plain = Server::start(&["OverridePythonAllocators", "0"]);
+    let mut p = plain.client();
+    p.set_timeout(Duration::from_secs(600));
+    p.cmd(&["EVAL", POPULATE, "0", &n.to_string()]);
+    let counting = Server::start(&["OverridePythonAllocators", "1"]);
+    let mut q = counting.client();
+    q.set_timeout(Duration::from_secs(600));
+    q.cmd(&["EVAL", POPULATE, "0", &n.to_string()]);
+    let (mut without, mut with) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        without = without.min(timed(&mut p, &["RG.PYEXECUTE", KEYS_SUM], &expect));
+        with = with.min(timed(&mut q, &["RG.PYEXECUTE", KEYS_SUM], &expect));
+    }
+    println!(
+        "override_allocators: keys_sum over {n} keys with OverridePythonAllocators 1 vs 0: {:.1} vs {:.1} ms, ratio {:.2}",
+        with.as_secs_f64() * 1000.0,
+        without.as_secs_f64() * 1000.0,
+        with.as_secs_f64() / without.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The floor of keys_sum: the module's own CPython building the same
