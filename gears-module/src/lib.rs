@@ -51,28 +51,6 @@ fn on_worker_panic(message: &str) {
     redis::log("warning", &format!("a worker job panicked: {message}"));
 }
 
-/// The base name of the server's log file ("redis" when it logs to
-/// stdout), which names its Python environment as in 1.2.
-fn environment_tag() -> String {
-    let argv = [b"CONFIG".to_vec(), b"GET".to_vec(), b"logfile".to_vec()];
-    let file = match redis::call_with(&argv, c"") {
-        gears_core::Reply::Array(a) if a.len() == 2 => match &a[1] {
-            gears_core::Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        },
-        _ => String::new(),
-    };
-    let base = std::path::Path::new(&file)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if base.is_empty() {
-        "redis".into()
-    } else {
-        base
-    }
-}
-
 /// Builds the module state and starts Python; the error is logged.
 fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     redis::init(
@@ -104,12 +82,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     .map_err(|e| format!("could not start the worker threads: {e}"))?;
     let timer =
         timer::Timer::start().map_err(|e| format!("could not start the timer thread: {e}"))?;
-    let g = state::install(state::Gears::new(
-        config,
-        Arc::new(engine),
-        timer,
-        environment_tag(),
-    ))?;
+    let g = state::install(state::Gears::new(config, Arc::new(engine), timer))?;
     gears_python::initialize(
         Arc::new(host::ModuleHost(g)),
         g.engine.clone(),

@@ -1233,6 +1233,23 @@ impl Blocked {
     }
 }
 
+/// The base name of the server's log file (`None` when it logs to stdout).
+/// Call while the server runs (at module load the option is not read yet).
+pub fn log_file_name() -> Option<String> {
+    let argv = [b"CONFIG".to_vec(), b"GET".to_vec(), b"logfile".to_vec()];
+    let Reply::Array(a) = call_with(&argv, c"v") else {
+        return None;
+    };
+    let Some(Reply::Bulk(file)) = a.get(1) else {
+        return None;
+    };
+    let file = String::from_utf8_lossy(file).into_owned();
+    std::path::Path::new(&file)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .filter(|f| !f.is_empty())
+}
+
 /// Writes to the Redis log, prefixed like every gears message.
 pub fn log(level: &str, message: &str) {
     let Some(layer) = LAYER.get() else { return };

@@ -52,9 +52,6 @@ pub struct Gears {
     pub hook_token: String,
     /// RG.PYKILL asked to stop the Python code running on the main thread.
     pub kill_requested: AtomicBool,
-    /// Names this server's Python environment (`.venv-<tag>`): the base
-    /// name of its log file, as 1.2 did.
-    pub env_tag: String,
     /// The REQUIREMENTS environment, made on first use.
     requirements: OnceCell<Result<Requirements, String>>,
 }
@@ -73,7 +70,7 @@ pub fn get() -> Option<&'static Gears> {
 }
 
 impl Gears {
-    pub fn new(config: GearsConfig, engine: Arc<Engine>, timer: Timer, env_tag: String) -> Gears {
+    pub fn new(config: GearsConfig, engine: Arc<Engine>, timer: Timer) -> Gears {
         let g = Gears {
             config: RwLock::new(config),
             engine,
@@ -87,7 +84,6 @@ impl Gears {
             session_counter: AtomicU64::new(0),
             hook_token: String::new(),
             kill_requested: AtomicBool::new(false),
-            env_tag,
             requirements: OnceCell::new(),
         };
         g.apply_limits();
@@ -104,10 +100,11 @@ impl Gears {
         self.requirements
             .get_or_init(|| {
                 let s = self.config().settings().clone();
+                // A virtualenv is named after the server's log file, as in 1.2.
                 let env = Environment::new(
                     std::path::Path::new(&s.pythoninstallationdir),
                     s.createvenv != 0,
-                    &self.env_tag,
+                    &crate::redis::log_file_name().unwrap_or_else(|| "redis".into()),
                 )?;
                 env.activate()?;
                 Ok(Requirements::new(env))

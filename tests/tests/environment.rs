@@ -746,3 +746,44 @@ fn long_runs_are_in_the_slowlog() {
     assert!((300_000..3_000_000).contains(&micros), "{micros}");
     assert_eq!(entry[3].array()[1].text(), script);
 }
+
+/// `CreateVenv 1` installs into a virtualenv named after the log file;
+/// FORCE_REINSTALL_REQUIREMENTS downloads and installs again.
+#[test]
+fn virtualenv_and_forced_reinstall() {
+    let s = Server::start(&["PythonInstallationDir", "./pyenv", "CreateVenv", "1"]);
+    let mut c = s.client();
+    let file = c
+        .py_with(
+            &["REQUIREMENTS", PACKAGE],
+            "import humanize\nGB('ShardsIDReader').map(lambda x: humanize.__file__).run()",
+        )
+        .results();
+    let venv = s
+        .dir
+        .join("pyenv")
+        .join(".venv-redis.log")
+        .canonicalize()
+        .unwrap();
+    assert!(venv.join("pyvenv.cfg").exists());
+    assert!(
+        file[0].starts_with(&venv.join("lib").to_string_lossy().to_string()),
+        "{file:?}"
+    );
+    let path =
+        |c: &mut gears_tests::Client| c.cmd(&["RG.PYDUMPREQS"]).array()[0].array()[13].text();
+    let first = path(&mut c);
+    c.py_with(&["REQUIREMENTS", PACKAGE], "import humanize");
+    assert_eq!(path(&mut c), first);
+    c.py_with(
+        &["FORCE_REINSTALL_REQUIREMENTS", "REQUIREMENTS", PACKAGE],
+        "import humanize",
+    );
+    let second = path(&mut c);
+    assert_ne!(second, first);
+    assert!(
+        !std::path::Path::new(&first).exists(),
+        "the old wheels stay: {first}"
+    );
+    assert!(std::path::Path::new(&second).exists());
+}
