@@ -189,21 +189,28 @@ for node in tree.body:
         names.update(a.asname for a in node.names if a.asname and a.asname == a.name.split('.')[-1])
 print('\n'.join(sorted(n for n in names if not n.startswith('_'))))
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", code])
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    python3(&["-c".as_ref(), code.as_ref(), path.as_os_str()], None)
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Runs this machine's `python3` with `args` (and `PYTHONPATH`), which
+/// must succeed; what it printed.
+fn python3(args: &[&std::ffi::OsStr], path: Option<&std::path::Path>) -> String {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(args);
+    if let Some(p) = path {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The stubs in `stubs/` name exactly what the runtime exports: a script's
@@ -437,36 +444,19 @@ fn replicas_get_the_requirements() {
 /// its pins predate Python 3.11).
 fn gearsclient_dir(s: &Server) -> std::path::PathBuf {
     let dir = s.dir.join("client");
-    let out = std::process::Command::new("python3")
-        .args(["-m", "pip", "install", "-q", "--no-deps", "--target"])
-        .arg(&dir)
-        .arg("gearsclient==1.0.2")
-        .output()
-        .expect("pip runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["-m", "pip", "install", "-q", "--no-deps", "--target"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(dir.as_os_str());
+    args.push("gearsclient==1.0.2".as_ref());
+    python3(&args, None);
     dir
 }
 
 /// Runs `code` (Python) on the client side with gearsclient importable
 /// and `PORT` set; returns what it prints.
 fn client_python(s: &Server, lib: &std::path::Path, code: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(format!("PORT = {}\n{code}", s.port))
-        .env("PYTHONPATH", lib)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let code = format!("PORT = {}\n{code}", s.port);
+    python3(&["-c".as_ref(), code.as_ref()], Some(lib))
 }
 
 /// gearsclient's README example (count the genres of movies), and a
@@ -537,20 +527,13 @@ fn rgsync_writes_behind_to_sqlite() {
     let s = server_with_env();
     let db = s.dir.join("rgsync.db");
     let sql = |q: &str| -> String {
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(format!(
-                "import sqlite3\nc = sqlite3.connect({:?})\nr = c.execute({q:?}).fetchall()\nc.commit()\nprint(r)",
-                db.to_string_lossy()
-            ))
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let code = format!(
+            "import sqlite3\nc = sqlite3.connect({:?})\nr = c.execute({q:?}).fetchall()\nc.commit()\nprint(r)",
+            db.to_string_lossy()
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        python3(&["-c".as_ref(), code.as_ref()], None)
+            .trim()
+            .to_string()
     };
     sql("CREATE TABLE persons (person_id TEXT PRIMARY KEY, first TEXT, last TEXT, age INTEGER)");
     let script = format!(
