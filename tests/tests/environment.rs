@@ -197,7 +197,7 @@ print('\n'.join(sorted(n for n in names if not n.startswith('_'))))
 
 /// Runs this machine's `python3` with `args` (and `PYTHONPATH`), which
 /// must succeed; what it printed.
-fn python3(args: &[&std::ffi::OsStr], path: Option<&std::path::Path>) -> String {
+fn python3<S: AsRef<std::ffi::OsStr>>(args: &[S], path: Option<&std::path::Path>) -> String {
     let mut cmd = std::process::Command::new("python3");
     cmd.args(args);
     if let Some(p) = path {
@@ -456,7 +456,7 @@ fn gearsclient_dir(s: &Server) -> std::path::PathBuf {
 /// and `PORT` set; returns what it prints.
 fn client_python(s: &Server, lib: &std::path::Path, code: &str) -> String {
     let code = format!("PORT = {}\n{code}", s.port);
-    python3(&["-c".as_ref(), code.as_ref()], Some(lib))
+    python3(&["-c", code.as_str()], Some(lib))
 }
 
 /// gearsclient's README example (count the genres of movies), and a
@@ -531,9 +531,7 @@ fn rgsync_writes_behind_to_sqlite() {
             "import sqlite3\nc = sqlite3.connect({:?})\nr = c.execute({q:?}).fetchall()\nc.commit()\nprint(r)",
             db.to_string_lossy()
         );
-        python3(&["-c".as_ref(), code.as_ref()], None)
-            .trim()
-            .to_string()
+        python3(&["-c", code.as_str()], None).trim().to_string()
     };
     sql("CREATE TABLE persons (person_id TEXT PRIMARY KEY, first TEXT, last TEXT, age INTEGER)");
     let script = format!(
@@ -769,4 +767,87 @@ fn virtualenv_and_forced_reinstall() {
         "the old wheels stay: {first}"
     );
     assert!(std::path::Path::new(&second).exists());
+}
+
+/// gears-cli 1.2.0 from PyPI, unmodified (`--no-deps`: this machine's click
+/// and redis-py): `run`, `install-requirements`, then `export-requirements`
+/// from one server and `import-requirements` into another.
+#[test]
+fn gears_cli_runs_installs_exports_and_imports() {
+    let s = server_with_env();
+    let lib = s.dir.join("cli");
+    let lib_arg = lib.to_string_lossy().to_string();
+    python3(
+        &[
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            &lib_arg,
+            "gears-cli==1.2.0",
+        ],
+        None,
+    );
+    let cli = |port: u16, rest: &[&str]| -> String {
+        let port = port.to_string();
+        let mut a = vec![
+            "-m",
+            "gears_cli",
+            rest[0],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ];
+        a.extend_from_slice(&rest[1..]);
+        python3(&a, Some(&lib))
+    };
+    let script = s.dir.join("script.py");
+    std::fs::write(&script, "GB('ShardsIDReader').map(lambda x: 'hello').run()").unwrap();
+    let out = cli(s.port, &["run", &script.to_string_lossy()]);
+    assert!(out.contains("hello"), "{out}");
+    let out = cli(s.port, &["install-requirements", PACKAGE]);
+    assert!(out.contains("Done"), "{out}");
+    let mut c = s.client();
+    assert_eq!(requirement_names(&mut c), [PACKAGE]);
+    let exports = s.dir.join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    cli(
+        s.port,
+        &[
+            "export-requirements",
+            "--all",
+            "--save-directory",
+            &exports.to_string_lossy(),
+        ],
+    );
+    let zip = std::fs::read_dir(&exports)
+        .unwrap()
+        .next()
+        .expect("an exported file")
+        .unwrap()
+        .path();
+    let name = zip.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with("redisgears-requirement-v1-humanize==4.9.0-"),
+        "{name}"
+    );
+
+    let t = server_with_env();
+    cli(
+        t.port,
+        &[
+            "import-requirements",
+            "--requirements-path",
+            &exports.to_string_lossy(),
+            &name,
+        ],
+    );
+    let mut d = t.client();
+    assert_eq!(requirement_names(&mut d), [PACKAGE]);
+    let r =
+        d.py("import humanize\nGB('ShardsIDReader').map(lambda x: humanize.intcomma(12345)).run()");
+    assert_eq!(r.results(), ["12,345"]);
 }
