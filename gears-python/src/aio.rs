@@ -307,8 +307,11 @@ impl Answerer {
 }
 
 enum FutureState {
-    /// Created in a step that has not returned yet.
-    Created,
+    /// Created in a step (running on this thread) that has not returned yet.
+    Created(std::thread::ThreadId),
+    /// Continued from another thread (a coroutine on the loop) before its
+    /// step returned it: the answer waits for the return.
+    Early(Result<Py<PyAny>, String>),
     /// Returned by its step: the record waits for it.
     Waiting(Answerer),
     Continued,
@@ -328,20 +331,54 @@ impl GearsFuture {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
-    /// The answerer, once; `None` when the future was discarded.
-    fn take(&self) -> PyResult<Option<Answerer>> {
+    /// Continues with `outcome`: answers the waiting record, or keeps the
+    /// answer until the step returns when another thread was faster than
+    /// the step. Continuing in the step itself, before returning, is 1.2's
+    /// error; so is continuing twice.
+    fn continue_with(&self, outcome: Result<Py<PyAny>, String>) -> PyResult<()> {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *g, FutureState::Continued) {
-            FutureState::Waiting(a) => Ok(Some(a)),
-            FutureState::Created => {
-                *g = FutureState::Created;
+            FutureState::Waiting(a) => {
+                drop(g);
+                Python::with_gil(|py| match outcome {
+                    Ok(v) => a.ok(v.bind(py)),
+                    Err(text) => a.fail_with(text),
+                });
+                Ok(())
+            }
+            FutureState::Created(t) if t == std::thread::current().id() => {
+                *g = FutureState::Created(t);
                 Err(GearsError::new_err(e::FUTURE_NOT_RETURNED_YET))
+            }
+            FutureState::Created(_) => {
+                *g = FutureState::Early(outcome);
+                Ok(())
+            }
+            FutureState::Early(first) => {
+                *g = FutureState::Early(first);
+                Err(GearsError::new_err(e::FUTURE_CONTINUED_TWICE))
             }
             FutureState::Continued => Err(GearsError::new_err(e::FUTURE_CONTINUED_TWICE)),
             FutureState::Discarded => {
                 *g = FutureState::Discarded;
-                Ok(None)
+                Ok(())
             }
+        }
+    }
+
+    /// Its step returned it: the record waits for the answer, or gets the
+    /// one that came early.
+    fn returned(&self, py: Python<'_>, answerer: Answerer) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *g, FutureState::Continued) {
+            FutureState::Early(outcome) => {
+                drop(g);
+                match outcome {
+                    Ok(v) => answerer.ok(v.bind(py)),
+                    Err(text) => answerer.fail_with(text),
+                }
+            }
+            _ => *g = FutureState::Waiting(answerer),
         }
     }
 }
@@ -350,18 +387,12 @@ impl GearsFuture {
 impl GearsFuture {
     #[pyo3(name = "continueRun")]
     fn continue_run(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Some(a) = self.take()? {
-            a.ok(value);
-        }
-        Ok(())
+        self.continue_with(Ok(value.clone().unbind()))
     }
 
     #[pyo3(name = "continueFailed")]
     fn continue_failed(&self, error: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Some(a) = self.take()? {
-            a.fail_with(error.str()?.to_string());
-        }
-        Ok(())
+        self.continue_with(Err(error.str()?.to_string()))
     }
 }
 
@@ -427,8 +458,7 @@ pub(crate) fn call_step<'py>(
     if let Some(fut) = &created {
         if out.is(fut.bind(py)) {
             let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
-            fut.get()
-                .set(FutureState::Waiting(Answerer::new(resolver, wants)));
+            fut.get().returned(py, Answerer::new(resolver, wants));
             return Ok(Answer::Later);
         }
         discard(&created);
@@ -507,7 +537,7 @@ fn gears_future(py: Python<'_>) -> PyResult<Py<GearsFuture>> {
         let fut = Py::new(
             py,
             GearsFuture {
-                state: Mutex::new(FutureState::Created),
+                state: Mutex::new(FutureState::Created(std::thread::current().id())),
             },
         )?;
         frame.created = Some(fut.clone_ref(py));

@@ -647,6 +647,14 @@ fn asyncio_primitives_shared_by_many_records_lose_no_wakeup() {
          def step(x):\n    f = gearsFuture()\n    runCoroutine(value(), f)\n    return f\n\
          GB('ShardsIDReader').map(step).run()");
     assert_eq!(r.results(), ["from coroutine"]);
+    // The loop may answer before the step has returned the future (here the
+    // step sleeps, letting the loop run): the answer waits for the return.
+    let r = c.py(
+        "import time\nasync def value():\n    return 'early'\n\
+         def step(x):\n    f = gearsFuture()\n    runCoroutine(value(), f)\n    time.sleep(0.2)\n    return f\n\
+         GB('ShardsIDReader').map(step).run()",
+    );
+    assert_eq!(r.results(), ["early"], "{r:?}");
 }
 
 #[test]
