@@ -22,6 +22,7 @@
 //!                  └▶ errors     1.2 error texts
 //! ```
 
+mod cluster;
 mod commands;
 mod durability;
 mod errors;
@@ -90,6 +91,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     )
     .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);
+    cluster::watch(g);
     redis::log(
         "notice",
         &format!(
@@ -141,6 +143,7 @@ redis_module! {
         ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.refreshcluster", commands::refresh_cluster, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None],

@@ -1233,6 +1233,19 @@ impl Blocked {
     }
 }
 
+/// This process's run id (`INFO server`), which changes at every start.
+pub fn run_id() -> String {
+    let argv = [b"INFO".to_vec(), b"server".to_vec()];
+    match call_with(&argv, c"v") {
+        Reply::Bulk(b) => String::from_utf8_lossy(&b)
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|r| r.trim().to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// The base name of the server's log file (`None` when it logs to stdout).
 /// Call while the server runs (at module load the option is not read yet).
 pub fn log_file_name() -> Option<String> {

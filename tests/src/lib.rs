@@ -421,6 +421,93 @@ impl Server {
     }
 }
 
+/// A Redis Cluster of masters on loopback, each loading the module with the
+/// same arguments; the 16384 slots are split evenly in order. Every node
+/// is stopped and its directory removed on drop.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    /// Starts `n` masters and waits until every one sees the cluster whole
+    /// (`cluster_state:ok`, `n` known nodes).
+    pub fn start(n: usize, module_args: &[&str]) -> Cluster {
+        assert!(n >= 1);
+        let mut nodes = Vec::new();
+        let mut bus_ports = Vec::new();
+        for _ in 0..n {
+            let bus = free_port();
+            let bus_arg = bus.to_string();
+            nodes.push(Server::start_with(
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "3000",
+                    "--cluster-port",
+                    &bus_arg,
+                ],
+                module_args,
+            ));
+            bus_ports.push(bus);
+        }
+        for (i, s) in nodes.iter().enumerate() {
+            let first = i * 16384 / n;
+            let last = (i + 1) * 16384 / n - 1;
+            let r = s.client().cmd(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ]);
+            assert_eq!(r, Value::Status("OK".into()), "ADDSLOTSRANGE on node {i}");
+        }
+        let mut first = nodes[0].client();
+        for (s, bus) in nodes.iter().zip(&bus_ports).skip(1) {
+            first.cmd(&[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &s.port.to_string(),
+                &bus.to_string(),
+            ]);
+        }
+        let cluster = Cluster { nodes };
+        let whole = cluster.nodes[0].wait_for(60, || {
+            cluster.nodes.iter().all(|s| {
+                let info = s.client().cmd(&["CLUSTER", "INFO"]).text();
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{n}\r\n"))
+            })
+        });
+        assert!(whole, "the cluster did not form");
+        cluster
+    }
+
+    /// The node id (`CLUSTER MYID`) of every node, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|s| s.client().cmd(&["CLUSTER", "MYID"]).text())
+            .collect()
+    }
+
+    /// The node that serves `key`'s slot.
+    pub fn node_of(&self, key: &str) -> &Server {
+        let slot = self.nodes[0]
+            .client()
+            .cmd(&["CLUSTER", "KEYSLOT", key])
+            .int() as usize;
+        let n = self.nodes.len();
+        let i = (0..n)
+            .find(|i| slot >= i * 16384 / n && slot < (i + 1) * 16384 / n)
+            .expect("every slot has a node");
+        &self.nodes[i]
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // A server that exited before its test ended crashed: show why.

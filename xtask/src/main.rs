@@ -169,6 +169,7 @@ fn build_module(python: &str) -> Result<PathBuf> {
 
 fn run(args: &[String]) -> Result<()> {
     let mut port = 6379u16;
+    let mut cluster = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -178,11 +179,22 @@ fn run(args: &[String]) -> Result<()> {
                     .and_then(|p| p.parse().ok())
                     .ok_or("--port needs a number")?
             }
+            "--cluster" => {
+                cluster = Some(
+                    it.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| (1..=16).contains(n))
+                        .ok_or("--cluster needs a number of masters (1 to 16)")?,
+                )
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
     let python = setup()?;
     let module = build_module(&python)?;
+    if let Some(n) = cluster {
+        return run_cluster(&module, n);
+    }
     println!(
         "Starting redis-server on 127.0.0.1:{port} with {}",
         module.display()
@@ -209,6 +221,27 @@ fn run(args: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(format!("redis-server exited with {status}"))
+    }
+}
+
+/// `run --cluster N`: N masters on free loopback ports, the slots split
+/// evenly, the module on every node; until Ctrl-C.
+fn run_cluster(module: &std::path::Path, n: usize) -> Result<()> {
+    std::env::set_var("GEARS_MODULE", module);
+    let cluster = gears_tests::Cluster::start(n, &[]);
+    println!(
+        "A {n}-master Redis Cluster with {} on every node:",
+        module.display()
+    );
+    for s in &cluster.nodes {
+        println!("  127.0.0.1:{}   (files in {})", s.port, s.dir.display());
+    }
+    let port = cluster.nodes[0].port;
+    println!("Connect with:   redis-cli -c -p {port}");
+    println!("Try:            redis-cli -c -p {port} RG.INFOCLUSTER");
+    println!("Stop with Ctrl-C.");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 

@@ -1,6 +1,8 @@
-//! RG.CONFIGGET, RG.CONFIGSET and RG.INFOCLUSTER.
+//! RG.CONFIGGET, RG.CONFIGSET, RG.INFOCLUSTER and RG.REFRESHCLUSTER.
 
+use crate::cluster;
 use crate::errors;
+use crate::redis;
 use crate::response::{arity, err, guarded, ok, text};
 use gears_config::{ErrorKind, Owner, SetOutcome, Value};
 use gears_core::Reply;
@@ -55,8 +57,61 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     })
 }
 
+/// RG.INFOCLUSTER: `no cluster mode`, or this node's id and run id and
+/// every shard (id, address, slot range), as 1.2 answers.
 pub fn info_cluster(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guarded(ctx, args, |_, _, _| {
-        Ok(Reply::Status("no cluster mode".into()).into())
+    guarded(ctx, args, |g, _, _| {
+        let t = g.topology().clone();
+        let Some(my_id) = t.my_id.clone().filter(|_| t.is_cluster()) else {
+            return Ok(Reply::Status("no cluster mode".into()).into());
+        };
+        let shards = t
+            .shards
+            .iter()
+            .map(|s| {
+                let min = s.ranges.iter().map(|r| r.0).min().unwrap_or(0);
+                let max = s.ranges.iter().map(|r| r.1).max().unwrap_or(0);
+                Reply::Array(vec![
+                    Reply::bulk("id"),
+                    Reply::bulk(s.id.as_bytes()),
+                    Reply::bulk("ip"),
+                    Reply::bulk(s.host.as_bytes()),
+                    Reply::bulk("port"),
+                    Reply::Int(s.port as i64),
+                    Reply::bulk("unixSocket"),
+                    Reply::bulk("None"),
+                    Reply::bulk("runid"),
+                    if s.id == my_id {
+                        Reply::bulk(redis::run_id().as_bytes())
+                    } else {
+                        Reply::Null
+                    },
+                    Reply::bulk("minHslot"),
+                    Reply::Int(min as i64),
+                    Reply::bulk("maxHslot"),
+                    Reply::Int(max as i64),
+                    Reply::bulk("pendingMessages"),
+                    Reply::Int(0),
+                ])
+            })
+            .collect();
+        Ok(Reply::Array(vec![
+            Reply::bulk("MyId"),
+            Reply::bulk(my_id.as_bytes()),
+            Reply::bulk("MyRunId"),
+            Reply::bulk(redis::run_id().as_bytes()),
+            Reply::Array(shards),
+        ])
+        .into())
+    })
+}
+
+/// RG.REFRESHCLUSTER: reads the topology now (it is also read every
+/// second).
+pub fn refresh_cluster(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guarded(ctx, args, |g, _, args| {
+        arity(args, |n| n == 1)?;
+        cluster::refresh(g).map_err(err)?;
+        Ok(ok().into())
     })
 }

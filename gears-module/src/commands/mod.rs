@@ -9,7 +9,7 @@ mod python;
 mod registrations;
 mod requirements;
 
-pub use config::{config_get, config_set, info_cluster};
+pub use config::{config_get, config_set, info_cluster, refresh_cluster};
 pub use executions::{
     abort_execution, drop_execution, dump_executions, get_execution, get_results,
     get_results_blocking, pykill,
