@@ -18,6 +18,10 @@ pub const REQUIREMENTS_FAILED: &str =
     "Could not satisfy requirements (look at redis log file for more information)";
 pub const NO_SUCH_REQUIREMENT: &str = "requirement does not exists";
 
+// Messages between shards (1.2's texts).
+pub const BAD_MSG_ID: &str = "bad msg id given";
+pub const NO_SUCH_RECEIVER: &str = "can not find the callback requested";
+
 // RG.PYPROFILE.
 pub const WRONG_PROFILE_SUBCOMMAND: &str = "Wrong subcommand given to RG.PYPROFILE";
 pub const NO_SUCH_SESSION_TO_PROFILE: &str = "session does not exists";

@@ -32,6 +32,8 @@ mod host;
 mod info;
 mod keys;
 mod linked;
+mod net;
+mod peers;
 mod redis;
 mod registry;
 mod requirements;
@@ -92,6 +94,11 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);
     cluster::watch(g);
+    if redis::with_lock(|ctx| ctx.cluster_enabled()) {
+        let net = net::Net::start(g)
+            .map_err(|e| format!("could not start the networking thread: {e}"))?;
+        g.set_net(net);
+    }
     redis::log(
         "notice",
         &format!(
@@ -144,6 +151,9 @@ redis_module! {
         ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.refreshcluster", commands::refresh_cluster, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.hello", commands::hello, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.innermsgcommand", commands::inner_msg, "readonly", 0, 0, 0, AclCategory::None],
+        ["rg.networktest", commands::network_test, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
         ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None],

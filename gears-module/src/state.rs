@@ -5,6 +5,7 @@
 //! plain functions (command handlers, notifications, the command filter)
 //! that carry no user data; only those entry points call [`get`].
 
+use crate::net::{Directory, Net};
 use crate::tables::Tables;
 use crate::timer::Timer;
 use gears_cluster::Topology;
@@ -54,6 +55,10 @@ pub struct Gears {
     pub kill_requested: AtomicBool,
     /// The REQUIREMENTS environment, made on first use.
     requirements: OnceCell<Result<Requirements, String>>,
+    /// Messages to other shards (cluster mode only).
+    net: OnceCell<Net>,
+    /// The last message id seen from each (sender, run id).
+    received: Mutex<HashMap<(String, String), u64>>,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -67,6 +72,24 @@ pub fn install(g: Gears) -> Result<&'static Gears, &'static str> {
 /// The state, for the entry points Redis calls.
 pub fn get() -> Option<&'static Gears> {
     GEARS.get()
+}
+
+impl Directory for Gears {
+    fn my_id(&self) -> Option<String> {
+        self.topology().my_id.clone()
+    }
+
+    fn address(&self, id: &str) -> Option<(String, u16)> {
+        self.topology()
+            .shards
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| (s.host.clone(), s.port))
+    }
+
+    fn retries(&self) -> u64 {
+        self.config().settings().sendmsgretries.max(0) as u64
+    }
 }
 
 impl Gears {
@@ -85,6 +108,8 @@ impl Gears {
             hook_token: String::new(),
             kill_requested: AtomicBool::new(false),
             requirements: OnceCell::new(),
+            net: OnceCell::new(),
+            received: Mutex::default(),
         };
         g.apply_limits();
         Gears {
@@ -111,6 +136,20 @@ impl Gears {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The networking thread, in cluster mode.
+    pub fn net(&self) -> Option<&Net> {
+        self.net.get()
+    }
+
+    pub fn set_net(&self, net: Net) {
+        let _ = self.net.set(net);
+    }
+
+    /// The last message id seen from each (sender, run id).
+    pub fn received_messages(&self) -> MutexGuard<'_, HashMap<(String, String), u64>> {
+        self.received.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The requirements, if any was ever installed or loaded.

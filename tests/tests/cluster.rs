@@ -85,3 +85,85 @@ fn a_single_server_has_no_cluster() {
     );
     assert_eq!(c.cmd(&["RG.REFRESHCLUSTER"]), Value::Status("OK".into()));
 }
+
+fn network_tests_from(node: &gears_tests::Server, sender: &str) -> usize {
+    node.log()
+        .matches(&format!("network test message from {sender}"))
+        .count()
+}
+
+/// Messages between shards: delivered once each, resent after a dropped
+/// connection, ignored when repeated, refused from ordinary clients when
+/// the cluster has its own user.
+#[test]
+fn messages_between_shards_arrive_once() {
+    let cluster = Cluster::start(3, &[]);
+    let ids = cluster.ids();
+    let mut c = cluster.nodes[0].client();
+    assert_eq!(c.cmd(&["RG.NETWORKTEST"]), Value::Status("OK".into()));
+    for node in &cluster.nodes[1..] {
+        assert!(node.wait_for(10, || network_tests_from(node, &ids[0]) == 1));
+    }
+    assert_eq!(network_tests_from(&cluster.nodes[0], &ids[0]), 0);
+
+    // The receivers drop every client, the module's connection included:
+    // the next message goes on a new connection, once.
+    for node in &cluster.nodes[1..] {
+        node.client()
+            .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    }
+    c.cmd(&["RG.NETWORKTEST"]);
+    for node in &cluster.nodes[1..] {
+        assert!(
+            node.wait_for(10, || network_tests_from(node, &ids[0]) == 2),
+            "{}",
+            node.log()
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for node in &cluster.nodes[1..] {
+        assert_eq!(network_tests_from(node, &ids[0]), 2);
+    }
+
+    // A message id seen before is acknowledged and ignored; bad ones fail.
+    let mut d = cluster.nodes[1].client();
+    let msg = |d: &mut gears_tests::Client, receiver: &str, id: &str| {
+        d.cmd(&["RG.INNERMSGCOMMAND", "tester", "run1", receiver, "", id])
+    };
+    assert_eq!(
+        msg(&mut d, "RG_NetworkTest", "7"),
+        Value::Status("OK".into())
+    );
+    assert_eq!(
+        msg(&mut d, "RG_NetworkTest", "7"),
+        Value::Status("duplicate message ignored".into())
+    );
+    assert_eq!(
+        msg(&mut d, "RG_NetworkTest", "x").error(),
+        "bad msg id given"
+    );
+    assert_eq!(
+        msg(&mut d, "Nothing", "8").error(),
+        "can not find the callback requested"
+    );
+    assert_eq!(network_tests_from(&cluster.nodes[1], "tester"), 1);
+
+    // With a cluster user, only it may send; the shards still talk.
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        n.cmd(&["ACL", "SETUSER", "gears", "on", ">shards", "+@all", "~*"]);
+        n.cmd(&["CONFIG", "SET", "masteruser", "gears"]);
+        n.cmd(&["CONFIG", "SET", "masterauth", "shards"]);
+    }
+    assert!(msg(&mut d, "RG_NetworkTest", "9")
+        .error()
+        .contains("internal to the gears module"));
+    c.cmd(&["RG.NETWORKTEST"]);
+    for node in &cluster.nodes[1..] {
+        assert!(
+            node.wait_for(10, || network_tests_from(node, &ids[0]) == 3),
+            "{}",
+            node.log()
+        );
+    }
+}

@@ -4,6 +4,7 @@
 mod config;
 mod executions;
 mod hooks;
+mod peers;
 mod pyexecute;
 mod python;
 mod registrations;
@@ -15,6 +16,7 @@ pub use executions::{
     get_results_blocking, pykill,
 };
 pub use hooks::inner_hook;
+pub use peers::{hello, inner_msg, network_test};
 pub use pyexecute::pyexecute;
 pub use python::{pyprofile, pystats};
 pub use registrations::{

@@ -1,0 +1,252 @@
+//! The transport of messages between shards, over ordinary Redis
+//! connections as 1.2 sent them. One networking thread (never the main
+//! thread) keeps a connection per peer (redis-rs), authenticated with the
+//! cluster's own credentials (`masteruser`/`masterauth`), greets it with
+//! `RG.HELLO` (which answers the peer's run id) and sends
+//! `RG.INNERMSGCOMMAND <my id> <my run id> <receiver> <payload> <msg id>`.
+//!
+//! Every message to a peer gets the next id. The peer acknowledges with a
+//! status reply and ignores ids it has already seen from this sender and
+//! run; a message not acknowledged stays pending and is sent again on the
+//! next connection, up to `SendMsgRetries` times (0: forever). A peer that
+//! restarted (a new run id) gets no message sent to its previous life.
+
+use crate::redis as rd;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// What the transport needs to know of the cluster.
+pub trait Directory: Send + Sync + 'static {
+    /// This node's id, once the topology is known.
+    fn my_id(&self) -> Option<String>;
+    /// The address of shard `id`.
+    fn address(&self, id: &str) -> Option<(String, u16)>;
+    /// `SendMsgRetries` (0: forever).
+    fn retries(&self) -> u64;
+}
+
+/// How long a connection attempt, and a reply, may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a failure a peer is tried again.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+struct Message {
+    id: u64,
+    receiver: String,
+    payload: Vec<u8>,
+    /// Connections it was sent on without an acknowledgement.
+    tries: u64,
+}
+
+#[derive(Default)]
+struct Peer {
+    conn: Option<redis::Connection>,
+    /// The run id its last RG.HELLO answered.
+    run_id: Option<String>,
+    next_id: u64,
+    pending: VecDeque<Message>,
+    retry_at: Option<Instant>,
+}
+
+struct Outgoing {
+    to: String,
+    receiver: String,
+    payload: Vec<u8>,
+}
+
+/// The sending side: queues messages for the networking thread.
+pub struct Net {
+    tx: Sender<Outgoing>,
+}
+
+impl Net {
+    /// Starts the networking thread.
+    pub fn start(g: &'static dyn Directory) -> std::io::Result<Net> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("gears-net".into())
+            .spawn(move || run(g, rx))?;
+        Ok(Net { tx })
+    }
+
+    /// Sends `payload` to `receiver` on the shard `to` (a node id).
+    pub fn send(&self, to: &str, receiver: &str, payload: Vec<u8>) {
+        let _ = self.tx.send(Outgoing {
+            to: to.to_owned(),
+            receiver: receiver.to_owned(),
+            payload,
+        });
+    }
+}
+
+/// Who this node is to its peers.
+struct Me {
+    id: String,
+    run_id: String,
+}
+
+fn run(g: &'static dyn Directory, rx: Receiver<Outgoing>) {
+    let mut peers: HashMap<String, Peer> = HashMap::new();
+    let mut me: Option<Me> = None;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => Some(m),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        for m in first.into_iter().chain(rx.try_iter()) {
+            let peer = peers.entry(m.to).or_default();
+            peer.next_id += 1;
+            peer.pending.push_back(Message {
+                id: peer.next_id,
+                receiver: m.receiver,
+                payload: m.payload,
+                tries: 0,
+            });
+        }
+        if peers.values().all(|p| p.pending.is_empty()) {
+            continue;
+        }
+        if me.is_none() {
+            let Some(id) = g.my_id() else {
+                // The topology is not read yet: try again next time.
+                continue;
+            };
+            me = Some(Me {
+                id,
+                run_id: rd::with_lock(|_| rd::run_id()),
+            });
+        }
+        let Some(me) = me.as_ref() else { continue };
+        let retries = g.retries();
+        for (id, peer) in peers.iter_mut() {
+            if !peer.pending.is_empty() {
+                flush(g, me, id, peer, retries);
+            }
+        }
+    }
+}
+
+/// The credentials shards use with each other: `masteruser`/`masterauth`.
+fn credentials() -> (Option<String>, Option<String>) {
+    let get = |name: &str| {
+        let argv = [
+            b"CONFIG".to_vec(),
+            b"GET".to_vec(),
+            name.as_bytes().to_vec(),
+        ];
+        match rd::call_with(&argv, c"v") {
+            gears_core::Reply::Array(a) => match a.get(1) {
+                Some(gears_core::Reply::Bulk(b)) if !b.is_empty() => {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    rd::with_lock(|_| (get("masteruser"), get("masterauth")))
+}
+
+/// The internal user shards authenticate as, if one is configured.
+pub fn cluster_user() -> Option<String> {
+    credentials().0
+}
+
+fn connect(g: &dyn Directory, id: &str) -> Result<(redis::Connection, String), String> {
+    let (host, port) = g
+        .address(id)
+        .ok_or_else(|| format!("no shard {id} in the topology"))?;
+    let client =
+        redis::Client::open(format!("redis://{host}:{port}/")).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_connection_with_timeout(IO_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))
+        .and_then(|_| conn.set_write_timeout(Some(IO_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    match credentials() {
+        (Some(user), Some(pass)) => redis::cmd("AUTH").arg(user).arg(pass).exec(&mut conn),
+        (None, Some(pass)) => redis::cmd("AUTH").arg(pass).exec(&mut conn),
+        _ => Ok(()),
+    }
+    .map_err(|e| format!("AUTH: {e}"))?;
+    let run_id: String = redis::cmd("RG.HELLO")
+        .query(&mut conn)
+        .map_err(|e| format!("RG.HELLO: {e}"))?;
+    Ok((conn, run_id))
+}
+
+/// Sends what `peer` has pending, in order, connecting first if needed.
+fn flush(g: &dyn Directory, me: &Me, id: &str, peer: &mut Peer, retries: u64) {
+    if peer.conn.is_none() {
+        if peer.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match connect(g, id) {
+            Ok((conn, run_id)) => {
+                if peer.run_id.as_ref().is_some_and(|old| *old != run_id) {
+                    // A new life: what was sent to the old one is stale.
+                    let before = peer.pending.len();
+                    peer.pending.retain(|m| m.tries == 0);
+                    if before != peer.pending.len() {
+                        rd::log(
+                            "notice",
+                            &format!(
+                                "shard {id} restarted: {} messages to it dropped",
+                                before - peer.pending.len()
+                            ),
+                        );
+                    }
+                }
+                peer.run_id = Some(run_id);
+                peer.conn = Some(conn);
+                peer.retry_at = None;
+            }
+            Err(e) => {
+                rd::log("verbose", &format!("could not reach shard {id}: {e}"));
+                peer.retry_at = Some(Instant::now() + RECONNECT_AFTER);
+                return;
+            }
+        }
+    }
+    let Some(conn) = peer.conn.as_mut() else {
+        return;
+    };
+    while let Some(m) = peer.pending.front_mut() {
+        if retries > 0 && m.tries >= retries {
+            rd::log(
+                "warning",
+                &format!(
+                    "message {} to shard {id} ({}) dropped after {} tries",
+                    m.id, m.receiver, m.tries
+                ),
+            );
+            peer.pending.pop_front();
+            continue;
+        }
+        m.tries += 1;
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("RG.INNERMSGCOMMAND")
+            .arg(&me.id)
+            .arg(&me.run_id)
+            .arg(&m.receiver)
+            .arg(&m.payload)
+            .arg(m.id)
+            .query(conn);
+        match reply {
+            Ok(redis::Value::SimpleString(_)) | Ok(redis::Value::Okay) => {
+                peer.pending.pop_front();
+            }
+            other => {
+                rd::log(
+                    "verbose",
+                    &format!("shard {id} did not take message {}: {other:?}", m.id),
+                );
+                peer.conn = None;
+                peer.retry_at = Some(Instant::now() + RECONNECT_AFTER);
+                return;
+            }
+        }
+    }
+}

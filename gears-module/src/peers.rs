@@ -1,0 +1,39 @@
+//! What shards say to each other: the receivers a message may name (1.2's
+//! names) and sending to every other shard. The transport is [`crate::net`].
+
+use crate::redis as rd;
+use crate::state::Gears;
+
+/// What a received message does (main thread, Redis lock held): the
+/// sender's node id and the payload.
+pub type Handler = fn(&'static Gears, &str, &[u8]);
+
+/// RG.NETWORKTEST's message: the receiver logs who sent it.
+pub const NETWORK_TEST: &str = "RG_NetworkTest";
+
+/// The receivers messages may name.
+pub fn handler(name: &str) -> Option<Handler> {
+    match name {
+        NETWORK_TEST => Some(network_test),
+        _ => None,
+    }
+}
+
+fn network_test(_: &'static Gears, sender: &str, _: &[u8]) {
+    rd::log("notice", &format!("network test message from {sender}"));
+}
+
+/// Sends `payload` to `receiver` on every other shard; how many, or `None`
+/// off-cluster.
+pub fn broadcast(g: &Gears, receiver: &str, payload: &[u8]) -> Option<usize> {
+    let net = g.net()?;
+    let t = g.topology().clone();
+    let mut n = 0;
+    for shard in &t.shards {
+        if Some(&shard.id) != t.my_id.as_ref() {
+            net.send(&shard.id, receiver, payload.to_vec());
+            n += 1;
+        }
+    }
+    Some(n)
+}
