@@ -31,6 +31,10 @@ impl RedisHost for ModuleHost {
         self.0.topology().hashtag().to_owned()
     }
 
+    fn is_cluster(&self) -> bool {
+        self.0.net().is_some() && self.0.topology().is_cluster()
+    }
+
     fn shard_id(&self) -> Option<String> {
         (!self.0.topology().is_cluster()).then(|| "1".to_owned())
     }

@@ -24,6 +24,7 @@
 
 mod cluster;
 mod commands;
+mod distributed;
 mod durability;
 mod errors;
 mod events;

@@ -1,6 +1,7 @@
 //! What shards say to each other: the receivers a message may name (1.2's
 //! names) and sending to every other shard. The transport is [`crate::net`].
 
+use crate::distributed;
 use crate::redis as rd;
 use crate::state::Gears;
 
@@ -15,6 +16,8 @@ pub const NETWORK_TEST: &str = "RG_NetworkTest";
 pub fn handler(name: &str) -> Option<Handler> {
     match name {
         NETWORK_TEST => Some(network_test),
+        distributed::RUN => Some(distributed::received_run),
+        distributed::RECORDS => Some(distributed::received_records),
         _ => None,
     }
 }

@@ -59,7 +59,12 @@ pub struct Gears {
     net: OnceCell<Net>,
     /// The last message id seen from each (sender, run id).
     received: Mutex<HashMap<(String, String), u64>>,
+    /// Runs started here that wait for other shards' records, by id.
+    gathering: Mutex<HashMap<String, Gathering>>,
 }
+
+/// Where another shard's records (or its error) for a run go.
+pub type Gathering = crossbeam_channel::Sender<(String, Result<Vec<u8>, String>)>;
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
 
@@ -110,6 +115,7 @@ impl Gears {
             requirements: OnceCell::new(),
             net: OnceCell::new(),
             received: Mutex::default(),
+            gathering: Mutex::default(),
         };
         g.apply_limits();
         Gears {
@@ -145,6 +151,11 @@ impl Gears {
 
     pub fn set_net(&self, net: Net) {
         let _ = self.net.set(net);
+    }
+
+    /// Runs started here that wait for other shards' records.
+    pub fn gathering(&self) -> MutexGuard<'_, HashMap<String, Gathering>> {
+        self.gathering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The last message id seen from each (sender, run id).

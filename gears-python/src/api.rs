@@ -201,6 +201,7 @@ fn run<'py>(
         Some(false) => true,
         None => false,
     };
+    let mut local = false;
     if let Some(mode) = kwargs.get_item("mode")? {
         let mode: String = mode
             .extract()
@@ -208,7 +209,18 @@ fn run<'py>(
         if mode != "async" && mode != "async_local" {
             return Err(GearsError::new_err(e::bad_run_mode(&mode)));
         }
+        local = mode == "async_local";
     }
+    // A script's run() spans the cluster unless it is async_local: every
+    // shard gets the builder, pickled now so that a failure is the
+    // script's error.
+    let shipped = if in_body && !local && host().is_cluster() {
+        Some(crate::persist::ship_run(
+            py, reader, arg, steps, &desc, kwargs,
+        )?)
+    } else {
+        None
+    };
     let source = make_reader(reader, arg, kwargs)?;
     let plan = Plan {
         reader: reader.to_owned(),
@@ -223,6 +235,7 @@ fn run<'py>(
         execution,
         plan,
         reader: source,
+        shipped,
     };
     if in_body {
         in_script(|ctx| ctx.run = Some(pending));
@@ -255,6 +268,43 @@ fn run<'py>(
         engine().executions.forget(&exec.id);
     }));
     Ok(Some(future))
+}
+
+/// The run another shard shipped (see [`crate::persist::ship_run`]), as
+/// this shard runs it: same execution id, acting as the same user.
+pub fn remote_run(
+    payload: &[u8],
+    id: &str,
+    identity: gears_core::Identity,
+) -> Result<PendingRun, String> {
+    Python::with_gil(|py| {
+        let (reader, arg, steps, desc, kwargs) = crate::persist::unship_run(py, payload)
+            .map_err(|e| crate::traceback::error_text(py, &e))?;
+        let steps = steps
+            .downcast_bound::<PyList>(py)
+            .map_err(|e| e.to_string())?;
+        let kwargs = kwargs
+            .downcast_bound::<PyDict>(py)
+            .map_err(|e| e.to_string())?;
+        let (source, plan) =
+            command::in_session(command::Session::of(identity.clone()), || -> PyResult<_> {
+                let source = make_reader(&reader, arg.bind(py), kwargs)?;
+                let plan = Plan {
+                    reader: reader.clone(),
+                    steps: make_steps(steps)?,
+                    desc,
+                };
+                Ok((source, plan))
+            })
+            .map_err(|e| crate::traceback::error_text(py, &e))?;
+        let execution = Arc::new(Execution::new(id.to_owned(), &plan, false).acting_as(identity));
+        Ok(PendingRun {
+            execution,
+            plan,
+            reader: source,
+            shipped: None,
+        })
+    })
 }
 
 /// `registerTimeEvent(seconds, callback, key)`: runs `callback` every

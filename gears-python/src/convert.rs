@@ -24,6 +24,51 @@ impl HostValue for PyValue {
     fn try_reply(&self) -> Result<Reply, String> {
         Python::with_gil(|py| py_to_reply(self.0.bind(py)))
     }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        Python::with_gil(|py| pickle(self.0.bind(py)))
+    }
+}
+
+/// The bytes another shard turns back into `obj` (cloudpickle).
+fn pickle(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, String> {
+    let py = obj.py();
+    py.import("cloudpickle")
+        .and_then(|cp| cp.call_method1("dumps", (obj,)))
+        .and_then(|b| Ok(b.downcast::<PyBytes>()?.as_bytes().to_vec()))
+        .map_err(|e| crate::traceback::error_text(py, &e))
+}
+
+/// Records as they travel between shards ([`Record::encode`], Python
+/// objects pickled).
+pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
+    let mut out = (records.len() as u64).to_le_bytes().to_vec();
+    for r in records {
+        r.encode(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// What [`encode_records`] wrote.
+pub fn decode_records(mut bytes: &[u8]) -> Result<Vec<Record>, String> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .ok_or("truncated records")?;
+    bytes = &bytes[8..];
+    let unpickle = |b: &[u8]| -> Result<HostObject, String> {
+        Python::with_gil(|py| {
+            py.import("cloudpickle")
+                .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, b),)))
+                .map(|o| Box::new(PyValue(o.unbind())) as HostObject)
+                .map_err(|e| crate::traceback::error_text(py, &e))
+        })
+    };
+    let mut out = Vec::with_capacity((n as usize).min(1 << 16));
+    for _ in 0..n {
+        out.push(Record::decode(&mut bytes, &unpickle)?);
+    }
+    Ok(out)
 }
 
 pub fn host(obj: Bound<'_, PyAny>) -> Record {
@@ -137,6 +182,10 @@ impl LazyStr {
 impl HostValue for LazyStr {
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        Python::with_gil(|py| pickle(self.0.bind(py).str().map_err(|e| e.to_string())?.as_any()))
     }
 
     fn to_reply(&self) -> Reply {

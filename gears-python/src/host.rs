@@ -75,6 +75,10 @@ pub trait RedisHost: Send + Sync + 'static {
     /// A configuration value (built-in option or extra key).
     fn config_get(&self, key: &str) -> Option<gears_config::Value>;
     fn hashtag(&self) -> String;
+    /// Whether `run()` spans the shards of a cluster.
+    fn is_cluster(&self) -> bool {
+        false
+    }
     /// This shard's id when it is known without asking Redis (a single
     /// shard: "1"); `None` sends ShardsIDReader to `RG.INFOCLUSTER`.
     fn shard_id(&self) -> Option<String> {

@@ -39,10 +39,11 @@ mod steps;
 mod traceback;
 mod watchdog;
 
+pub use api::remote_run;
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{exec_script, initialize};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};
-pub use runner::submit;
 pub use runner::PyRunner;
+pub use runner::{submit, submit_spanning, Exchange};
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

@@ -171,3 +171,36 @@ pub fn forget_restored_sessions(session: Option<&str>) {
         }
     });
 }
+
+/// A run as the other shards of a cluster receive it: the builder's reader,
+/// its argument, its steps, description and reader options (without
+/// `mode`), pickled; a callback that can not be pickled is 1.2's error
+/// naming it.
+pub(crate) fn ship_run(
+    py: Python<'_>,
+    reader: &str,
+    arg: &Bound<'_, PyAny>,
+    steps: &Bound<'_, PyList>,
+    desc: &Option<String>,
+    kwargs: &Bound<'_, pyo3::types::PyDict>,
+) -> PyResult<Vec<u8>> {
+    // The step callbacks are checked (and named on failure) as a
+    // registration's are.
+    save(py, steps, None)?;
+    let options = kwargs.copy()?;
+    if options.contains("mode")? {
+        options.del_item("mode")?;
+    }
+    let whole = (reader, arg, steps, desc.clone(), options).into_pyobject(py)?;
+    let bytes = cloudpickle(py)?.call_method1("dumps", (whole,))?;
+    Ok(bytes.downcast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+/// What [`ship_run`] made: (reader, argument, steps, description, options).
+pub(crate) type ShippedRun = (String, Py<PyAny>, Py<PyAny>, Option<String>, Py<PyAny>);
+
+pub(crate) fn unship_run(py: Python<'_>, payload: &[u8]) -> PyResult<ShippedRun> {
+    cloudpickle(py)?
+        .call_method1("loads", (PyBytes::new(py, payload),))?
+        .extract()
+}

@@ -7,7 +7,7 @@ use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use crate::script::PendingRun;
 use gears_core::execution::{Execution, Kept};
 use gears_core::pipeline::Pipeline;
-use gears_core::plan::Plan;
+use gears_core::plan::{Plan, StepKind};
 use gears_core::{CommandCtx, PlanRunner};
 use gears_core::{Reader, Record};
 use pyo3::prelude::*;
@@ -108,6 +108,91 @@ struct Run {
     driver: Arc<Driver>,
     started: Instant,
     read: Duration,
+    /// A run that spans the shards: what comes after the exchange point.
+    exchange: Option<(Plan, Exchange)>,
+}
+
+/// What a run that spans the shards does at its exchange point (the first
+/// `collect` or `repartition`: records cross shards there).
+pub enum Exchange {
+    /// On a shard that did not start the run: what reached the exchange
+    /// point (error records included) is handed to this, and nothing more
+    /// runs here.
+    Ship(Box<dyn FnOnce(Vec<Record>) + Send>),
+    /// On the shard that started it: the records of the other shards
+    /// (blocking, with its own deadline) join this shard's, and the steps
+    /// after the exchange point run over all of them.
+    Gather(Box<dyn FnOnce() -> Result<Vec<Record>, String> + Send>),
+}
+
+/// Where a plan exchanges records between shards: the first `collect` or
+/// `repartition` step (1.2 runs the steps after it over the union).
+fn exchange_point(plan: &Plan) -> Option<usize> {
+    plan.steps
+        .iter()
+        .position(|s| matches!(s.kind, StepKind::Collect | StepKind::Repartition))
+}
+
+/// Splits `plan` at its exchange point: the steps before it, and the ones
+/// from it on (run over the records of every shard).
+fn split(plan: &Plan) -> Option<(Plan, Plan)> {
+    let at = exchange_point(plan)?;
+    let local = Plan {
+        reader: plan.reader.clone(),
+        steps: plan.steps[..at].to_vec(),
+        desc: plan.desc.clone(),
+    };
+    let global = Plan {
+        reader: plan.reader.clone(),
+        steps: plan.steps[at..].to_vec(),
+        desc: plan.desc.clone(),
+    };
+    Some((local, global))
+}
+
+/// Starts a run that spans the shards on the worker pool (see
+/// [`Exchange`]). A plan without an exchange point runs whole here and
+/// ships nothing (its results stay on each shard).
+pub fn submit_spanning(pending: PendingRun, exchange: Exchange) -> Result<(), String> {
+    let engine = &crate::runtime::runtime().engine;
+    let slot = match engine.reserve_queue_slot() {
+        Ok(slot) => slot,
+        Err(full) => {
+            Python::with_gil(|_py| drop(pending));
+            return Err(full.to_string());
+        }
+    };
+    engine.executions.add(pending.execution.clone());
+    engine.pool.submit(move || {
+        drop(slot);
+        let PendingRun {
+            execution,
+            plan,
+            reader,
+            ..
+        } = pending;
+        match split(&plan) {
+            Some((local, global)) => {
+                run_with(
+                    &execution,
+                    &local,
+                    reader,
+                    None,
+                    false,
+                    Some((global, exchange)),
+                );
+                Python::with_gil(|_py| drop(local));
+            }
+            None => {
+                if let Exchange::Ship(ship) = exchange {
+                    ship(Vec::new());
+                }
+                run(&execution, &plan, reader, None, false);
+            }
+        }
+        Python::with_gil(|_py| drop(plan));
+    });
+    Ok(())
 }
 
 /// Gives this thread a Python thread state for good. Without one, every
@@ -147,6 +232,17 @@ pub(crate) fn run(
     command: Option<Arc<CommandCtx>>,
     may_wait: bool,
 ) {
+    run_with(exec, plan, reader, command, may_wait, None)
+}
+
+fn run_with(
+    exec: &Arc<Execution>,
+    plan: &Plan,
+    reader: Box<dyn Reader>,
+    command: Option<Arc<CommandCtx>>,
+    may_wait: bool,
+    exchange: Option<(Plan, Exchange)>,
+) {
     let started = Instant::now();
     keep_thread_state();
     let session = Session {
@@ -170,6 +266,7 @@ pub(crate) fn run(
                     driver,
                     started,
                     read,
+                    exchange,
                 };
                 let done = settle(&mut run);
                 Some((run, done))
@@ -241,8 +338,27 @@ fn complete(run: Run, failure: Option<&str>) {
         driver,
         started,
         read,
+        exchange,
         ..
     } = run;
+    let pipe = match (exchange, failure) {
+        (Some((global, exchange)), None) => {
+            match across_shards(&exec, pipe, &driver, &global, exchange) {
+                Some(pipe) => {
+                    Python::with_gil(|_py| drop(global));
+                    pipe
+                }
+                None => {
+                    Python::with_gil(|_py| drop(global));
+                    return end(&exec, Vec::new(), Vec::new(), started, read);
+                }
+            }
+        }
+        (other, _) => {
+            Python::with_gil(|_py| drop(other));
+            pipe
+        }
+    };
     let step_ms = pipe.step_ms();
     if !step_ms.is_empty() {
         exec.set_step_ms(step_ms);
@@ -255,6 +371,53 @@ fn complete(run: Run, failure: Option<&str>) {
         }
     };
     end(&exec, results, errors, started, read);
+}
+
+/// The exchange point of a run that spans the shards: ships this shard's
+/// records (`None`: nothing more runs here), or gathers every shard's and
+/// runs the rest of the plan over them.
+fn across_shards(
+    exec: &Execution,
+    mut pipe: Pipeline,
+    driver: &Driver,
+    global: &Plan,
+    exchange: Exchange,
+) -> Option<Pipeline> {
+    let mut records = std::mem::take(&mut pipe.results);
+    records.extend(
+        std::mem::take(&mut pipe.errors)
+            .into_iter()
+            .map(Record::Error),
+    );
+    driver.in_gil(|_py| drop(pipe));
+    match exchange {
+        Exchange::Ship(ship) => {
+            ship(records);
+            None
+        }
+        Exchange::Gather(gather) => {
+            // Waits without the GIL.
+            let remote = gather();
+            let mut next = Pipeline::new(global, exec.abort_flag());
+            match remote {
+                Ok(more) => {
+                    records.extend(more);
+                    driver.in_gil(|_py| {
+                        next.push_batch(records);
+                        if !next.finish() {
+                            next.errors
+                                .push("records waited after the exchange between shards".into());
+                        }
+                    });
+                }
+                Err(e) => {
+                    driver.in_gil(|_py| drop(records));
+                    next.errors.push(e);
+                }
+            }
+            Some(next)
+        }
+    }
 }
 
 fn end(
@@ -406,6 +569,7 @@ pub fn submit(pending: PendingRun) -> Result<(), String> {
             execution,
             plan,
             reader,
+            ..
         } = pending;
         run(&execution, &plan, reader, None, true);
         Python::with_gil(|_py| drop(plan));

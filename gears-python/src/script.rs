@@ -20,6 +20,16 @@ pub struct PendingRun {
     pub execution: Arc<Execution>,
     pub(crate) plan: Plan,
     pub(crate) reader: Box<dyn Reader>,
+    /// In a cluster, what every shard needs to run it too (the pickled
+    /// builder), when the run spans the shards.
+    pub(crate) shipped: Option<Vec<u8>>,
+}
+
+impl PendingRun {
+    /// The run as the other shards receive it, when it spans them.
+    pub fn shipped(&self) -> Option<&[u8]> {
+        self.shipped.as_deref()
+    }
 }
 
 /// A registration made by a script body, applied by the host once the

@@ -167,3 +167,94 @@ fn messages_between_shards_arrive_once() {
         );
     }
 }
+
+/// 300 keys `k:1`..`k:300` holding their number, each on its own shard.
+fn spread_keys(cluster: &Cluster) {
+    for i in 1..=300 {
+        let key = format!("k:{i}");
+        cluster
+            .node_of(&key)
+            .client()
+            .cmd(&["SET", &key, &i.to_string()]);
+    }
+    for node in &cluster.nodes {
+        assert!(node.client().cmd(&["DBSIZE"]).int() > 50, "keys are spread");
+    }
+}
+
+/// run() spans the shards: each reads its own keys, the shard that got the
+/// script answers for all of them, as one server would.
+#[test]
+fn run_answers_over_every_shard() {
+    let cluster = Cluster::start(3, &[]);
+    let mut ids = cluster.ids();
+    ids.sort();
+    spread_keys(&cluster);
+    let mut c = cluster.nodes[1].client();
+    let mut shards = c.py("GB('ShardsIDReader').run()").results();
+    shards.sort();
+    assert_eq!(shards, ids);
+    let total: i64 = (1..=300).sum();
+    let one = |c: &mut gears_tests::Client, script: &str| -> Vec<String> {
+        let r = c.py(script);
+        assert_eq!(r.errors(), Vec::<String>::new(), "{script}");
+        r.results()
+    };
+    assert_eq!(
+        one(&mut c, "GB().map(lambda x: int(x['value'])).aggregate(0, lambda a, x: a + x, lambda a, x: a + x).run('k:*')"),
+        [total.to_string()]
+    );
+    assert_eq!(one(&mut c, "GB().count().run('k:*')"), ["300"]);
+    assert_eq!(
+        one(
+            &mut c,
+            "GB().map(lambda x: int(x['value'])).avg().run('k:*')"
+        ),
+        ["150.5"]
+    );
+    let mut by = one(
+        &mut c,
+        "GB().countby(lambda x: int(x['value']) % 3).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')",
+    );
+    by.sort();
+    assert_eq!(by, ["0=100", "1=100", "2=100"]);
+    let sorted = one(
+        &mut c,
+        "GB().map(lambda x: int(x['value'])).sort().limit(3).run('k:*')",
+    );
+    assert_eq!(sorted, ["1", "2", "3"]);
+    let distinct = one(
+        &mut c,
+        "GB().map(lambda x: int(x['value']) % 7).distinct().count().run('k:*')",
+    );
+    assert_eq!(distinct, ["7"]);
+    // async_local stays on the shard that got it.
+    let local = c.cmd(&["DBSIZE"]).int().to_string();
+    assert_eq!(
+        one(&mut c, "GB().count().run('k:*', mode='async_local')"),
+        [local]
+    );
+}
+
+/// A shard that does not answer ends the run with an error within
+/// ExecutionMaxIdleTime; the client is not left waiting.
+#[test]
+fn a_silent_shard_ends_the_run_with_an_error() {
+    let mut cluster = Cluster::start(3, &["ExecutionMaxIdleTime", "1500"]);
+    let gone = cluster.nodes.pop().unwrap();
+    drop(gone);
+    let mut c = cluster.nodes[0].client();
+    let t = std::time::Instant::now();
+    let r = c.py("GB('ShardsIDReader').run()");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert!(
+        errors[0].contains("did not answer within ExecutionMaxIdleTime"),
+        "{errors:?}"
+    );
+}

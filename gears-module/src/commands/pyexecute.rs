@@ -1,6 +1,7 @@
 //! RG.PYEXECUTE: runs a script body, then applies its registrations or
 //! starts the execution its `run()` prepared.
 
+use crate::distributed;
 use crate::errors;
 use crate::redis::{self, Blocked};
 use crate::registry;
@@ -133,7 +134,11 @@ fn run_script(
         return Ok(Done::Reply(ok()));
     };
     let exec = run.execution.clone();
-    gears_python::submit(run).map_err(err)?;
+    if run.shipped().is_some() {
+        distributed::start(g, run).map_err(err)?;
+    } else {
+        gears_python::submit(run).map_err(err)?;
+    }
     if registered {
         return Ok(Done::Reply(ok()));
     }
