@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// its records back (1.2's receiver names).
 pub const RUN: &str = "ExecutionPlan_OnReceived";
 pub const RECORDS: &str = "ExecutionPlan_CollectOnRecordReceived";
+/// Registrations and unregistrations made on one shard, for all of them.
+pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
+pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -182,5 +185,96 @@ pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
             }
         }
         Err(e) => redis::log("warning", &format!("records from shard {sender}: {e}")),
+    }
+}
+
+/// Sends registrations applied here (their saved form) to every other
+/// shard, after the session they replace (`replaced`) is gone there too.
+pub fn share_registrations(g: &Gears, replaced: Option<&str>, saved: Vec<Vec<u8>>) {
+    let Some(net) = g.net() else { return };
+    if !g.topology().is_cluster() {
+        return;
+    }
+    for shard in others(g) {
+        if let Some(old) = replaced {
+            let mut m = Vec::new();
+            put(&mut m, b"session");
+            put(&mut m, old.as_bytes());
+            put(&mut m, b"abort");
+            net.send(&shard, UNREGISTER, m);
+        }
+        for blob in &saved {
+            net.send(&shard, REGISTER, blob.clone());
+        }
+    }
+}
+
+/// Sends an RG.UNREGISTER applied here to every other shard.
+pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
+    let Some(net) = g.net() else { return };
+    if !g.topology().is_cluster() {
+        return;
+    }
+    for shard in others(g) {
+        let mut m = Vec::new();
+        put(&mut m, b"registration");
+        put(&mut m, id.as_bytes());
+        put(
+            &mut m,
+            if abort_pending {
+                b"abort".as_slice()
+            } else {
+                b"keep".as_slice()
+            },
+        );
+        net.send(&shard, UNREGISTER, m);
+    }
+}
+
+/// A registration made on another shard: applied here, saved and sent to
+/// this shard's replicas and AOF like any other.
+pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
+    let outcome = gears_core::persist::decode_registration(payload)
+        .and_then(|saved| crate::registry::restore(g, saved, true));
+    match outcome {
+        Ok(()) => redis::replicate(c"RG.INNERREGISTER", &[payload]),
+        Err(e) => redis::log(
+            "warning",
+            &format!("a registration from shard {sender} could not be applied: {e}"),
+        ),
+    }
+}
+
+/// An unregistration (of a registration, or of a whole replaced session)
+/// made on another shard.
+pub fn received_unregister(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    let parsed = (|| -> Result<(String, String, bool), String> {
+        Ok((
+            text(&mut payload)?,
+            text(&mut payload)?,
+            text(&mut payload)? == "abort",
+        ))
+    })();
+    let (kind, name, abort) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            redis::log(
+                "warning",
+                &format!("an unregistration from shard {sender}: {e}"),
+            );
+            return;
+        }
+    };
+    let ids = if kind == "session" {
+        g.engine
+            .registrations
+            .session(&name)
+            .map(|s| s.registrations)
+            .unwrap_or_default()
+    } else {
+        vec![name]
+    };
+    for id in ids {
+        crate::registry::unregister(g, &id, abort, true);
     }
 }

@@ -85,6 +85,8 @@ impl RedisHost for ModuleHost {
                 .session(&scope.session)
                 .map(|s| s.requirements)
                 .unwrap_or_default();
+            // Applied on this shard only: in a cluster the step that
+            // registers runs on every shard.
             registry::apply(
                 self.0,
                 scope.identity.db,

@@ -18,6 +18,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         NETWORK_TEST => Some(network_test),
         distributed::RUN => Some(distributed::received_run),
         distributed::RECORDS => Some(distributed::received_records),
+        distributed::REGISTER => Some(distributed::received_registration),
+        distributed::UNREGISTER => Some(distributed::received_unregister),
         _ => None,
     }
 }

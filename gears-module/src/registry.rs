@@ -69,7 +69,8 @@ fn refresh(g: &Gears) {
 
 /// Applies the registrations of a script that succeeded (sent by a client
 /// of database `db`), after removing those of the session it replaces.
-/// Each one reaches the AOF and the replicas as `RG.INNERREGISTER`.
+/// Each one reaches the AOF and the replicas as `RG.INNERREGISTER`, whose
+/// argument (the saved form) is returned for the other shards.
 pub fn apply(
     g: &'static Gears,
     db: i64,
@@ -78,7 +79,7 @@ pub fn apply(
     requirements: Vec<String>,
     replaced: Option<&str>,
     pending: Vec<PendingRegistration>,
-) {
+) -> Vec<Vec<u8>> {
     let regs = &g.engine.registrations;
     if let Some(old) = replaced {
         if let Some(s) = regs.session(old) {
@@ -89,10 +90,12 @@ pub fn apply(
     }
     regs.open_session(session, desc, requirements);
     let opened = regs.session(session);
+    let mut saved = Vec::with_capacity(pending.len());
     for p in &pending {
         regs.add(p.reg.clone());
         let blob = encode_registration(&p.reg, opened.as_ref());
         redis::replicate(c"RG.INNERREGISTER", &[&blob]);
+        saved.push(blob);
     }
     refresh(g);
     for p in &pending {
@@ -101,6 +104,7 @@ pub fn apply(
         }
         p.on_registered();
     }
+    saved
 }
 
 /// Removes a registration; `false` if there is none with that id. With

@@ -258,3 +258,61 @@ fn a_silent_shard_ends_the_run_with_an_error() {
         "{errors:?}"
     );
 }
+
+/// A registration sent to one shard is applied on all of them with the
+/// same id; its trigger fires on the shard that owns the key; RG.UNREGISTER
+/// on any shard removes it everywhere.
+#[test]
+fn registrations_reach_every_shard() {
+    let cluster = Cluster::start(3, &[]);
+    let mut c = cluster.nodes[0].client();
+    assert_eq!(
+        c.py("GB().foreach(lambda x: execute('INCR', '{%s}:seen' % hashtag())).register(prefix='ev:*', mode='sync')"),
+        Value::Status("OK".into())
+    );
+    let id = c.registrations()[0].id.clone();
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        assert!(
+            node.wait_for(10, || n.registrations().iter().any(|r| r.id == id)),
+            "{}",
+            node.log()
+        );
+    }
+    let mut per_node = vec![0; 3];
+    for i in 0..60 {
+        let key = format!("ev:{i}");
+        let owner = cluster.node_of(&key);
+        owner.client().cmd(&["SET", &key, "v"]);
+        let at = cluster
+            .nodes
+            .iter()
+            .position(|n| n.port == owner.port)
+            .unwrap();
+        per_node[at] += 1;
+    }
+    for (node, want) in cluster.nodes.iter().zip(&per_node) {
+        let mut n = node.client();
+        let tag = n
+            .py("GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")
+            .results()[0]
+            .clone();
+        assert_eq!(
+            n.cmd(&["GET", &format!("{{{tag}}}:seen")]).text(),
+            want.to_string()
+        );
+    }
+    let mut last = cluster.nodes[2].client();
+    assert_eq!(
+        last.cmd(&["RG.UNREGISTER", &id]),
+        Value::Status("OK".into())
+    );
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        assert!(
+            node.wait_for(10, || n.registrations().is_empty()),
+            "{}",
+            node.log()
+        );
+    }
+}

@@ -120,7 +120,7 @@ fn run_script(
     let outcome = gears_python::exec_script(script, scope).map_err(err)?;
     let registered = !outcome.registrations.is_empty();
     if registered {
-        registry::apply(
+        let saved = registry::apply(
             g,
             db,
             &session,
@@ -129,6 +129,9 @@ fn run_script(
             replaced.as_deref(),
             outcome.registrations,
         );
+        // In a cluster every shard holds the registrations (and the ones
+        // they replace go everywhere too).
+        distributed::share_registrations(g, replaced.as_deref(), saved);
     }
     let Some(run) = outcome.run else {
         return Ok(Done::Reply(ok()));

@@ -2,6 +2,7 @@
 //! RG.UNREGISTER, RG.PAUSEREGISTRATIONS, RG.UNPAUSEREGISTRATIONS,
 //! RG.CLEARREGISTRATIONSSTATS, and RG.TRIGGER / RG.TRIGGERONKEY.
 
+use crate::distributed;
 use crate::errors;
 use crate::hooks::words_record;
 use crate::redis;
@@ -248,7 +249,9 @@ pub fn unregister_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult 
         let abort_pending = args
             .get(2)
             .is_some_and(|a| text(a).eq_ignore_ascii_case("abortpending"));
-        if registry::unregister(g, &text(&args[1]), abort_pending, true) {
+        let id = text(&args[1]);
+        if registry::unregister(g, &id, abort_pending, true) {
+            distributed::share_unregister(g, &id, abort_pending);
             Ok(ok().into())
         } else {
             Err(err(errors::NOT_REGISTERED))
