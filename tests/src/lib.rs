@@ -483,6 +483,14 @@ impl Cluster {
             })
         });
         assert!(whole, "the cluster did not form");
+        // And the module on every node knows it.
+        let known = cluster.nodes[0].wait_for(30, || {
+            cluster.nodes.iter().all(|s| {
+                let r = s.client().cmd(&["RG.INFOCLUSTER"]);
+                n == 1 || matches!(&r, Value::Array(a) if a.len() == 5 && a[4].array().len() == n)
+            })
+        });
+        assert!(known, "the module did not see the cluster");
         cluster
     }
 

@@ -1,6 +1,7 @@
 //! RG.PYEXECUTE: runs a script body, then applies its registrations or
 //! starts the execution its `run()` prepared.
 
+use crate::cluster;
 use crate::distributed;
 use crate::errors;
 use crate::redis::{self, Blocked};
@@ -173,6 +174,11 @@ fn pyexecute_impl(
         .map_err(|_| err(errors::SCRIPT_NOT_UTF8))?
         .to_owned();
     session_of(g, &opts)?;
+    if g.net().is_some() {
+        // A run or registration spans the shards the cluster has now, not
+        // the ones of the last periodic read.
+        cluster::refresh(g).map_err(err)?;
+    }
     let identity = redis::identity_of(ctx);
     let missing = if opts.requirements.is_empty() {
         Vec::new()
