@@ -142,6 +142,18 @@ impl Topology {
             .unwrap_or(0)
     }
 
+    /// Whether this node serves `slot` (every slot off-cluster).
+    pub fn serves(&self, slot: u16) -> bool {
+        if !self.is_cluster() {
+            return true;
+        }
+        let me = self.my_id.as_deref();
+        self.shards
+            .iter()
+            .filter(|s| Some(s.id.as_str()) == me)
+            .any(|s| s.ranges.iter().any(|&(a, b)| a <= slot && slot <= b))
+    }
+
     /// The tag `hashtag()` returns on this node.
     pub fn hashtag(&self) -> &'static str {
         slot_tag(self.my_lowest_slot())
@@ -198,6 +210,8 @@ mod tests {
             ],
         };
         assert!(t.is_cluster());
+        assert!(t.serves(150) && t.serves(400) && !t.serves(50) && !t.serves(250));
+        assert!(Topology::default().serves(50));
         assert_eq!(t.my_lowest_slot(), 100);
         assert_eq!(key_slot(t.hashtag().as_bytes()), 100);
     }

@@ -53,12 +53,37 @@ pub fn command_filter(f: &mut CommandFilter<'_>) {
         return;
     };
     let arg = |i: usize| f.arg(i);
+    if !keys_served_here(g, h.spec, argc, &arg) {
+        // Redis answers MOVED or CROSSSLOT itself, as for any command.
+        return;
+    }
     if h.filters.iter().any(|k| k.accepts(h.spec, argc, &arg)) {
         // `RG.INNERHOOK <token> cmd args...`: only the filter knows the
         // token, so clients can not call RG.INNERHOOK themselves.
         f.prepend(g.hook_token.as_bytes());
         f.prepend(INNER_HOOK.as_bytes());
     }
+}
+
+/// In a cluster, whether every key of the command is in one slot this node
+/// serves (a hooked command must keep Redis Cluster's own errors).
+fn keys_served_here(
+    g: &Gears,
+    spec: redis::KeySpec,
+    argc: usize,
+    arg: &dyn Fn(usize) -> Vec<u8>,
+) -> bool {
+    let t = g.topology();
+    if !t.is_cluster() {
+        return true;
+    }
+    let mut slots = spec
+        .positions(argc)
+        .map(|i| gears_cluster::key_slot(&arg(i)));
+    let Some(first) = slots.next() else {
+        return true;
+    };
+    slots.all(|s| s == first) && t.serves(first)
 }
 
 /// The command the filter sends hooked commands to.

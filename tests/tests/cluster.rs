@@ -316,3 +316,43 @@ fn registrations_reach_every_shard() {
         );
     }
 }
+
+/// A hooked command keeps Redis Cluster's own answers: MOVED for a key of
+/// another shard, CROSSSLOT for keys of several slots; the hook runs on
+/// the shard that owns the key.
+#[test]
+fn hooks_keep_moved_and_crossslot() {
+    let cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    c.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).foreach(lambda x: execute('INCR', '{%s}:hooked' % hashtag())).register(hook='set', mode='sync')");
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        assert!(node.wait_for(10, || n.registrations().len() == 1));
+    }
+    // Keys of each shard.
+    let mine = (0..1000)
+        .map(|i| format!("a{i}"))
+        .find(|k| cluster.node_of(k).port == cluster.nodes[0].port)
+        .unwrap();
+    let theirs = (0..1000)
+        .map(|i| format!("a{i}"))
+        .find(|k| cluster.node_of(k).port == cluster.nodes[1].port)
+        .unwrap();
+    // (The hook answers what call_next gave it, as a string.)
+    assert_eq!(c.cmd(&["SET", &mine, "v"]).text(), "OK");
+    assert!(c.cmd(&["SET", &theirs, "v"]).error().starts_with("MOVED"));
+    assert!(c
+        .cmd(&["MSET", &mine, "1", &theirs, "2"])
+        .error()
+        .starts_with("CROSSSLOT"));
+    let mut other = cluster.nodes[1].client();
+    assert_eq!(other.cmd(&["SET", &theirs, "v"]).text(), "OK");
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        let tag = n
+            .py("GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")
+            .results()[0]
+            .clone();
+        assert_eq!(n.cmd(&["GET", &format!("{{{tag}}}:hooked")]).text(), "1");
+    }
+}
