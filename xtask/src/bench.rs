@@ -442,7 +442,109 @@ pub fn bench(args: &[String]) -> Result<()> {
     if want("python_env") {
         python_env(*sizes.last().unwrap_or(&100_000));
     }
+    if want("cluster") {
+        cluster_benches(*sizes.last().unwrap_or(&100_000));
+    }
     Ok(())
+}
+
+/// Fills `n` keys `k:1..n` (holding their number), each on the node
+/// serving it, pipelined.
+fn fill_cluster(cluster: &gears_tests::Cluster, n: usize) {
+    let nodes = cluster.nodes.len();
+    let mut clients: Vec<Client> = cluster.nodes.iter().map(|s| s.client()).collect();
+    let mut sent = vec![0usize; nodes];
+    for i in 1..=n {
+        let key = format!("k:{i}");
+        let slot = gears_cluster::key_slot(key.as_bytes()) as usize;
+        let at = (0..nodes)
+            .find(|j| slot >= j * 16384 / nodes && slot < (j + 1) * 16384 / nodes)
+            .expect("every slot has a node");
+        clients[at].send(&["SET", &key, &i.to_string()]);
+        sent[at] += 1;
+        if sent[at] % 1000 == 0 {
+            for _ in 0..1000 {
+                clients[at].read();
+            }
+        }
+    }
+    for (c, n) in clients.iter_mut().zip(sent) {
+        for _ in 0..n % 1000 {
+            c.read();
+        }
+    }
+}
+
+/// keys_sum over the same keys on 3 shards and on 1, for the module and
+/// for Lua (the same SCAN sum sent to every shard in parallel by a client);
+/// and the round trip of a trivial run on 3 shards vs 1 (the fan-out cost).
+fn cluster_benches(n: usize) {
+    let expect = (n as u64 * (n as u64 + 1) / 2).to_string();
+    let one = gears_tests::Cluster::start(1, &[]);
+    let three = gears_tests::Cluster::start(3, &[]);
+    fill_cluster(&one, n);
+    fill_cluster(&three, n);
+    let gears_on = |cluster: &gears_tests::Cluster| {
+        let mut c = cluster.nodes[0].client();
+        c.set_timeout(Duration::from_secs(600));
+        best_of(3, || timed(&mut c, &["RG.PYEXECUTE", KEYS_SUM], &expect))
+    };
+    let lua_on = |cluster: &gears_tests::Cluster| {
+        best_of(3, || {
+            let t = Instant::now();
+            let sums: Vec<u64> = std::thread::scope(|s| {
+                let handles: Vec<_> = cluster
+                    .nodes
+                    .iter()
+                    .map(|node| {
+                        s.spawn(move || {
+                            let mut c = node.client();
+                            c.set_timeout(Duration::from_secs(600));
+                            c.cmd(&["EVAL", LUA_SUM, "0"])
+                                .text()
+                                .parse::<u64>()
+                                .unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(sums.iter().sum::<u64>().to_string(), expect);
+            t.elapsed()
+        })
+    };
+    let (g1, g3) = (gears_on(&one), gears_on(&three));
+    let (l1, l3) = (lua_on(&one), lua_on(&three));
+    let gears_speedup = g1.as_secs_f64() / g3.as_secs_f64();
+    let lua_speedup = l1.as_secs_f64() / l3.as_secs_f64();
+    println!(
+        "cluster_keys_sum: {n} keys, 1 shard vs 3 shards: gears {:.1} vs {:.1} ms (speed-up {gears_speedup:.2}), Lua in parallel {:.1} vs {:.1} ms (speed-up {lua_speedup:.2}); gears' speed-up / Lua's {:.2} (target >= 0.7)",
+        g1.as_secs_f64() * 1000.0,
+        g3.as_secs_f64() * 1000.0,
+        l1.as_secs_f64() * 1000.0,
+        l3.as_secs_f64() * 1000.0,
+        gears_speedup / lua_speedup
+    );
+    let trivial = |cluster: &gears_tests::Cluster| {
+        let mut c = cluster.nodes[0].client();
+        let rounds = 200;
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            for _ in 0..rounds {
+                let r = c.cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()"]);
+                assert_eq!(r.results().len(), cluster.nodes.len(), "{r:?}");
+            }
+            best = best.min(t.elapsed() / rounds);
+        }
+        best
+    };
+    let (t1, t3) = (trivial(&one), trivial(&three));
+    println!(
+        "cluster_trivial: RG.PYEXECUTE \"GB('ShardsIDReader').run()\" round trip, 3 shards vs 1: {:.3} vs {:.3} ms (aim < 3 ms)",
+        t3.as_secs_f64() * 1000.0,
+        t1.as_secs_f64() * 1000.0
+    );
 }
 
 /// Mean round trip of `args` over `n` calls.
