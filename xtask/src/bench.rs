@@ -462,7 +462,7 @@ fn fill_cluster(cluster: &gears_tests::Cluster, n: usize) {
             .expect("every slot has a node");
         clients[at].send(&["SET", &key, &i.to_string()]);
         sent[at] += 1;
-        if sent[at] % 1000 == 0 {
+        if sent[at].is_multiple_of(1000) {
             for _ in 0..1000 {
                 clients[at].read();
             }
