@@ -1,22 +1,27 @@
 //! `run()` across the shards of a cluster (1.2's default `mode='async'`):
 //! the shard that got the script sends the pickled builder to every other
-//! shard, each runs it over its own keys up to the plan's exchange point
-//! (the first `collect` or `repartition`) and sends what reached it back;
-//! the first shard runs the rest of the plan over the union, so `count`,
-//! `aggregate`, `sort`, `groupby`... answer as they would on one shard. A
-//! shard that does not answer within `ExecutionMaxIdleTime` ends the run
-//! with an error.
+//! shard and each runs it over its own keys. Records cross shards at the
+//! plan's boundaries: at a `repartition` each goes to the shard owning its
+//! key (every shard waits for every other one's), at a `collect` all go to
+//! the shard that started the run, which runs the rest over the union; so
+//! `count`, `aggregate`, `sort`, `groupby`... answer as they would on one
+//! shard. A shard silent for `ExecutionMaxIdleTime` ends the run with an
+//! error.
 
 use crate::redis;
 use crate::state::Gears;
+use gears_core::plan::StepKind;
 use gears_core::Identity;
-use gears_python::{Exchange, PendingRun};
-use std::time::{Duration, Instant};
+use gears_python::{Crossing, PendingRun};
+use std::time::Duration;
 
 /// The message that starts a run on another shard, and the one that brings
 /// its records back (1.2's receiver names).
 pub const RUN: &str = "ExecutionPlan_OnReceived";
-pub const RECORDS: &str = "ExecutionPlan_CollectOnRecordReceived";
+pub const COLLECTED: &str = "ExecutionPlan_CollectOnRecordReceived";
+pub const REPARTITIONED: &str = "ExecutionPlan_OnRepartitionRecordReceived";
+/// A shard could not run its part (1.2 terminated the execution).
+pub const FAILED: &str = "ExecutionPlan_TeminateExecution";
 /// Registrations and unregistrations made on one shard, for all of them.
 pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
 pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
@@ -51,6 +56,149 @@ fn others(g: &Gears) -> Vec<String> {
         .collect()
 }
 
+/// How a run crosses shards: this shard's part of it.
+struct Spanning {
+    g: &'static Gears,
+    id: String,
+    /// The shard that started the run.
+    initiator: String,
+    me: String,
+    /// Every shard of the run, this one included.
+    shards: Vec<String>,
+    idle: Duration,
+    /// A `collect` was crossed: the rest runs on the initiator alone.
+    collected: bool,
+}
+
+impl Spanning {
+    fn new(g: &'static Gears, id: &str, initiator: &str, shards: Vec<String>) -> Spanning {
+        let me = g.topology().my_id.clone().unwrap_or_default();
+        let idle = Duration::from_millis(g.config().settings().executionmaxidletime.max(1) as u64);
+        Spanning {
+            g,
+            id: id.to_owned(),
+            initiator: initiator.to_owned(),
+            me,
+            shards,
+            idle,
+            collected: false,
+        }
+    }
+
+    fn send(&self, to: &str, index: usize, kind: &str, outcome: Result<Vec<u8>, String>) {
+        let Some(net) = self.g.net() else { return };
+        let mut m = Vec::new();
+        put(&mut m, self.id.as_bytes());
+        put(&mut m, index.to_string().as_bytes());
+        match outcome {
+            Ok(bytes) => {
+                put(&mut m, b"ok");
+                put(&mut m, &bytes);
+            }
+            Err(e) => {
+                put(&mut m, b"error");
+                put(&mut m, e.as_bytes());
+            }
+        }
+        net.send(to, kind, m);
+    }
+
+    /// Waits until every shard of `from` sent its records for boundary
+    /// `index`; their errors become error records.
+    fn gather(&self, index: usize, from: &[String]) -> Result<Vec<gears_core::Record>, String> {
+        let mut got = self.g.mailbox().wait(&self.id, index, from, self.idle)?;
+        let mut records = Vec::new();
+        for (shard, outcome) in got.drain(..) {
+            match outcome.and_then(|b| gears_python::convert::decode_records(&b)) {
+                Ok(more) => records.extend(more),
+                Err(e) => records.push(gears_core::Record::Error(format!("shard {shard}: {e}"))),
+            }
+        }
+        Ok(records)
+    }
+
+    /// The shard that owns `key`'s slot (this one when unknown).
+    fn owner(&self, key: &[u8]) -> String {
+        let slot = gears_cluster::key_slot(key);
+        let t = self.g.topology();
+        t.shards
+            .iter()
+            .find(|s| s.ranges.iter().any(|&(a, b)| a <= slot && slot <= b))
+            .map(|s| s.id.clone())
+            .unwrap_or_else(|| self.me.clone())
+    }
+}
+
+impl Drop for Spanning {
+    /// The run is over here: what the mailbox still holds for it goes.
+    fn drop(&mut self) {
+        self.g.mailbox().forget(&self.id);
+    }
+}
+
+impl Crossing for Spanning {
+    fn cross(
+        &mut self,
+        index: usize,
+        kind: StepKind,
+        records: Vec<gears_core::Record>,
+    ) -> Result<Option<Vec<gears_core::Record>>, String> {
+        if self.collected {
+            // Only this shard (the initiator) goes on after a collect.
+            return Ok(Some(records));
+        }
+        let others: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|s| **s != self.me)
+            .cloned()
+            .collect();
+        match kind {
+            StepKind::Repartition => {
+                let mut mine = Vec::new();
+                let mut theirs: std::collections::HashMap<String, Vec<gears_core::Record>> =
+                    others.iter().map(|s| (s.clone(), Vec::new())).collect();
+                for r in records {
+                    let to = match &r {
+                        gears_core::Record::Keyed(k, _) => self.owner(k.as_bytes()),
+                        _ => self.me.clone(),
+                    };
+                    match theirs.get_mut(&to) {
+                        Some(list) => list.push(r),
+                        None => mine.push(r),
+                    }
+                }
+                for (to, list) in theirs {
+                    self.send(
+                        &to,
+                        index,
+                        REPARTITIONED,
+                        gears_python::convert::encode_records(&list),
+                    );
+                }
+                mine.extend(self.gather(index, &others)?);
+                Ok(Some(mine))
+            }
+            _ if self.me == self.initiator => {
+                self.collected = true;
+                let mut all = records;
+                all.extend(self.gather(index, &others)?);
+                Ok(Some(all))
+            }
+            _ => {
+                let initiator = self.initiator.clone();
+                self.send(
+                    &initiator,
+                    index,
+                    COLLECTED,
+                    gears_python::convert::encode_records(&records),
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Starts `run` here and on every other shard (it has a shipped builder).
 pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     let net = g.net().ok_or("no connection to the other shards")?;
@@ -58,7 +206,8 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
         .shipped()
         .ok_or("the run was not prepared for the cluster")?;
     let exec = run.execution.clone();
-    let shards = others(g);
+    let me = g.topology().my_id.clone().unwrap_or_default();
+    let mut shards = others(g);
     let mut message = Vec::new();
     put(&mut message, exec.id.as_bytes());
     put(
@@ -67,62 +216,39 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     );
     put(&mut message, &[exec.identity.user.is_some() as u8]);
     put(&mut message, exec.identity.db.to_string().as_bytes());
+    let mut list = Vec::new();
+    for s in &shards {
+        put(&mut list, s.as_bytes());
+    }
+    put(&mut list, me.as_bytes());
+    put(&mut message, &list);
     put(&mut message, shipped);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    g.gathering().insert(exec.id.clone(), tx);
     for s in &shards {
         net.send(s, RUN, message.clone());
     }
-    let idle = Duration::from_millis(g.config().settings().executionmaxidletime.max(1) as u64);
-    let id = exec.id.clone();
-    let gather = move || {
-        let mut records = Vec::new();
-        let mut waiting: Vec<String> = shards;
-        let mut deadline = Instant::now() + idle;
-        let outcome = loop {
-            if waiting.is_empty() {
-                break Ok(records);
-            }
-            match rx.recv_deadline(deadline) {
-                Ok((from, bytes)) => {
-                    waiting.retain(|s| *s != from);
-                    match bytes.and_then(|b: Vec<u8>| gears_python::convert::decode_records(&b)) {
-                        Ok(more) => records.extend(more),
-                        Err(e) => break Err(format!("shard {from}: {e}")),
-                    }
-                    // Idle time counts from the last answer.
-                    deadline = Instant::now() + idle;
-                }
-                Err(_) => {
-                    break Err(format!(
-                        "shards did not answer within ExecutionMaxIdleTime ({} ms): {}",
-                        idle.as_millis(),
-                        waiting.join(", ")
-                    ))
-                }
-            }
-        };
-        if let Some(g) = crate::state::get() {
-            g.gathering().remove(&id);
-        }
-        outcome
-    };
-    gears_python::submit_spanning(run, Exchange::Gather(Box::new(gather)))
+    shards.push(me.clone());
+    let spanning = Spanning::new(g, &exec.id, &me, shards);
+    gears_python::submit_spanning(run, Box::new(spanning))
 }
 
-/// Another shard started a run: run its part here and send the records
-/// back (main thread, from RG.INNERMSGCOMMAND).
+/// Another shard started a run: run its part here (main thread, from
+/// RG.INNERMSGCOMMAND).
 pub fn received_run(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, Identity, Vec<u8>), String> {
+    let parsed = (|| -> Result<(String, Identity, Vec<String>, Vec<u8>), String> {
         let id = text(&mut payload)?;
         let user = text(&mut payload)?;
         let has_user = take(&mut payload)? == [1];
         let db: i64 = text(&mut payload)?.parse().map_err(|_| "bad message")?;
+        let mut list = take(&mut payload)?;
+        let mut shards = Vec::new();
+        while !list.is_empty() {
+            shards.push(text(&mut list)?);
+        }
         let shipped = take(&mut payload)?.to_vec();
         let identity = Identity::new(has_user.then_some(user), db);
-        Ok((id, identity, shipped))
+        Ok((id, identity, shards, shipped))
     })();
-    let (id, identity, shipped) = match parsed {
+    let (id, identity, shards, shipped) = match parsed {
         Ok(p) => p,
         Err(e) => {
             redis::log(
@@ -133,42 +259,39 @@ pub fn received_run(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         }
     };
     g.engine.execution_ids.observe(&id);
-    let to = sender.to_owned();
-    let reply_id = id.clone();
-    let reply = move |outcome: Result<Vec<u8>, String>| {
-        let Some(g) = crate::state::get() else { return };
-        let Some(net) = g.net() else { return };
-        let mut message = Vec::new();
-        put(&mut message, reply_id.as_bytes());
-        match outcome {
-            Ok(bytes) => {
-                put(&mut message, b"ok");
-                put(&mut message, &bytes);
-            }
-            Err(e) => {
-                put(&mut message, b"error");
-                put(&mut message, e.as_bytes());
-            }
-        }
-        net.send(&to, RECORDS, message);
+    let spanning = Spanning::new(g, &id, sender, shards);
+    let failed = match gears_python::remote_run(&shipped, &id, identity) {
+        Ok(run) => match gears_python::submit_spanning(run, Box::new(spanning)) {
+            Ok(()) => return,
+            Err(e) => e,
+        },
+        Err(e) => e,
     };
-    match gears_python::remote_run(&shipped, &id, identity) {
-        Ok(run) => {
-            let ship = Box::new(move |records: Vec<gears_core::Record>| {
-                reply(gears_python::convert::encode_records(&records));
-            });
-            if let Err(e) = gears_python::submit_spanning(run, Exchange::Ship(ship)) {
-                redis::log("warning", &format!("run {id} from shard {sender}: {e}"));
-            }
-        }
-        Err(e) => reply(Err(e)),
+    // The others must not wait for this shard: each is told why it has
+    // nothing.
+    let Some(net) = g.net() else { return };
+    let me = g.topology().my_id.clone().unwrap_or_default();
+    let mut m = Vec::new();
+    put(&mut m, id.as_bytes());
+    put(&mut m, format!("shard {me}: {failed}").as_bytes());
+    for shard in others(g) {
+        net.send(&shard, FAILED, m.clone());
     }
 }
 
-/// A shard sent the records of a run started here.
+/// A shard can not take part in a run.
+pub fn received_failure(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    match text(&mut payload).and_then(|id| Ok((id, text(&mut payload)?))) {
+        Ok((id, error)) => g.mailbox().fail(&id, sender, error),
+        Err(e) => redis::log("warning", &format!("a failure from shard {sender}: {e}")),
+    }
+}
+
+/// A shard sent records of a run to this one.
 pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, Result<Vec<u8>, String>), String> {
+    let parsed = (|| -> Result<(String, usize, crate::mailbox::Outcome), String> {
         let id = text(&mut payload)?;
+        let index: usize = text(&mut payload)?.parse().map_err(|_| "bad message")?;
         let kind = text(&mut payload)?;
         let body = take(&mut payload)?;
         let outcome = if kind == "ok" {
@@ -176,14 +299,10 @@ pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         } else {
             Err(String::from_utf8_lossy(body).into_owned())
         };
-        Ok((id, outcome))
+        Ok((id, index, outcome))
     })();
     match parsed {
-        Ok((id, outcome)) => {
-            if let Some(tx) = g.gathering().get(&id) {
-                let _ = tx.send((sender.to_owned(), outcome));
-            }
-        }
+        Ok((id, index, outcome)) => g.mailbox().deliver(&id, index, sender, outcome),
         Err(e) => redis::log("warning", &format!("records from shard {sender}: {e}")),
     }
 }

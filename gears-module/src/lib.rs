@@ -33,6 +33,7 @@ mod host;
 mod info;
 mod keys;
 mod linked;
+mod mailbox;
 mod net;
 mod peers;
 mod redis;

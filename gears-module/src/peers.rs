@@ -17,7 +17,8 @@ pub fn handler(name: &str) -> Option<Handler> {
     match name {
         NETWORK_TEST => Some(network_test),
         distributed::RUN => Some(distributed::received_run),
-        distributed::RECORDS => Some(distributed::received_records),
+        distributed::COLLECTED | distributed::REPARTITIONED => Some(distributed::received_records),
+        distributed::FAILED => Some(distributed::received_failure),
         distributed::REGISTER => Some(distributed::received_registration),
         distributed::UNREGISTER => Some(distributed::received_unregister),
         _ => None,

@@ -5,6 +5,7 @@
 //! plain functions (command handlers, notifications, the command filter)
 //! that carry no user data; only those entry points call [`get`].
 
+use crate::mailbox::Mailbox;
 use crate::net::{Directory, Net};
 use crate::tables::Tables;
 use crate::timer::Timer;
@@ -59,12 +60,9 @@ pub struct Gears {
     net: OnceCell<Net>,
     /// The last message id seen from each (sender, run id).
     received: Mutex<HashMap<(String, String), u64>>,
-    /// Runs started here that wait for other shards' records, by id.
-    gathering: Mutex<HashMap<String, Gathering>>,
+    /// Records other shards sent for runs of this one.
+    mailbox: Mailbox,
 }
-
-/// Where another shard's records (or its error) for a run go.
-pub type Gathering = crossbeam_channel::Sender<(String, Result<Vec<u8>, String>)>;
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
 
@@ -115,7 +113,7 @@ impl Gears {
             requirements: OnceCell::new(),
             net: OnceCell::new(),
             received: Mutex::default(),
-            gathering: Mutex::default(),
+            mailbox: Mailbox::default(),
         };
         g.apply_limits();
         Gears {
@@ -153,9 +151,9 @@ impl Gears {
         let _ = self.net.set(net);
     }
 
-    /// Runs started here that wait for other shards' records.
-    pub fn gathering(&self) -> MutexGuard<'_, HashMap<String, Gathering>> {
-        self.gathering.lock().unwrap_or_else(|e| e.into_inner())
+    /// Records other shards sent for runs of this one.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
     }
 
     /// The last message id seen from each (sender, run id).

@@ -44,6 +44,6 @@ pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{exec_script, initialize};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};
 pub use runner::PyRunner;
-pub use runner::{submit, submit_spanning, Exchange};
+pub use runner::{submit, submit_spanning, Crossing};
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

@@ -108,52 +108,64 @@ struct Run {
     driver: Arc<Driver>,
     started: Instant,
     read: Duration,
-    /// A run that spans the shards: what comes after the exchange point.
-    exchange: Option<(Plan, Exchange)>,
+    /// A run that spans the shards: the plan's later segments and what
+    /// happens at their boundaries.
+    span: Option<Span>,
 }
 
-/// What a run that spans the shards does at its exchange point (the first
-/// `collect` or `repartition`: records cross shards there).
-pub enum Exchange {
-    /// On a shard that did not start the run: what reached the exchange
-    /// point (error records included) is handed to this, and nothing more
-    /// runs here.
-    Ship(Box<dyn FnOnce(Vec<Record>) + Send>),
-    /// On the shard that started it: the records of the other shards
-    /// (blocking, with its own deadline) join this shard's, and the steps
-    /// after the exchange point run over all of them.
-    Gather(Box<dyn FnOnce() -> Result<Vec<Record>, String> + Send>),
+/// What a run that spans the shards does where records cross shards: at
+/// a `repartition` each record goes to the shard owning its key, at a
+/// `collect` every record goes to the shard that started the run.
+pub trait Crossing: Send {
+    /// This shard's records reaching boundary `index` (a step of `kind`);
+    /// the records this shard goes on with (`None`: nothing more runs
+    /// here), or why the run can not go on. May block (no GIL held).
+    fn cross(
+        &mut self,
+        index: usize,
+        kind: StepKind,
+        records: Vec<Record>,
+    ) -> Result<Option<Vec<Record>>, String>;
 }
 
-/// Where a plan exchanges records between shards: the first `collect` or
-/// `repartition` step (1.2 runs the steps after it over the union).
-fn exchange_point(plan: &Plan) -> Option<usize> {
-    plan.steps
+/// The rest of a run that spans the shards.
+struct Span {
+    /// The steps from each boundary to the next one (each starting with its
+    /// `collect` or `repartition` step), and the boundary's index.
+    segments: Vec<(usize, StepKind, Plan)>,
+    crossing: Box<dyn Crossing>,
+}
+
+/// Splits `plan` at every `collect` and `repartition`: the steps before
+/// the first one, then each boundary with the steps up to the next one.
+fn segments(plan: &Plan) -> (Plan, Vec<(usize, StepKind, Plan)>) {
+    let cuts: Vec<usize> = plan
+        .steps
         .iter()
-        .position(|s| matches!(s.kind, StepKind::Collect | StepKind::Repartition))
-}
-
-/// Splits `plan` at its exchange point: the steps before it, and the ones
-/// from it on (run over the records of every shard).
-fn split(plan: &Plan) -> Option<(Plan, Plan)> {
-    let at = exchange_point(plan)?;
-    let local = Plan {
+        .enumerate()
+        .filter(|(_, s)| matches!(s.kind, StepKind::Collect | StepKind::Repartition))
+        .map(|(i, _)| i)
+        .collect();
+    let part = |from: usize, to: usize| Plan {
         reader: plan.reader.clone(),
-        steps: plan.steps[..at].to_vec(),
+        steps: plan.steps[from..to].to_vec(),
         desc: plan.desc.clone(),
     };
-    let global = Plan {
-        reader: plan.reader.clone(),
-        steps: plan.steps[at..].to_vec(),
-        desc: plan.desc.clone(),
-    };
-    Some((local, global))
+    let first = part(0, cuts.first().copied().unwrap_or(plan.steps.len()));
+    let rest = cuts
+        .iter()
+        .enumerate()
+        .map(|(n, &at)| {
+            let end = cuts.get(n + 1).copied().unwrap_or(plan.steps.len());
+            (at, plan.steps[at].kind, part(at, end))
+        })
+        .collect();
+    (first, rest)
 }
 
-/// Starts a run that spans the shards on the worker pool (see
-/// [`Exchange`]). A plan without an exchange point runs whole here and
-/// ships nothing (its results stay on each shard).
-pub fn submit_spanning(pending: PendingRun, exchange: Exchange) -> Result<(), String> {
+/// Starts a run that spans the shards on the worker pool: each segment of
+/// its plan runs here, and `crossing` moves the records at each boundary.
+pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Result<(), String> {
     let engine = &crate::runtime::runtime().engine;
     let slot = match engine.reserve_queue_slot() {
         Ok(slot) => slot,
@@ -171,26 +183,19 @@ pub fn submit_spanning(pending: PendingRun, exchange: Exchange) -> Result<(), St
             reader,
             ..
         } = pending;
-        match split(&plan) {
-            Some((local, global)) => {
-                run_with(
-                    &execution,
-                    &local,
-                    reader,
-                    None,
-                    false,
-                    Some((global, exchange)),
-                );
-                Python::with_gil(|_py| drop(local));
-            }
-            None => {
-                if let Exchange::Ship(ship) = exchange {
-                    ship(Vec::new());
-                }
-                run(&execution, &plan, reader, None, false);
-            }
-        }
-        Python::with_gil(|_py| drop(plan));
+        let (first, segments) = segments(&plan);
+        run_with(
+            &execution,
+            &first,
+            reader,
+            None,
+            false,
+            Some(Span { segments, crossing }),
+        );
+        Python::with_gil(|_py| {
+            drop(first);
+            drop(plan)
+        });
     });
     Ok(())
 }
@@ -241,7 +246,7 @@ fn run_with(
     reader: Box<dyn Reader>,
     command: Option<Arc<CommandCtx>>,
     may_wait: bool,
-    exchange: Option<(Plan, Exchange)>,
+    span: Option<Span>,
 ) {
     let started = Instant::now();
     keep_thread_state();
@@ -266,7 +271,7 @@ fn run_with(
                     driver,
                     started,
                     read,
-                    exchange,
+                    span,
                 };
                 let done = settle(&mut run);
                 Some((run, done))
@@ -338,24 +343,19 @@ fn complete(run: Run, failure: Option<&str>) {
         driver,
         started,
         read,
-        exchange,
-        ..
+        span,
+        session,
     } = run;
-    let pipe = match (exchange, failure) {
-        (Some((global, exchange)), None) => {
-            match across_shards(&exec, pipe, &driver, &global, exchange) {
-                Some(pipe) => {
-                    Python::with_gil(|_py| drop(global));
-                    pipe
-                }
-                None => {
-                    Python::with_gil(|_py| drop(global));
-                    return end(&exec, Vec::new(), Vec::new(), started, read);
-                }
+    let pipe = match (span, failure) {
+        // The later segments run as the execution's user, as the first one.
+        (Some(span), None) => {
+            match in_session(session, || across_shards(&exec, pipe, &driver, span)) {
+                Some(pipe) => pipe,
+                None => return end(&exec, Vec::new(), Vec::new(), started, read),
             }
         }
-        (other, _) => {
-            Python::with_gil(|_py| drop(other));
+        (span, _) => {
+            Python::with_gil(|_py| drop(span.map(|s| s.segments)));
             pipe
         }
     };
@@ -373,51 +373,47 @@ fn complete(run: Run, failure: Option<&str>) {
     end(&exec, results, errors, started, read);
 }
 
-/// The exchange point of a run that spans the shards: ships this shard's
-/// records (`None`: nothing more runs here), or gathers every shard's and
-/// runs the rest of the plan over them.
+/// The boundaries of a run that spans the shards: at each one the records
+/// cross shards, then the next segment runs here over what this shard got.
+/// `None` when nothing more runs here.
 fn across_shards(
     exec: &Execution,
     mut pipe: Pipeline,
     driver: &Driver,
-    global: &Plan,
-    exchange: Exchange,
+    span: Span,
 ) -> Option<Pipeline> {
-    let mut records = std::mem::take(&mut pipe.results);
-    records.extend(
-        std::mem::take(&mut pipe.errors)
-            .into_iter()
-            .map(Record::Error),
-    );
-    driver.in_gil(|_py| drop(pipe));
-    match exchange {
-        Exchange::Ship(ship) => {
-            ship(records);
-            None
-        }
-        Exchange::Gather(gather) => {
-            // Waits without the GIL.
-            let remote = gather();
-            let mut next = Pipeline::new(global, exec.abort_flag());
-            match remote {
-                Ok(more) => {
-                    records.extend(more);
-                    driver.in_gil(|_py| {
-                        next.push_batch(records);
-                        if !next.finish() {
-                            next.errors
-                                .push("records waited after the exchange between shards".into());
-                        }
-                    });
+    let Span {
+        segments,
+        mut crossing,
+    } = span;
+    for (index, kind, plan) in &segments {
+        let mut records = std::mem::take(&mut pipe.results);
+        records.extend(
+            std::mem::take(&mut pipe.errors)
+                .into_iter()
+                .map(Record::Error),
+        );
+        driver.in_gil(|_py| drop(pipe));
+        let mut next = Pipeline::new(plan, exec.abort_flag());
+        // Waits without the GIL.
+        match crossing.cross(*index, *kind, records) {
+            Ok(Some(records)) => driver.in_gil(|_py| {
+                next.push_batch(records);
+                if !next.finish() {
+                    next.errors
+                        .push("records waited after an exchange between shards".into());
                 }
-                Err(e) => {
-                    driver.in_gil(|_py| drop(records));
-                    next.errors.push(e);
-                }
+            }),
+            Ok(None) => {
+                Python::with_gil(|_py| drop((next, segments)));
+                return None;
             }
-            Some(next)
+            Err(e) => next.errors.push(e),
         }
+        pipe = next;
     }
+    Python::with_gil(|_py| drop(segments));
+    Some(pipe)
 }
 
 fn end(

@@ -356,3 +356,31 @@ fn hooks_keep_moved_and_crossslot() {
         assert_eq!(n.cmd(&["GET", &format!("{{{tag}}}:hooked")]).text(), "1");
     }
 }
+
+/// repartition() sends each record to the shard owning its extracted key:
+/// the steps after it run there (their writes land on that shard).
+#[test]
+fn repartition_moves_records_to_the_owning_shard() {
+    let cluster = Cluster::start(3, &[]);
+    spread_keys(&cluster);
+    let mut c = cluster.nodes[0].client();
+    let r = c.py("GB().repartition(lambda x: 'dest:' + x['value'])\
+         .foreach(lambda x: execute('SET', 'dest:' + x['value'], 'here'))\
+         .count().run('k:*')");
+    assert_eq!(r.errors(), Vec::<String>::new());
+    assert_eq!(r.results(), ["300"]);
+    // Every shard holds exactly the dest: keys it owns.
+    let mut total = 0;
+    for node in &cluster.nodes {
+        let keys = node.client().cmd(&["KEYS", "dest:*"]).texts();
+        for key in &keys {
+            assert_eq!(
+                cluster.node_of(key).port,
+                node.port,
+                "{key} is on another shard"
+            );
+        }
+        total += keys.len();
+    }
+    assert_eq!(total, 300);
+}
