@@ -105,7 +105,9 @@ pub fn refresh(g: &Gears) -> Result<(), String> {
                 &format!("cluster topology: {} shards", topology.shards.len()),
             );
         }
-        *current = topology;
+        let old = std::mem::replace(&mut *current, topology.clone());
+        drop(current);
+        crate::distributed::welcome(g, &old, &topology);
     }
     Ok(())
 }

@@ -22,6 +22,11 @@ pub const COLLECTED: &str = "ExecutionPlan_CollectOnRecordReceived";
 pub const REPARTITIONED: &str = "ExecutionPlan_OnRepartitionRecordReceived";
 /// A shard could not run its part (1.2 terminated the execution).
 pub const FAILED: &str = "ExecutionPlan_TeminateExecution";
+/// RG.ABORTEXECUTION and RG.DROPEXECUTION on every shard.
+pub const ABORT: &str = "ExecutionPlan_AbortExecution";
+pub const DROP: &str = "RG_OnDropExecutionMsgReceived";
+/// A session's requirement (with its wheels), ahead of its registrations.
+pub const REQUIREMENT: &str = "Requirement_Received";
 /// Registrations and unregistrations made on one shard, for all of them.
 pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
 pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
@@ -307,13 +312,133 @@ pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     }
 }
 
-/// Sends registrations applied here (their saved form) to every other
-/// shard, after the session they replace (`replaced`) is gone there too.
-pub fn share_registrations(g: &Gears, replaced: Option<&str>, saved: Vec<Vec<u8>>) {
+/// Sends `payload` to `receiver` on every other shard (in a cluster).
+fn to_others(g: &Gears, receiver: &str, payload: &[u8]) {
     let Some(net) = g.net() else { return };
     if !g.topology().is_cluster() {
         return;
     }
+    for shard in others(g) {
+        net.send(&shard, receiver, payload.to_vec());
+    }
+}
+
+/// RG.ABORTEXECUTION / RG.DROPEXECUTION of `id` for every other shard.
+pub fn share_abort(g: &Gears, id: &str) {
+    to_others(g, ABORT, id.as_bytes());
+}
+
+pub fn share_drop(g: &Gears, id: &str) {
+    to_others(g, DROP, id.as_bytes());
+}
+
+/// Another shard aborted a run that spans this one too.
+pub fn received_abort(g: &'static Gears, _: &str, id: &[u8]) {
+    if let Some(e) = g.engine.executions.get(&String::from_utf8_lossy(id)) {
+        e.abort();
+    }
+}
+
+/// Another shard dropped a run that spans this one too.
+pub fn received_drop(g: &'static Gears, _: &str, id: &[u8]) {
+    let _ = g
+        .engine
+        .executions
+        .drop_execution(&String::from_utf8_lossy(id));
+}
+
+/// Sends `session`'s requirements (with their wheels) to every other
+/// shard, so that registrations importing them can be restored there.
+fn share_requirements(g: &Gears, session: Option<&str>) {
+    let Some(session) = session.and_then(|s| g.engine.registrations.session(s)) else {
+        return;
+    };
+    let Some(reqs) = g.requirements_if_any() else {
+        return;
+    };
+    for name in &session.requirements {
+        if let Some(Ok(blob)) = reqs.export(name) {
+            to_others(g, REQUIREMENT, &blob);
+        }
+    }
+}
+
+/// A requirement another shard installed: installed here from its wheels,
+/// offline, before the registrations that follow it.
+pub fn received_requirement(g: &'static Gears, sender: &str, payload: &[u8]) {
+    let outcome = g.requirements().and_then(|reqs| {
+        let names = reqs.import(payload, true)?;
+        crate::requirements::changed(reqs, &names);
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        redis::log(
+            "warning",
+            &format!("a requirement from shard {sender} could not be installed: {e}"),
+        );
+    }
+}
+
+/// Sends every registration of this shard to a shard that joined the
+/// cluster (the shard with the lowest id among the old ones does it).
+pub fn welcome(g: &Gears, old: &gears_cluster::Topology, new: &gears_cluster::Topology) {
+    let Some(me) = new.my_id.as_deref() else {
+        return;
+    };
+    if !old.is_cluster() {
+        // The first read: every shard starts from what it has.
+        return;
+    }
+    let lowest = old.shards.iter().map(|s| s.id.as_str()).min();
+    if lowest != Some(me) {
+        return;
+    }
+    let Some(net) = g.net() else { return };
+    let joined: Vec<&str> = new
+        .shards
+        .iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| !old.shards.iter().any(|s| s.id == *id))
+        .collect();
+    if joined.is_empty() {
+        return;
+    }
+    let sessions = g.engine.registrations.sessions();
+    let all = g.engine.registrations.snapshot();
+    for shard in joined {
+        redis::log(
+            "notice",
+            &format!(
+                "shard {shard} joined: sending it {} registrations",
+                all.len()
+            ),
+        );
+        for s in &sessions {
+            if let Some(reqs) = g.requirements_if_any() {
+                for name in &s.requirements {
+                    if let Some(Ok(blob)) = reqs.export(name) {
+                        net.send(shard, REQUIREMENT, blob);
+                    }
+                }
+            }
+        }
+        for reg in all.iter() {
+            let session = sessions.iter().find(|s| s.id == reg.session);
+            let blob = gears_core::persist::encode_registration(reg, session);
+            net.send(shard, REGISTER, blob);
+        }
+    }
+}
+
+/// Sends registrations applied here (their saved form) to every other
+/// shard, after the session they replace (`replaced`) is gone there too
+/// and the requirements of their session are installed there.
+pub fn share_registrations(g: &Gears, session: &str, replaced: Option<&str>, saved: Vec<Vec<u8>>) {
+    let Some(net) = g.net() else { return };
+    if !g.topology().is_cluster() {
+        return;
+    }
+    share_requirements(g, Some(session));
     for shard in others(g) {
         if let Some(old) = replaced {
             let mut m = Vec::new();

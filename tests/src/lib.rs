@@ -494,6 +494,43 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more master with the same module arguments and makes it
+    /// meet the cluster (it serves no slot yet).
+    pub fn add_node(&mut self, module_args: &[&str]) -> &Server {
+        let bus = free_port();
+        let bus_arg = bus.to_string();
+        let node = Server::start_with(
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "3000",
+                "--cluster-port",
+                &bus_arg,
+            ],
+            module_args,
+        );
+        self.nodes[0].client().cmd(&[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &node.port.to_string(),
+            &bus_arg,
+        ]);
+        let n = self.nodes.len() + 1;
+        let known = node.wait_for(30, || {
+            node.client()
+                .cmd(&["CLUSTER", "INFO"])
+                .text()
+                .contains(&format!("cluster_known_nodes:{n}\r\n"))
+        });
+        assert!(known, "the new node did not join");
+        self.nodes.push(node);
+        self.nodes.last().unwrap()
+    }
+
     /// The node id (`CLUSTER MYID`) of every node, in order.
     pub fn ids(&self) -> Vec<String> {
         self.nodes

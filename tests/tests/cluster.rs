@@ -384,3 +384,91 @@ fn repartition_moves_records_to_the_owning_shard() {
     }
     assert_eq!(total, 300);
 }
+
+/// A session's requirements reach the other shards before its
+/// registrations (which import them there).
+#[test]
+fn requirements_travel_with_registrations() {
+    let cluster = Cluster::start(2, &["PythonInstallationDir", "./pyenv"]);
+    let mut c = cluster.nodes[0].client();
+    c.py_with(
+        &["REQUIREMENTS", "humanize==4.9.0"],
+        "import humanize\nGB('CommandReader').map(lambda x: humanize.intcomma(int(x[1]))).register(trigger='hum', mode='sync')",
+    );
+    let mut other = cluster.nodes[1].client();
+    assert!(
+        cluster.nodes[1].wait_for(30, || other.registrations().len() == 1),
+        "{}",
+        cluster.nodes[1].log()
+    );
+    assert_eq!(other.cmd(&["RG.PYDUMPREQS"]).array().len(), 1);
+    assert_eq!(
+        other.cmd(&["RG.TRIGGER", "hum", "1234"]),
+        Value::Array(vec![gears_tests::bulk("1,234")])
+    );
+}
+
+/// RG.ABORTEXECUTION on the shard that started a run aborts it on every
+/// shard.
+#[test]
+fn aborting_a_run_aborts_it_everywhere() {
+    let cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    let id = c
+        .cmd(&[
+            "RG.PYEXECUTE",
+            "def spin(x):\n    while True:\n        pass\nGB('ShardsIDReader').map(spin).run()",
+            "UNBLOCKING",
+        ])
+        .text();
+    let mut other = cluster.nodes[1].client();
+    let status = |c: &mut gears_tests::Client| -> Option<String> {
+        let dump = c.cmd(&["RG.DUMPEXECUTIONS"]);
+        dump.array()
+            .iter()
+            .find(|e| e.array()[1].text() == id)
+            .map(|e| e.array()[3].text())
+    };
+    assert!(cluster.nodes[1].wait_for(10, || status(&mut other).as_deref() == Some("running")));
+    assert_eq!(
+        c.cmd(&["RG.ABORTEXECUTION", &id]),
+        Value::Status("OK".into())
+    );
+    // The spinning step on the other shard stops too (it would spin
+    // forever otherwise), with the abort as its error.
+    assert!(
+        cluster.nodes[1].wait_for(10, || status(&mut other).as_deref() == Some("done")),
+        "{:?}",
+        status(&mut other)
+    );
+    let errors = other.cmd(&["RG.GETRESULTS", &id]).errors();
+    assert!(errors.iter().any(|e| e.contains("aborted")), "{errors:?}");
+}
+
+/// A shard that joins the cluster (and gets slots) receives the
+/// registrations the others have.
+#[test]
+fn a_joining_shard_gets_the_registrations() {
+    let mut cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    c.py("GB('CommandReader').map(lambda x: 'hello').register(trigger='greet', mode='sync')");
+    let new_id = {
+        let node = cluster.add_node(&[]);
+        node.client().cmd(&["CLUSTER", "MYID"]).text()
+    };
+    for node in &cluster.nodes {
+        node.client()
+            .cmd(&["CLUSTER", "SETSLOT", "0", "NODE", &new_id]);
+    }
+    let new = cluster.nodes.last().unwrap();
+    let mut n = new.client();
+    assert!(
+        new.wait_for(20, || n.registrations().len() == 1),
+        "{}",
+        new.log()
+    );
+    assert_eq!(
+        n.cmd(&["RG.TRIGGER", "greet"]),
+        Value::Array(vec![gears_tests::bulk("hello")])
+    );
+}

@@ -2,6 +2,7 @@
 //! RG.GETRESULTS, RG.GETRESULTSBLOCKING, RG.DROPEXECUTION,
 //! RG.ABORTEXECUTION.
 
+use crate::distributed;
 use crate::errors;
 use crate::redis;
 use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
@@ -121,8 +122,12 @@ pub fn get_results_blocking(ctx: &Context, args: Vec<RedisString>) -> RedisResul
 pub fn drop_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 2)?;
-        match g.engine.executions.drop_execution(&text(&args[1])) {
-            Ok(()) => Ok(ok().into()),
+        let id = text(&args[1]);
+        match g.engine.executions.drop_execution(&id) {
+            Ok(()) => {
+                distributed::share_drop(g, &id);
+                Ok(ok().into())
+            }
             Err(DropError::NotFound) => Err(err(errors::NO_SUCH_PLAN)),
             Err(DropError::Running) => Err(err(errors::DROP_RUNNING)),
         }
@@ -148,6 +153,7 @@ pub fn abort_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 2)?;
         let e = find(g, &text(&args[1]), errors::NO_SUCH_EXECUTION)?;
+        distributed::share_abort(g, &e.id);
         match e.abort() {
             AbortOutcome::AlreadyFinished | AbortOutcome::AbortedBeforeStart => Ok(ok().into()),
             AbortOutcome::Stopping if !redis::can_block(ctx) => Ok(ok().into()),

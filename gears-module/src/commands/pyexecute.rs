@@ -132,7 +132,7 @@ fn run_script(
         );
         // In a cluster every shard holds the registrations (and the ones
         // they replace go everywhere too).
-        distributed::share_registrations(g, replaced.as_deref(), saved);
+        distributed::share_registrations(g, &session, replaced.as_deref(), saved);
     }
     let Some(run) = outcome.run else {
         return Ok(Done::Reply(ok()));
