@@ -166,23 +166,7 @@ fn segments(plan: &Plan) -> (Plan, Vec<(usize, StepKind, Plan)>) {
 /// Starts a run that spans the shards on the worker pool: each segment of
 /// its plan runs here, and `crossing` moves the records at each boundary.
 pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Result<(), String> {
-    let engine = &crate::runtime::runtime().engine;
-    let slot = match engine.reserve_queue_slot() {
-        Ok(slot) => slot,
-        Err(full) => {
-            Python::with_gil(|_py| drop(pending));
-            return Err(full.to_string());
-        }
-    };
-    engine.executions.add(pending.execution.clone());
-    engine.pool.submit(move || {
-        drop(slot);
-        let PendingRun {
-            execution,
-            plan,
-            reader,
-            ..
-        } = pending;
+    enqueue(pending, move |execution, plan, reader| {
         let (first, segments) = segments(&plan);
         run_with(
             &execution,
@@ -196,8 +180,7 @@ pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Resu
             drop(first);
             drop(plan)
         });
-    });
-    Ok(())
+    })
 }
 
 /// Gives this thread a Python thread state for good. Without one, every
@@ -550,6 +533,18 @@ fn drive(
 /// Registers a prepared execution and starts it on the worker pool; an
 /// error when `MaxQueuedExecutions` executions already wait.
 pub fn submit(pending: PendingRun) -> Result<(), String> {
+    enqueue(pending, |execution, plan, reader| {
+        run(&execution, &plan, reader, None, true);
+        Python::with_gil(|_py| drop(plan));
+    })
+}
+
+/// Registers a prepared execution and hands it to `job` on the worker
+/// pool; an error when `MaxQueuedExecutions` executions already wait.
+fn enqueue(
+    pending: PendingRun,
+    job: impl FnOnce(Arc<Execution>, Plan, Box<dyn Reader>) + Send + 'static,
+) -> Result<(), String> {
     let engine = &crate::runtime::runtime().engine;
     let slot = match engine.reserve_queue_slot() {
         Ok(slot) => slot,
@@ -567,8 +562,7 @@ pub fn submit(pending: PendingRun) -> Result<(), String> {
             reader,
             ..
         } = pending;
-        run(&execution, &plan, reader, None, true);
-        Python::with_gil(|_py| drop(plan));
+        job(execution, plan, reader);
     });
     Ok(())
 }

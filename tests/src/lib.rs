@@ -436,21 +436,8 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut bus_ports = Vec::new();
         for _ in 0..n {
-            let bus = free_port();
-            let bus_arg = bus.to_string();
-            nodes.push(Server::start_with(
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "3000",
-                    "--cluster-port",
-                    &bus_arg,
-                ],
-                module_args,
-            ));
+            let (node, bus) = Cluster::node(module_args);
+            nodes.push(node);
             bus_ports.push(bus);
         }
         for (i, s) in nodes.iter().enumerate() {
@@ -497,6 +484,28 @@ impl Cluster {
     /// Starts one more master with the same module arguments and makes it
     /// meet the cluster (it serves no slot yet).
     pub fn add_node(&mut self, module_args: &[&str]) -> &Server {
+        let (node, bus) = Cluster::node(module_args);
+        self.nodes[0].client().cmd(&[
+            "CLUSTER",
+            "MEET",
+            "127.0.0.1",
+            &node.port.to_string(),
+            &bus.to_string(),
+        ]);
+        let n = self.nodes.len() + 1;
+        let known = node.wait_for(30, || {
+            node.client()
+                .cmd(&["CLUSTER", "INFO"])
+                .text()
+                .contains(&format!("cluster_known_nodes:{n}\r\n"))
+        });
+        assert!(known, "the new node did not join");
+        self.nodes.push(node);
+        self.nodes.last().unwrap()
+    }
+
+    /// A cluster-enabled server on its own ports (client and bus).
+    fn node(module_args: &[&str]) -> (Server, u16) {
         let bus = free_port();
         let bus_arg = bus.to_string();
         let node = Server::start_with(
@@ -512,23 +521,7 @@ impl Cluster {
             ],
             module_args,
         );
-        self.nodes[0].client().cmd(&[
-            "CLUSTER",
-            "MEET",
-            "127.0.0.1",
-            &node.port.to_string(),
-            &bus_arg,
-        ]);
-        let n = self.nodes.len() + 1;
-        let known = node.wait_for(30, || {
-            node.client()
-                .cmd(&["CLUSTER", "INFO"])
-                .text()
-                .contains(&format!("cluster_known_nodes:{n}\r\n"))
-        });
-        assert!(known, "the new node did not join");
-        self.nodes.push(node);
-        self.nodes.last().unwrap()
+        (node, bus)
     }
 
     /// The node id (`CLUSTER MYID`) of every node, in order.
