@@ -9,7 +9,8 @@
 //! status reply and ignores ids it has already seen from this sender and
 //! run; a message not acknowledged stays pending and is sent again on the
 //! next connection, up to `SendMsgRetries` times (0: forever). A peer that
-//! restarted (a new run id) gets no message sent to its previous life.
+//! restarted (a new run id) gets none of the messages pending when that is
+//! noticed: they were meant for its previous life.
 
 use crate::redis as rd;
 use crossbeam_channel::{Receiver, Sender};
@@ -187,18 +188,19 @@ fn flush(g: &dyn Directory, me: &Me, id: &str, peer: &mut Peer, retries: u64) {
         match connect(g, id) {
             Ok((conn, run_id)) => {
                 if peer.run_id.as_ref().is_some_and(|old| *old != run_id) {
-                    // A new life: what was sent to the old one is stale.
-                    let before = peer.pending.len();
-                    peer.pending.retain(|m| m.tries == 0);
-                    if before != peer.pending.len() {
+                    // A new life: what was meant for the old one (the runs it
+                    // took part in, long given up by now) is stale, as in
+                    // 1.2.
+                    if !peer.pending.is_empty() {
                         rd::log(
                             "notice",
                             &format!(
                                 "shard {id} restarted: {} messages to it dropped",
-                                before - peer.pending.len()
+                                peer.pending.len()
                             ),
                         );
                     }
+                    peer.pending.clear();
                 }
                 peer.run_id = Some(run_id);
                 peer.conn = Some(conn);

@@ -332,6 +332,12 @@ impl Server {
     /// `kill -9` when `how` is `["KILL"]`) and starts it again on the same
     /// port, in the same directory, with the same arguments.
     pub fn restart(&mut self, how: &[&str]) {
+        self.stop(how);
+        self.start_again();
+    }
+
+    /// The first half of [`Server::restart`]: the server is down after it.
+    pub fn stop(&mut self, how: &[&str]) {
         if how != ["KILL"] {
             // A refused SHUTDOWN (a rewrite in progress...) is tried again
             // for a while, then the server is killed: never wait forever.
@@ -347,6 +353,10 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The second half of [`Server::restart`]: started again as it was.
+    pub fn start_again(&mut self) {
         let child = Server::run(self.port, &self.dir, &self.server_args, &self.module_args)
             .unwrap_or_else(|e| panic!("{e}"));
         let old = std::mem::replace(&mut self.child, child);

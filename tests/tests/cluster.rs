@@ -472,3 +472,47 @@ fn a_joining_shard_gets_the_registrations() {
         Value::Array(vec![gears_tests::bulk("hello")])
     );
 }
+
+/// A shard that restarted (same node id, new run id) is talked to again;
+/// the messages pending while it was away were meant for its previous
+/// life and are dropped.
+#[test]
+fn a_restarted_shard_gets_new_messages_only() {
+    let mut cluster = Cluster::start(2, &[]);
+    let ids = cluster.ids();
+    let mut c = cluster.nodes[0].client();
+    c.cmd(&["RG.NETWORKTEST"]);
+    assert!(cluster.nodes[1].wait_for(10, || network_tests_from(&cluster.nodes[1], &ids[0]) == 1));
+    let old_run = cluster.nodes[1].client().cmd(&["RG.HELLO"]).text();
+    // Away: the message can not be delivered.
+    let mut away = cluster.nodes.pop().unwrap();
+    away.stop(&["KILL"]);
+    c.cmd(&["RG.NETWORKTEST"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    away.start_again();
+    cluster.nodes.push(away);
+    let back = cluster.nodes.last().unwrap();
+    assert_ne!(back.client().cmd(&["RG.HELLO"]).text(), old_run);
+    assert!(back.wait_for(30, || {
+        back.client()
+            .cmd(&["CLUSTER", "INFO"])
+            .text()
+            .contains("cluster_state:ok")
+    }));
+    // The sender notices the new life and drops what was pending for the
+    // old one...
+    let first = &cluster.nodes[0];
+    assert!(first.wait_for(20, || first
+        .log()
+        .contains("restarted: 1 messages to it dropped")));
+    // ...and talks to the new one (its log goes on from before: one
+    // message came before the restart).
+    c.cmd(&["RG.NETWORKTEST"]);
+    assert!(
+        back.wait_for(15, || network_tests_from(back, &ids[0]) == 2),
+        "{}",
+        back.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(network_tests_from(back, &ids[0]), 2);
+}
