@@ -76,3 +76,114 @@ mod tests {
         assert_eq!(Reply::from_float(-0.25), Reply::bulk("-0.250000"));
     }
 }
+
+impl Reply {
+    /// Appends the binary form of the reply (for another shard): a tag
+    /// byte, then little-endian lengths and values.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        match self {
+            Reply::Null => out.push(0),
+            Reply::Int(i) => {
+                out.push(1);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Reply::Bulk(b) => {
+                out.push(2);
+                bytes(out, b);
+            }
+            Reply::Status(s) => {
+                out.push(3);
+                bytes(out, s.as_bytes());
+            }
+            Reply::Error(e) => {
+                out.push(4);
+                bytes(out, e.as_bytes());
+            }
+            Reply::Array(items) => {
+                out.push(5);
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for i in items {
+                    i.encode(out);
+                }
+            }
+        }
+    }
+
+    /// Reads what [`Reply::encode`] wrote; nesting deeper than
+    /// [`crate::record::MAX_REPLY_DEPTH`] is refused.
+    pub fn decode(input: &mut &[u8]) -> Result<Reply, String> {
+        Reply::decode_at(input, 0)
+    }
+
+    fn decode_at(input: &mut &[u8], depth: usize) -> Result<Reply, String> {
+        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+            if input.len() < n {
+                return Err("truncated reply".into());
+            }
+            let (head, tail) = input.split_at(n);
+            *input = tail;
+            Ok(head)
+        }
+        fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
+            Ok(u64::from_le_bytes(
+                take(input, 8)?.try_into().expect("8 bytes"),
+            ))
+        }
+        fn bytes(input: &mut &[u8]) -> Result<Vec<u8>, String> {
+            let n = usize::try_from(u64_of(input)?).map_err(|_| "truncated reply")?;
+            Ok(take(input, n)?.to_vec())
+        }
+        fn text(input: &mut &[u8]) -> Result<String, String> {
+            String::from_utf8(bytes(input)?).map_err(|_| "bad utf-8 in reply".into())
+        }
+        if depth > crate::record::MAX_REPLY_DEPTH {
+            return Err(crate::record::too_deep());
+        }
+        Ok(match take(input, 1)?[0] {
+            0 => Reply::Null,
+            1 => Reply::Int(u64_of(input)? as i64),
+            2 => Reply::Bulk(bytes(input)?),
+            3 => Reply::Status(text(input)?),
+            4 => Reply::Error(text(input)?),
+            5 => {
+                let n = u64_of(input)?;
+                let mut items = Vec::new();
+                for _ in 0..n {
+                    items.push(Reply::decode_at(input, depth + 1)?);
+                }
+                Reply::Array(items)
+            }
+            t => return Err(format!("unknown reply tag {t}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    #[test]
+    fn replies_round_trip_and_garbage_is_refused() {
+        let r = Reply::Array(vec![
+            Reply::Null,
+            Reply::Int(-3),
+            Reply::bulk("a\0b"),
+            Reply::Status("OK".into()),
+            Reply::Error("ERR x".into()),
+            Reply::Array(vec![]),
+        ]);
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert_eq!(Reply::decode(&mut out.as_slice()).unwrap(), r);
+        assert!(
+            Reply::decode(&mut [5u8, 255, 255, 255, 255, 255, 255, 255, 255].as_slice()).is_err()
+        );
+        assert!(Reply::decode(&mut [9u8].as_slice()).is_err());
+        let deep = vec![5u8, 1, 0, 0, 0, 0, 0, 0, 0].repeat(2000);
+        assert!(Reply::decode(&mut deep.as_slice()).is_err());
+    }
+}

@@ -27,6 +27,12 @@ pub const ABORT: &str = "ExecutionPlan_AbortExecution";
 pub const DROP: &str = "RG_OnDropExecutionMsgReceived";
 /// A session's requirement (with its wheels), ahead of its registrations.
 pub const REQUIREMENT: &str = "Requirement_Received";
+/// RG.GETEXECUTION ... CLUSTER: the question, and each shard's answer.
+pub const GET_EXECUTION: &str = "ExecutionPlan_GetExecution";
+pub const EXECUTION_ENTRY: &str = "ExecutionPlan_ExecutionEntry";
+
+/// How long RG.GETEXECUTION ... CLUSTER waits for the other shards.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Registrations and unregistrations made on one shard, for all of them.
 pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
 pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
@@ -520,5 +526,74 @@ pub fn received_unregister(g: &'static Gears, sender: &str, mut payload: &[u8]) 
     };
     for id in ids {
         crate::registry::unregister(g, &id, abort, true);
+    }
+}
+
+/// Asks every other shard for its part of execution `id`; `None` off
+/// cluster. The answer (call it off the main thread: it waits) is the
+/// entries of the shards that have it, and an error entry for those that
+/// did not answer.
+pub fn ask_execution(
+    g: &'static Gears,
+    id: &str,
+) -> Option<impl FnOnce() -> Vec<gears_core::Reply>> {
+    let net = g.net()?;
+    if !g.topology().is_cluster() {
+        return None;
+    }
+    static ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = format!(
+        "getexecution-{}",
+        ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let shards = others(g);
+    let mut m = Vec::new();
+    put(&mut m, token.as_bytes());
+    put(&mut m, id.as_bytes());
+    for s in &shards {
+        net.send(s, GET_EXECUTION, m.clone());
+    }
+    Some(move || {
+        let answers = match g.mailbox().wait(&token, 0, &shards, ASK_TIMEOUT) {
+            Ok(a) => a,
+            Err(e) => return vec![gears_core::Reply::Error(e)],
+        };
+        g.mailbox().forget(&token);
+        answers
+            .into_iter()
+            .filter_map(|(_, a)| match a {
+                Ok(bytes) if bytes.is_empty() => None,
+                Ok(bytes) => Some(
+                    gears_core::Reply::decode(&mut bytes.as_slice())
+                        .unwrap_or_else(gears_core::Reply::Error),
+                ),
+                Err(e) => Some(gears_core::Reply::Error(e)),
+            })
+            .collect()
+    })
+}
+
+/// Another shard asks for this shard's part of an execution.
+pub fn received_get_execution(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    let Ok((token, id)) = text(&mut payload).and_then(|t| Ok((t, text(&mut payload)?))) else {
+        return;
+    };
+    let mut answer = Vec::new();
+    if let Some(e) = g.engine.executions.get(&id) {
+        crate::plans::execution_entry(g, &e).encode(&mut answer);
+    }
+    let Some(net) = g.net() else { return };
+    let mut m = Vec::new();
+    put(&mut m, token.as_bytes());
+    put(&mut m, &answer);
+    net.send(sender, EXECUTION_ENTRY, m);
+}
+
+/// A shard's part of an execution this one asked for.
+pub fn received_execution_entry(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    if let Ok((token, entry)) =
+        text(&mut payload).and_then(|t| Ok((t, take(&mut payload)?.to_vec())))
+    {
+        g.mailbox().deliver(&token, 0, sender, Ok(entry));
     }
 }

@@ -36,6 +36,7 @@ mod linked;
 mod mailbox;
 mod net;
 mod peers;
+mod plans;
 mod redis;
 mod registry;
 mod requirements;

@@ -22,6 +22,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         distributed::ABORT => Some(distributed::received_abort),
         distributed::DROP => Some(distributed::received_drop),
         distributed::REQUIREMENT => Some(distributed::received_requirement),
+        distributed::GET_EXECUTION => Some(distributed::received_get_execution),
+        distributed::EXECUTION_ENTRY => Some(distributed::received_execution_entry),
         distributed::REGISTER => Some(distributed::received_registration),
         distributed::UNREGISTER => Some(distributed::received_unregister),
         _ => None,

@@ -516,3 +516,32 @@ fn a_restarted_shard_gets_new_messages_only() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(network_tests_from(back, &ids[0]), 2);
 }
+
+/// RG.GETEXECUTION id CLUSTER shows every shard's part of a run that spans
+/// them; SHARD shows this shard's.
+#[test]
+fn get_execution_shows_every_shard() {
+    let cluster = Cluster::start(3, &[]);
+    let mut ids = cluster.ids();
+    ids.sort();
+    let mut c = cluster.nodes[0].client();
+    let id = c
+        .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+        .text();
+    assert!(cluster.nodes[0].wait_for(10, || {
+        c.cmd(&["RG.GETRESULTS", &id]) != Value::Error("execution is still running".into())
+    }));
+    let shards_of = |r: &Value| -> Vec<String> {
+        let mut s: Vec<String> = r.array().iter().map(|e| e.array()[1].text()).collect();
+        s.sort();
+        s
+    };
+    let all = c.cmd(&["RG.GETEXECUTION", &id, "CLUSTER"]);
+    assert_eq!(shards_of(&all), ids, "{all:?}");
+    for entry in all.array() {
+        let plan = entry.array()[3].array();
+        assert_eq!(plan[1].text(), "done");
+    }
+    let mine = c.cmd(&["RG.GETEXECUTION", &id, "SHARD"]);
+    assert_eq!(shards_of(&mine), [cluster.ids()[0].clone()]);
+}

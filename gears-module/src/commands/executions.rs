@@ -4,7 +4,9 @@
 
 use crate::distributed;
 use crate::errors;
+use crate::plans;
 use crate::redis;
+use crate::redis::Blocked;
 use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
 use crate::state::Gears;
 use gears_core::execution::{AbortOutcome, DropError, Execution};
@@ -38,7 +40,7 @@ pub fn dump_executions(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 fn get_execution_impl(
     g: &'static Gears,
-    _: &Context,
+    ctx: &Context,
     args: &[RedisString],
 ) -> Result<Response, Failure> {
     arity(args, |n| n == 2 || n == 3)?;
@@ -50,44 +52,36 @@ fn get_execution_impl(
             _ => return Err(err(errors::UNKNOWN_SUBCOMMAND)),
         }
     }
-    let e = find(g, &text(&args[1]), errors::NO_SUCH_PLAN)?;
-    let snap = e.snapshot();
-    let step_ms = e.step_ms();
-    let steps = e
-        .steps
-        .iter()
-        .zip(step_ms)
-        .rev()
-        .map(|(s, ms)| {
-            Reply::map([
-                ("type", Reply::bulk(s.kind)),
-                ("duration", Reply::Int(ms as i64)),
-                ("name", Reply::bulk(s.name.as_bytes())),
-                ("arg", Reply::bulk(s.arg.as_bytes())),
-            ])
-        })
-        .collect();
-    let results = if snap.status.finished() {
-        snap.results as i64
-    } else {
-        -1
+    let id = text(&args[1]);
+    let cluster = args
+        .get(2)
+        .is_some_and(|m| text(m).eq_ignore_ascii_case("CLUSTER"));
+    if !cluster {
+        let e = find(g, &id, errors::NO_SUCH_PLAN)?;
+        return Ok(Reply::Array(vec![plans::execution_entry(g, &e)]).into());
+    }
+    // Every shard's part: this one's now, the others' through messages.
+    let local = g
+        .engine
+        .executions
+        .get(&id)
+        .map(|e| plans::execution_entry(g, &e));
+    let Some(asked) = distributed::ask_execution(g, &id) else {
+        let e = local.ok_or_else(|| err(errors::NO_SUCH_PLAN))?;
+        return Ok(Reply::Array(vec![e]).into());
     };
-    let errors = snap.errors.iter().map(|x| Reply::bulk(x.as_bytes()));
-    let plan = Reply::map([
-        ("status", Reply::bulk(snap.status.name())),
-        ("shards_received", Reply::Int(0)),
-        ("shards_completed", Reply::Int(0)),
-        ("results", Reply::Int(results)),
-        ("errors", Reply::Array(errors.collect())),
-        ("total_duration", Reply::Int(snap.total_ms as i64)),
-        ("read_duration", Reply::Int(snap.read_ms as i64)),
-        ("steps", Reply::Array(steps)),
-    ]);
-    Ok(Reply::Array(vec![Reply::map([
-        ("shard_id", Reply::bulk(g.engine.node_id.as_bytes())),
-        ("execution_plan", plan),
-    ])])
-    .into())
+    let blocked = Blocked::new(ctx);
+    std::thread::spawn(move || {
+        let mut entries: Vec<Reply> = local.into_iter().collect();
+        entries.extend(asked());
+        let reply = if entries.is_empty() {
+            err(errors::NO_SUCH_PLAN)
+        } else {
+            Reply::Array(entries)
+        };
+        blocked.reply(&reply);
+    });
+    Ok(Response::Later)
 }
 
 pub fn get_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
