@@ -183,7 +183,7 @@ mod codec_tests {
             Reply::decode(&mut [5u8, 255, 255, 255, 255, 255, 255, 255, 255].as_slice()).is_err()
         );
         assert!(Reply::decode(&mut [9u8].as_slice()).is_err());
-        let deep = vec![5u8, 1, 0, 0, 0, 0, 0, 0, 0].repeat(2000);
+        let deep = [5u8, 1, 0, 0, 0, 0, 0, 0, 0].repeat(2000);
         assert!(Reply::decode(&mut deep.as_slice()).is_err());
     }
 }
