@@ -27,6 +27,9 @@ pub const ABORT: &str = "ExecutionPlan_AbortExecution";
 pub const DROP: &str = "RG_OnDropExecutionMsgReceived";
 /// A session's requirement (with its wheels), ahead of its registrations.
 pub const REQUIREMENT: &str = "Requirement_Received";
+/// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS on every shard.
+pub const PAUSE: &str = "RG_PauseRegistration";
+
 /// RG.GETEXECUTION ... CLUSTER: the question, and each shard's answer.
 pub const GET_EXECUTION: &str = "ExecutionPlan_GetExecution";
 pub const EXECUTION_ENTRY: &str = "ExecutionPlan_ExecutionEntry";
@@ -595,5 +598,40 @@ pub fn received_execution_entry(g: &'static Gears, sender: &str, mut payload: &[
         text(&mut payload).and_then(|t| Ok((t, take(&mut payload)?.to_vec())))
     {
         g.mailbox().deliver(&token, 0, sender, Ok(entry));
+    }
+}
+
+/// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS applied here, for every
+/// other shard.
+pub fn share_pause(g: &Gears, id: &str, pause: bool, db: i64) {
+    let mut m = Vec::new();
+    put(&mut m, id.as_bytes());
+    put(
+        &mut m,
+        if pause {
+            b"pause".as_slice()
+        } else {
+            b"unpause".as_slice()
+        },
+    );
+    put(&mut m, db.to_string().as_bytes());
+    to_others(g, PAUSE, &m);
+}
+
+/// Another shard paused or unpaused a stream registration.
+pub fn received_pause(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    let parsed = (|| -> Result<(String, bool, i64), String> {
+        let id = text(&mut payload)?;
+        let pause = text(&mut payload)? == "pause";
+        let db = text(&mut payload)?.parse().map_err(|_| "bad message")?;
+        Ok((id, pause, db))
+    })();
+    match parsed {
+        Ok((id, pause, db)) => {
+            if let Some(reg) = g.engine.registrations.get(&id) {
+                crate::streams::set_paused(g, &reg, pause, db);
+            }
+        }
+        Err(e) => redis::log("warning", &format!("a pause from shard {sender}: {e}")),
     }
 }

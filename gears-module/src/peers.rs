@@ -23,6 +23,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         distributed::DROP => Some(distributed::received_drop),
         distributed::REQUIREMENT => Some(distributed::received_requirement),
         distributed::GET_EXECUTION => Some(distributed::received_get_execution),
+        distributed::PAUSE => Some(distributed::received_pause),
         distributed::EXECUTION_ENTRY => Some(distributed::received_execution_entry),
         distributed::REGISTER => Some(distributed::received_registration),
         distributed::UNREGISTER => Some(distributed::received_unregister),

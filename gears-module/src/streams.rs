@@ -638,3 +638,15 @@ mod tests {
         assert!(next_id(b"nonsense").is_none());
     }
 }
+
+/// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of a stream
+/// registration: a paused one reads nothing; unpaused, it reads what came
+/// meanwhile (in database `db`).
+pub fn set_paused(g: &'static Gears, reg: &Arc<Registration>, pause: bool, db: i64) {
+    if pause {
+        reg.set_stream_status(StreamStatus::Paused);
+    } else if reg.stream_status() != StreamStatus::Ok {
+        reg.set_stream_status(StreamStatus::Ok);
+        scan_existing(g, reg, db);
+    }
+}

@@ -545,3 +545,42 @@ fn get_execution_shows_every_shard() {
     let mine = c.cmd(&["RG.GETEXECUTION", &id, "SHARD"]);
     assert_eq!(shards_of(&mine), [cluster.ids()[0].clone()]);
 }
+
+/// RG.PAUSEREGISTRATIONS on one shard pauses a stream registration on
+/// every shard; unpausing reads what came meanwhile.
+#[test]
+fn pausing_a_stream_registration_pauses_it_everywhere() {
+    let cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    c.py("GB('StreamReader').foreach(lambda x: execute('INCR', '{%s}:read' % hashtag())).register(prefix='st*')");
+    let id = c.registrations()[0].id.clone();
+    let other = &cluster.nodes[1];
+    let mut o = other.client();
+    assert!(other.wait_for(10, || o.registrations().len() == 1));
+    assert_eq!(
+        c.cmd(&["RG.PAUSEREGISTRATIONS", &id]),
+        Value::Status("OK".into())
+    );
+    // A stream the other shard owns.
+    let stream = (0..1000)
+        .map(|i| format!("st{i}"))
+        .find(|k| cluster.node_of(k).port == other.port)
+        .unwrap();
+    let tag = o
+        .py("GB('ShardsIDReader').map(lambda x: hashtag()).run(mode='async_local')")
+        .results()[0]
+        .clone();
+    let read = format!("{{{tag}}}:read");
+    assert!(
+        other.wait_for(10, || o.registrations()[0].field("status").text()
+            == "PAUSED")
+    );
+    o.cmd(&["XADD", &stream, "*", "f", "v"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(o.cmd(&["GET", &read]), Value::Nil);
+    assert_eq!(
+        c.cmd(&["RG.UNPAUSEREGISTRATIONS", &id]),
+        Value::Status("OK".into())
+    );
+    assert!(other.wait_for(10, || o.cmd(&["GET", &read]) == gears_tests::bulk("1")));
+}

@@ -16,7 +16,7 @@ use crate::streams;
 use crate::timeevents;
 use gears_core::execution::Execution;
 use gears_core::persist::decode_registration;
-use gears_core::registration::{ReaderArgs, Registration, StreamStatus};
+use gears_core::registration::{ReaderArgs, Registration};
 use gears_core::{Caller, Identity, Reply};
 use redis_module::{Context, RedisResult, RedisString};
 
@@ -290,12 +290,9 @@ fn pause_or_unpause(
     if !matches!(reg.args, ReaderArgs::Stream { .. }) {
         return Err(err(errors::reader_cannot(reg.reader_name(), verb)));
     }
-    if pause {
-        reg.set_stream_status(StreamStatus::Paused);
-    } else if reg.stream_status() != StreamStatus::Ok {
-        reg.set_stream_status(StreamStatus::Ok);
-        streams::scan_existing(g, &reg, redis::identity_of(ctx).db);
-    }
+    let db = redis::identity_of(ctx).db;
+    streams::set_paused(g, &reg, pause, db);
+    distributed::share_pause(g, &id, pause, db);
     Ok(ok().into())
 }
 
