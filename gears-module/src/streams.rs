@@ -627,18 +627,6 @@ pub fn forget(g: &Gears, reg: &Registration) {
     g.consumers().retain(|(id, _, _), _| id != &reg.id);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_advance_by_one_sequence_number() {
-        assert_eq!(next_id(b"1-0").unwrap(), b"1-1");
-        assert_eq!(next_id(b"1700000000000-41").unwrap(), b"1700000000000-42");
-        assert!(next_id(b"nonsense").is_none());
-    }
-}
-
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of a stream
 /// registration: a paused one reads nothing; unpaused, it reads what came
 /// meanwhile (in database `db`).
@@ -648,5 +636,17 @@ pub fn set_paused(g: &'static Gears, reg: &Arc<Registration>, pause: bool, db: i
     } else if reg.stream_status() != StreamStatus::Ok {
         reg.set_stream_status(StreamStatus::Ok);
         scan_existing(g, reg, db);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_advance_by_one_sequence_number() {
+        assert_eq!(next_id(b"1-0").unwrap(), b"1-1");
+        assert_eq!(next_id(b"1700000000000-41").unwrap(), b"1700000000000-42");
+        assert!(next_id(b"nonsense").is_none());
     }
 }
