@@ -39,6 +39,9 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Registrations and unregistrations made on one shard, for all of them.
 pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
 pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
+/// A script's registrations for every shard, and each shard's answer.
+pub const REGISTER_BATCH: &str = "RG_RegistrationCtxUpgrade";
+pub const REGISTERED: &str = "RG_RegistrationCtxUpgradeDone";
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -442,24 +445,46 @@ pub fn welcome(g: &Gears, old: &gears_cluster::Topology, new: &gears_cluster::To
 /// Sends registrations applied here (their saved form) to every other
 /// shard, after the session they replace (`replaced`) is gone there too
 /// and the requirements of their session are installed there.
-pub fn share_registrations(g: &Gears, session: &str, replaced: Option<&str>, saved: Vec<Vec<u8>>) {
-    let Some(net) = g.net() else { return };
+pub fn share_registrations(
+    g: &'static Gears,
+    session: &str,
+    replaced: Option<&str>,
+    saved: Vec<Vec<u8>>,
+) -> Option<impl FnOnce() -> Vec<String>> {
+    let net = g.net()?;
     if !g.topology().is_cluster() {
-        return;
+        return None;
     }
     share_requirements(g, Some(session));
-    for shard in others(g) {
-        if let Some(old) = replaced {
-            let mut m = Vec::new();
-            put(&mut m, b"session");
-            put(&mut m, old.as_bytes());
-            put(&mut m, b"abort");
-            net.send(&shard, UNREGISTER, m);
-        }
-        for blob in &saved {
-            net.send(&shard, REGISTER, blob.clone());
-        }
+    static SHARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = format!(
+        "register-{}",
+        SHARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut m = Vec::new();
+    put(&mut m, token.as_bytes());
+    put(&mut m, replaced.unwrap_or("").as_bytes());
+    put(&mut m, &[replaced.is_some() as u8]);
+    for blob in &saved {
+        put(&mut m, blob);
     }
+    let shards = others(g);
+    for shard in &shards {
+        net.send(shard, REGISTER_BATCH, m.clone());
+    }
+    let idle =
+        Duration::from_millis(g.config().settings().pythoninstallreqmaxidletime.max(1) as u64);
+    Some(move || {
+        let answers = match g.mailbox().wait(&token, 0, &shards, idle) {
+            Ok(a) => a,
+            Err(e) => return vec![e],
+        };
+        g.mailbox().forget(&token);
+        answers
+            .into_iter()
+            .filter_map(|(shard, a)| a.err().map(|e| format!("ERR shard-{shard}: {e}")))
+            .collect()
+    })
 }
 
 /// Sends an RG.UNREGISTER applied here to every other shard.
@@ -495,6 +520,94 @@ pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
             "warning",
             &format!("a registration from shard {sender} could not be applied: {e}"),
         ),
+    }
+}
+
+/// The registrations of a script run on another shard: this shard applies
+/// them (after removing the session they replace), saves and replicates
+/// them, and answers whether it could.
+pub fn received_registration_batch(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    /// (answer token, the session replaced, the saved registrations).
+    type Batch = (String, Option<String>, Vec<Vec<u8>>);
+    let parsed = (|| -> Result<Batch, String> {
+        let token = text(&mut payload)?;
+        let replaced = text(&mut payload)?;
+        let has_replaced = take(&mut payload)? == [1];
+        let mut blobs = Vec::new();
+        while !payload.is_empty() {
+            blobs.push(take(&mut payload)?.to_vec());
+        }
+        Ok((token, has_replaced.then_some(replaced), blobs))
+    })();
+    let (token, replaced, blobs) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            redis::log(
+                "warning",
+                &format!("registrations from shard {sender}: {e}"),
+            );
+            return;
+        }
+    };
+    let outcome = (|| -> Result<(), String> {
+        let saved = blobs
+            .iter()
+            .map(|b| gears_core::persist::decode_registration(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(old) = replaced {
+            let ids = g
+                .engine
+                .registrations
+                .session(&old)
+                .map(|s| s.registrations)
+                .unwrap_or_default();
+            for id in ids {
+                crate::registry::unregister(g, &id, true, true);
+            }
+        }
+        let mut first_error = None;
+        for ((_, outcome), blob) in crate::registry::restore_all(g, saved, true)
+            .into_iter()
+            .zip(&blobs)
+        {
+            match outcome {
+                Ok(()) => redis::replicate(c"RG.INNERREGISTER", &[blob]),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })();
+    if let Err(e) = &outcome {
+        redis::log(
+            "warning",
+            &format!("registrations from shard {sender} could not be applied: {e}"),
+        );
+    }
+    let Some(net) = g.net() else { return };
+    let mut m = Vec::new();
+    put(&mut m, token.as_bytes());
+    match &outcome {
+        Ok(()) => put(&mut m, b""),
+        Err(e) => put(&mut m, e.as_bytes()),
+    }
+    put(&mut m, &[outcome.is_ok() as u8]);
+    net.send(sender, REGISTERED, m);
+}
+
+/// A shard's answer to registrations sent from here.
+pub fn received_registered(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+    let parsed = (|| -> Result<(String, String, bool), String> {
+        Ok((
+            text(&mut payload)?,
+            text(&mut payload)?,
+            take(&mut payload)? == [1],
+        ))
+    })();
+    if let Ok((token, error, ok)) = parsed {
+        let outcome = if ok { Ok(Vec::new()) } else { Err(error) };
+        g.mailbox().deliver(&token, 0, sender, outcome);
     }
 }
 

@@ -26,6 +26,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         distributed::PAUSE => Some(distributed::received_pause),
         distributed::EXECUTION_ENTRY => Some(distributed::received_execution_entry),
         distributed::REGISTER => Some(distributed::received_registration),
+        distributed::REGISTER_BATCH => Some(distributed::received_registration_batch),
+        distributed::REGISTERED => Some(distributed::received_registered),
         distributed::UNREGISTER => Some(distributed::received_unregister),
         _ => None,
     }

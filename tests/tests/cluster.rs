@@ -584,3 +584,34 @@ fn pausing_a_stream_registration_pauses_it_everywhere() {
     );
     assert!(other.wait_for(10, || o.cmd(&["GET", &read]) == gears_tests::bulk("1")));
 }
+
+/// The client's answer waits for every shard: OK when all applied the
+/// registrations, else 1.2's per-shard errors (here a shard lacks the
+/// package the registration's callback comes from).
+#[test]
+fn registration_errors_come_back_per_shard() {
+    let cluster = Cluster::start(2, &["PythonInstallationDir", "./pyenv"]);
+    let ids = cluster.ids();
+    let mut c = cluster.nodes[0].client();
+    // Installed on the first shard only (the script registers nothing).
+    c.py_with(&["REQUIREMENTS", "humanize==4.9.0"], "import humanize");
+    let r = c.py("import humanize\nGB('CommandReader').map(lambda x: x[1]).map(humanize.intcomma).register(trigger='fmt', mode='sync')");
+    let errors = r.array();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    let e = errors[0].error();
+    assert!(e.starts_with(&format!("ERR shard-{}:", ids[1])), "{e}");
+    assert!(e.contains("humanize"), "{e}");
+    // The shards that could keep it (consistency is per shard, as in 1.2).
+    assert_eq!(
+        c.cmd(&["RG.TRIGGER", "fmt", "1000"]),
+        Value::Array(vec![gears_tests::bulk("1,000")])
+    );
+    let mut other = cluster.nodes[1].client();
+    assert!(other.registrations().is_empty());
+    // Everything fine: OK, once every shard has it.
+    assert_eq!(
+        c.py("GB('CommandReader').map(lambda x: 'ok').register(trigger='fine', mode='sync')"),
+        Value::Status("OK".into())
+    );
+    assert_eq!(other.registrations().len(), 1);
+}

@@ -79,6 +79,18 @@ enum Done {
     Reply(Reply),
     /// A blocking `run()`: its results once it ends.
     Wait(Arc<Execution>),
+    /// Registrations the other shards apply too: `OK` once they all did,
+    /// or the errors of those that could not (1.2's per-shard shape).
+    Shards(Box<dyn FnOnce() -> Vec<String> + Send>),
+}
+
+/// The reply once every shard answered for the registrations.
+fn shards_reply(errors: Vec<String>) -> Reply {
+    if errors.is_empty() {
+        ok()
+    } else {
+        Reply::Array(errors.into_iter().map(Reply::Error).collect())
+    }
 }
 
 /// The session the script registers in, and the one it replaces; fails as
@@ -132,7 +144,14 @@ fn run_script(
         );
         // In a cluster every shard holds the registrations (and the ones
         // they replace go everywhere too).
-        distributed::share_registrations(g, &session, replaced.as_deref(), saved);
+        if let Some(answers) =
+            distributed::share_registrations(g, &session, replaced.as_deref(), saved)
+        {
+            if let Some(run) = outcome.run {
+                gears_python::submit(run).map_err(err)?;
+            }
+            return Ok(Done::Shards(Box::new(answers)));
+        }
     }
     let Some(run) = outcome.run else {
         return Ok(Done::Reply(ok()));
@@ -193,6 +212,13 @@ fn pyexecute_impl(
         return Ok(match run_script(g, &opts, &script, identity)? {
             Done::Reply(r) => r.into(),
             Done::Wait(exec) => reply_when_done(ctx, &exec, move |e| blocking_reply(g, e)),
+            Done::Shards(answers) => {
+                // The other shards answer through messages: wait off the
+                // main thread.
+                let blocked = Blocked::new(ctx);
+                std::thread::spawn(move || blocked.reply(&shards_reply(answers())));
+                Response::Later
+            }
         });
     }
     // pip runs on a thread of its own; the client waits, the server does
@@ -207,6 +233,7 @@ fn pyexecute_impl(
             Ok(Done::Wait(exec)) => {
                 exec.on_finish(Box::new(move |e| blocked.reply(&blocking_reply(g, e))))
             }
+            Ok(Done::Shards(answers)) => blocked.reply(&shards_reply(answers())),
         }
     });
     Ok(Response::Later)
