@@ -173,7 +173,9 @@ pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Resu
             &first,
             reader,
             None,
-            false,
+            // Coroutine steps before the first boundary may wait; the
+            // later segments run over records at hand.
+            true,
             Some(Span { segments, crossing }),
         );
         Python::with_gil(|_py| {

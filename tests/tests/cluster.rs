@@ -615,3 +615,25 @@ fn registration_errors_come_back_per_shard() {
     );
     assert_eq!(other.registrations().len(), 1);
 }
+
+/// Coroutine steps before the first boundary of a run that spans the
+/// shards wait like anywhere else.
+#[test]
+fn coroutines_wait_in_a_run_over_every_shard() {
+    let cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    let r = c.py(
+        "import asyncio\nasync def later(x):\n    await asyncio.sleep(0.05)\n    return 'waited ' + x\n\
+         GB('ShardsIDReader').map(later).run()",
+    );
+    assert_eq!(r.errors(), Vec::<String>::new(), "{r:?}");
+    let mut got = r.results();
+    got.sort();
+    let mut want: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|i| format!("waited {i}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
