@@ -637,3 +637,89 @@ fn coroutines_wait_in_a_run_over_every_shard() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Every operation gives over 3 shards what it gives on one server holding
+/// all the keys.
+#[test]
+fn every_operation_matches_a_single_server() {
+    let single = gears_tests::Server::start(&[]);
+    let mut one = single.client();
+    for i in 1..=300 {
+        one.cmd(&["SET", &format!("k:{i}"), &i.to_string()]);
+    }
+    let cluster = Cluster::start(3, &[]);
+    spread_keys(&cluster);
+    let mut c = cluster.nodes[2].client();
+    let v = "int(x['value'])";
+    let scripts = [
+        format!("GB().map(lambda x: {v}).filter(lambda x: x % 3 == 0).count().run('k:*')"),
+        format!("GB().flatmap(lambda x: [{v}, -{v}]).map(lambda x: x * 2).aggregate(0, lambda a, x: a + abs(x), lambda a, x: a + x).run('k:*')"),
+        format!("GB().groupby(lambda x: str({v} % 4), lambda k, a, r: (a or 0) + 1).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
+        format!("GB().batchgroupby(lambda x: str({v} % 5), lambda k, records: len(records)).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
+        format!("GB().aggregateby(lambda x: str({v} % 6), 0, lambda k, a, x: a + {v}, lambda k, a, x: a + x).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
+        format!("GB().localgroupby(lambda x: 'all', lambda k, a, r: (a or 0) + 1).map(lambda r: r['value']).aggregate(0, lambda a, x: a + x, lambda a, x: a + x).run('k:*')"),
+        format!("GB().map(lambda x: {v}).sort(False).limit(5).run('k:*')"),
+        format!("GB().map(lambda x: {v} % 10).distinct().sort().run('k:*')"),
+        format!("GB().map(lambda x: {v}).avg().run('k:*')"),
+        "GB().countby(lambda x: x['key'][-1]).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')".to_string(),
+        format!("GB().accumulate(lambda a, x: (a or 0) + {v}).collect().accumulate(lambda a, x: (a or 0) + x).run('k:*')"),
+    ];
+    for script in &scripts {
+        let sorted = |r: gears_tests::Value| -> (Vec<String>, Vec<String>) {
+            let mut results = r.results();
+            results.sort();
+            (results, r.errors())
+        };
+        let want = sorted(one.py(script));
+        let got = sorted(c.py(script));
+        assert!(want.1.is_empty(), "{script}: {:?}", want.1);
+        assert_eq!(got, want, "{script}");
+    }
+}
+
+/// A shard that dies while a run is going on ends the run with an error
+/// within ExecutionMaxIdleTime; the others are not left waiting.
+#[test]
+fn a_shard_dying_mid_run_ends_it_with_an_error() {
+    let mut cluster = Cluster::start(3, &["ExecutionMaxIdleTime", "2000"]);
+    spread_keys(&cluster);
+    let mut c = cluster.nodes[0].client();
+    // Slow enough on every shard for one to die meanwhile.
+    let id = c
+        .cmd(&[
+            "RG.PYEXECUTE",
+            "import time\nGB().map(lambda x: time.sleep(0.01) or 1).repartition(lambda x: str(x)).count().run('k:*')",
+            "UNBLOCKING",
+        ])
+        .text();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let gone = cluster.nodes.pop().unwrap();
+    drop(gone);
+    let t = std::time::Instant::now();
+    let done = cluster.nodes[0].wait_for(15, || {
+        c.cmd(&["RG.GETRESULTS", &id]) != Value::Error("execution is still running".into())
+    });
+    assert!(done, "the run never ended");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    let r = c.cmd(&["RG.GETRESULTS", &id]);
+    assert!(
+        r.errors()
+            .iter()
+            .any(|e| e.contains("did not answer within ExecutionMaxIdleTime")),
+        "{r:?}"
+    );
+    // The surviving shard is not left waiting either.
+    let mut other = cluster.nodes[1].client();
+    assert!(cluster.nodes[1].wait_for(10, || {
+        other
+            .cmd(&["RG.DUMPEXECUTIONS"])
+            .array()
+            .iter()
+            .filter(|e| e.array()[1].text() == id)
+            .all(|e| e.array()[3].text() == "done")
+    }));
+}
