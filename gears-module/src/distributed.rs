@@ -39,9 +39,12 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Registrations and unregistrations made on one shard, for all of them.
 pub const REGISTER: &str = "FlatExecutionPlan_RegisterKeySpaceEvent";
 pub const UNREGISTER: &str = "ExecutionPlan_UnregisterExecutionReceived";
-/// A script's registrations for every shard, and each shard's answer.
-pub const REGISTER_BATCH: &str = "RG_RegistrationCtxUpgrade";
+/// A script's registrations for every shard: prepare, each shard's answer,
+/// then apply or cancel.
+pub const PREPARE: &str = "RG_RegistrationCtxUpgrade";
 pub const REGISTERED: &str = "RG_RegistrationCtxUpgradeDone";
+pub const COMMIT: &str = "RG_RegistrationCtxCommit";
+pub const CANCEL: &str = "RG_RegistrationCtxCancel";
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -361,14 +364,11 @@ pub fn received_drop(g: &'static Gears, _: &str, id: &[u8]) {
 
 /// Sends `session`'s requirements (with their wheels) to every other
 /// shard, so that registrations importing them can be restored there.
-fn share_requirements(g: &Gears, session: Option<&str>) {
-    let Some(session) = session.and_then(|s| g.engine.registrations.session(s)) else {
-        return;
-    };
+fn share_requirements(g: &Gears, names: &[String]) {
     let Some(reqs) = g.requirements_if_any() else {
         return;
     };
-    for name in &session.requirements {
+    for name in names {
         if let Some(Ok(blob)) = reqs.export(name) {
             to_others(g, REQUIREMENT, &blob);
         }
@@ -442,20 +442,29 @@ pub fn welcome(g: &Gears, old: &gears_cluster::Topology, new: &gears_cluster::To
     }
 }
 
-/// Sends registrations applied here (their saved form) to every other
-/// shard, after the session they replace (`replaced`) is gone there too
-/// and the requirements of their session are installed there.
-pub fn share_registrations(
+/// Work to do later, once.
+pub type Work = Box<dyn FnOnce() + Send>;
+/// A reply that waits for other shards (call it off the main thread).
+pub type Answer = Box<dyn FnOnce() -> gears_core::Reply + Send>;
+
+/// A script's registrations in a cluster: every shard prepares them (their
+/// callbacks must restore there), and only when all could does any shard
+/// apply them; else none does and the client gets each failing shard's
+/// error (`ERR shard-<id>: ...`). `apply_here` applies them on this shard
+/// (it takes the Redis lock). Returns `None` off-cluster; the function
+/// returned waits for the other shards (call it off the main thread) and
+/// gives the client's reply.
+pub fn register_everywhere(
     g: &'static Gears,
-    session: &str,
-    replaced: Option<&str>,
+    requirements: Vec<String>,
+    replaced: Option<String>,
     saved: Vec<Vec<u8>>,
-) -> Option<impl FnOnce() -> Vec<String>> {
-    let net = g.net()?;
-    if !g.topology().is_cluster() {
-        return None;
-    }
-    share_requirements(g, Some(session));
+    apply_here: Work,
+) -> Result<Answer, Work> {
+    let Some(net) = g.net().filter(|_| g.topology().is_cluster()) else {
+        return Err(apply_here);
+    };
+    share_requirements(g, &requirements);
     static SHARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let token = format!(
         "register-{}",
@@ -463,28 +472,46 @@ pub fn share_registrations(
     );
     let mut m = Vec::new();
     put(&mut m, token.as_bytes());
-    put(&mut m, replaced.unwrap_or("").as_bytes());
+    put(&mut m, replaced.as_deref().unwrap_or("").as_bytes());
     put(&mut m, &[replaced.is_some() as u8]);
     for blob in &saved {
         put(&mut m, blob);
     }
     let shards = others(g);
     for shard in &shards {
-        net.send(shard, REGISTER_BATCH, m.clone());
+        net.send(shard, PREPARE, m.clone());
     }
     let idle =
         Duration::from_millis(g.config().settings().pythoninstallreqmaxidletime.max(1) as u64);
-    Some(move || {
-        let answers = match g.mailbox().wait(&token, 0, &shards, idle) {
-            Ok(a) => a,
-            Err(e) => return vec![e],
+    Ok(Box::new(move || {
+        let errors = match g.mailbox().wait(&token, 0, &shards, idle) {
+            Ok(answers) => answers
+                .into_iter()
+                .filter_map(|(shard, a)| a.err().map(|e| format!("ERR shard-{shard}: {e}")))
+                .collect(),
+            Err(e) => vec![e],
         };
         g.mailbox().forget(&token);
-        answers
-            .into_iter()
-            .filter_map(|(shard, a)| a.err().map(|e| format!("ERR shard-{shard}: {e}")))
-            .collect()
-    })
+        let decision = if errors.is_empty() { COMMIT } else { CANCEL };
+        if let Some(net) = g.net() {
+            for shard in &shards {
+                net.send(shard, decision, token.as_bytes().to_vec());
+            }
+        }
+        if errors.is_empty() {
+            apply_here();
+            gears_core::Reply::Status("OK".into())
+        } else {
+            gears_core::Reply::Array(errors.into_iter().map(gears_core::Reply::Error).collect())
+        }
+    }))
+}
+
+/// Registrations another shard prepared here, waiting for its decision.
+struct Parked {
+    replaced: Option<String>,
+    ready: Vec<crate::registry::Prepared>,
+    blobs: Vec<Vec<u8>>,
 }
 
 /// Sends an RG.UNREGISTER applied here to every other shard.
@@ -523,10 +550,10 @@ pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
     }
 }
 
-/// The registrations of a script run on another shard: this shard applies
-/// them (after removing the session they replace), saves and replicates
-/// them, and answers whether it could.
-pub fn received_registration_batch(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+/// The registrations of a script run on another shard: this shard checks
+/// that their callbacks restore here, keeps them, and answers; it applies
+/// them when told every shard could.
+pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     /// (answer token, the session replaced, the saved registrations).
     type Batch = (String, Option<String>, Vec<Vec<u8>>);
     let parsed = (|| -> Result<Batch, String> {
@@ -549,51 +576,76 @@ pub fn received_registration_batch(g: &'static Gears, sender: &str, mut payload:
             return;
         }
     };
-    let outcome = (|| -> Result<(), String> {
-        let saved = blobs
-            .iter()
-            .map(|b| gears_core::persist::decode_registration(b))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(old) = replaced {
-            let ids = g
-                .engine
-                .registrations
-                .session(&old)
-                .map(|s| s.registrations)
-                .unwrap_or_default();
-            for id in ids {
-                crate::registry::unregister(g, &id, true, true);
-            }
+    let outcome = blobs
+        .iter()
+        .map(|b| gears_core::persist::decode_registration(b).and_then(crate::registry::prepare))
+        .collect::<Result<Vec<_>, _>>();
+    let answer = match outcome {
+        Ok(ready) => {
+            let parked = Parked {
+                replaced,
+                ready,
+                blobs,
+            };
+            g.parked()
+                .insert(format!("{sender}/{token}"), Box::new(parked));
+            Ok(())
         }
-        let mut first_error = None;
-        for ((_, outcome), blob) in crate::registry::restore_all(g, saved, true)
-            .into_iter()
-            .zip(&blobs)
-        {
-            match outcome {
-                Ok(()) => redis::replicate(c"RG.INNERREGISTER", &[blob]),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        Err(e) => {
+            redis::log(
+                "warning",
+                &format!("registrations from shard {sender} can not be applied here: {e}"),
+            );
+            Err(e)
         }
-        first_error.map_or(Ok(()), Err)
-    })();
-    if let Err(e) = &outcome {
-        redis::log(
-            "warning",
-            &format!("registrations from shard {sender} could not be applied: {e}"),
-        );
-    }
+    };
     let Some(net) = g.net() else { return };
     let mut m = Vec::new();
     put(&mut m, token.as_bytes());
-    match &outcome {
+    match &answer {
         Ok(()) => put(&mut m, b""),
         Err(e) => put(&mut m, e.as_bytes()),
     }
-    put(&mut m, &[outcome.is_ok() as u8]);
+    put(&mut m, &[answer.is_ok() as u8]);
     net.send(sender, REGISTERED, m);
+}
+
+/// Every shard could: apply what was prepared here (after removing the
+/// session it replaces), save it and send it to this shard's replicas.
+pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
+    let key = format!("{sender}/{}", String::from_utf8_lossy(token));
+    let Some(parked) = g.parked().remove(&key) else {
+        return;
+    };
+    let Ok(parked) = parked.downcast::<Parked>() else {
+        return;
+    };
+    let Parked {
+        replaced,
+        ready,
+        blobs,
+    } = *parked;
+    if let Some(old) = replaced {
+        let ids = g
+            .engine
+            .registrations
+            .session(&old)
+            .map(|s| s.registrations)
+            .unwrap_or_default();
+        for id in ids {
+            crate::registry::unregister(g, &id, true, true);
+        }
+    }
+    crate::registry::install(g, ready, true);
+    for blob in &blobs {
+        redis::replicate(c"RG.INNERREGISTER", &[blob]);
+    }
+}
+
+/// Some shard could not: what was prepared here goes.
+pub fn received_cancel(g: &'static Gears, sender: &str, token: &[u8]) {
+    let key = format!("{sender}/{}", String::from_utf8_lossy(token));
+    g.parked().remove(&key);
 }
 
 /// A shard's answer to registrations sent from here.

@@ -168,16 +168,54 @@ pub fn restore_all(
     on_registered: bool,
 ) -> Vec<(String, Result<(), String>)> {
     let mut outcomes = Vec::with_capacity(saved.len());
-    let mut restored = Vec::with_capacity(saved.len());
+    let mut ready = Vec::with_capacity(saved.len());
     for one in saved {
         let id = one.id.clone();
-        match restore_one(g, one) {
-            Ok(pending) => {
-                restored.push(pending);
+        match prepare(one) {
+            Ok(p) => {
+                ready.push(p);
                 outcomes.push((id, Ok(())));
             }
             Err(e) => outcomes.push((id, Err(e))),
         }
+    }
+    install(g, ready, on_registered);
+    outcomes
+}
+
+/// A saved registration with its callbacks restored, not applied yet.
+pub struct Prepared {
+    pending: PendingRegistration,
+    session_desc: Option<String>,
+    session_requirements: Vec<String>,
+}
+
+/// Restores the callbacks of a saved registration (what can fail: they may
+/// not unpickle here), without applying it.
+pub fn prepare(saved: Saved) -> Result<Prepared, String> {
+    let session_desc = saved.session_desc.clone();
+    let session_requirements = saved.session_requirements.clone();
+    let pending = gears_python::restore(saved)?;
+    Ok(Prepared {
+        pending,
+        session_desc,
+        session_requirements,
+    })
+}
+
+/// Applies prepared registrations under their own ids (replacing ones with
+/// the same id); the tables are rebuilt once. A master starts consuming
+/// their streams.
+pub fn install(g: &'static Gears, ready: Vec<Prepared>, on_registered: bool) {
+    let mut restored = Vec::with_capacity(ready.len());
+    for p in ready {
+        let reg = p.pending.reg.clone();
+        remove(g, &reg.id, true, false);
+        let regs = &g.engine.registrations;
+        regs.open_session(&reg.session, p.session_desc, p.session_requirements);
+        regs.add(reg.clone());
+        g.engine.registration_ids.observe(&reg.id);
+        restored.push(p.pending);
     }
     refresh(g);
     for pending in &restored {
@@ -193,18 +231,4 @@ pub fn restore_all(
             pending.on_registered();
         }
     }
-    outcomes
-}
-
-fn restore_one(g: &'static Gears, saved: Saved) -> Result<PendingRegistration, String> {
-    let session_desc = saved.session_desc.clone();
-    let session_requirements = saved.session_requirements.clone();
-    let pending = gears_python::restore(saved)?;
-    let reg = pending.reg.clone();
-    remove(g, &reg.id, true, false);
-    let regs = &g.engine.registrations;
-    regs.open_session(&reg.session, session_desc, session_requirements);
-    regs.add(reg.clone());
-    g.engine.registration_ids.observe(&reg.id);
-    Ok(pending)
 }

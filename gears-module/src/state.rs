@@ -62,6 +62,8 @@ pub struct Gears {
     received: Mutex<HashMap<(String, String), u64>>,
     /// Records other shards sent for runs of this one.
     mailbox: Mailbox,
+    /// Work other shards prepared here, waiting for their word, by token.
+    parked: Mutex<HashMap<String, Box<dyn std::any::Any + Send>>>,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -114,6 +116,7 @@ impl Gears {
             net: OnceCell::new(),
             received: Mutex::default(),
             mailbox: Mailbox::default(),
+            parked: Mutex::default(),
         };
         g.apply_limits();
         Gears {
@@ -149,6 +152,11 @@ impl Gears {
 
     pub fn set_net(&self, net: Net) {
         let _ = self.net.set(net);
+    }
+
+    /// Work other shards prepared here, waiting for their word.
+    pub fn parked(&self) -> MutexGuard<'_, HashMap<String, Box<dyn std::any::Any + Send>>> {
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records other shards sent for runs of this one.

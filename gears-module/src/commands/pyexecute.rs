@@ -10,6 +10,8 @@ use crate::requirements;
 use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
 use crate::state::Gears;
 use gears_core::execution::Execution;
+use gears_core::persist::encode_registration;
+use gears_core::registration::Session;
 use gears_core::{Identity, Reply};
 use gears_python::ScriptScope;
 use redis_module::{Context, RedisResult, RedisString};
@@ -79,18 +81,10 @@ enum Done {
     Reply(Reply),
     /// A blocking `run()`: its results once it ends.
     Wait(Arc<Execution>),
-    /// Registrations the other shards apply too: `OK` once they all did,
-    /// or the errors of those that could not (1.2's per-shard shape).
-    Shards(Box<dyn FnOnce() -> Vec<String> + Send>),
-}
-
-/// The reply once every shard answered for the registrations.
-fn shards_reply(errors: Vec<String>) -> Reply {
-    if errors.is_empty() {
-        ok()
-    } else {
-        Reply::Array(errors.into_iter().map(Reply::Error).collect())
-    }
+    /// Registrations for every shard: the reply once they all answered
+    /// (`OK`, or the errors of those that could not, in 1.2's per-shard
+    /// shape). Waits: call it off the main thread.
+    Shards(distributed::Answer),
 }
 
 /// The session the script registers in, and the one it replaces; fails as
@@ -133,24 +127,53 @@ fn run_script(
     let outcome = gears_python::exec_script(script, scope).map_err(err)?;
     let registered = !outcome.registrations.is_empty();
     if registered {
-        let saved = registry::apply(
+        // Their saved form, for the other shards of a cluster.
+        let session_now = Session {
+            id: session.clone(),
+            desc: opts.desc.clone(),
+            registrations: outcome
+                .registrations
+                .iter()
+                .map(|p| p.reg.id.clone())
+                .collect(),
+            requirements: opts.requirements.clone(),
+        };
+        let saved = outcome
+            .registrations
+            .iter()
+            .map(|p| encode_registration(&p.reg, Some(&session_now)))
+            .collect();
+        let (desc, requirements) = (opts.desc.clone(), opts.requirements.clone());
+        let (this_session, this_replaced) = (session.clone(), replaced.clone());
+        let pending = outcome.registrations;
+        let apply_here: distributed::Work = Box::new(move || {
+            redis::with_lock(|_| {
+                registry::apply(
+                    g,
+                    db,
+                    &this_session,
+                    desc,
+                    requirements,
+                    this_replaced.as_deref(),
+                    pending,
+                );
+            })
+        });
+        // In a cluster every shard applies them, or none does.
+        match distributed::register_everywhere(
             g,
-            db,
-            &session,
-            opts.desc.clone(),
             opts.requirements.clone(),
-            replaced.as_deref(),
-            outcome.registrations,
-        );
-        // In a cluster every shard holds the registrations (and the ones
-        // they replace go everywhere too).
-        if let Some(answers) =
-            distributed::share_registrations(g, &session, replaced.as_deref(), saved)
-        {
-            if let Some(run) = outcome.run {
-                gears_python::submit(run).map_err(err)?;
+            replaced.clone(),
+            saved,
+            apply_here,
+        ) {
+            Ok(answers) => {
+                if let Some(run) = outcome.run {
+                    gears_python::submit(run).map_err(err)?;
+                }
+                return Ok(Done::Shards(answers));
             }
-            return Ok(Done::Shards(Box::new(answers)));
+            Err(apply_here) => apply_here(),
         }
     }
     let Some(run) = outcome.run else {
@@ -216,7 +239,7 @@ fn pyexecute_impl(
                 // The other shards answer through messages: wait off the
                 // main thread.
                 let blocked = Blocked::new(ctx);
-                std::thread::spawn(move || blocked.reply(&shards_reply(answers())));
+                std::thread::spawn(move || blocked.reply(&answers()));
                 Response::Later
             }
         });
@@ -233,7 +256,7 @@ fn pyexecute_impl(
             Ok(Done::Wait(exec)) => {
                 exec.on_finish(Box::new(move |e| blocked.reply(&blocking_reply(g, e))))
             }
-            Ok(Done::Shards(answers)) => blocked.reply(&shards_reply(answers())),
+            Ok(Done::Shards(answers)) => blocked.reply(&answers()),
         }
     });
     Ok(Response::Later)
