@@ -659,7 +659,7 @@ fn every_operation_matches_a_single_server() {
         format!("GB().groupby(lambda x: str({v} % 4), lambda k, a, r: (a or 0) + 1).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
         format!("GB().batchgroupby(lambda x: str({v} % 5), lambda k, records: len(records)).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
         format!("GB().aggregateby(lambda x: str({v} % 6), 0, lambda k, a, x: a + {v}, lambda k, a, x: a + x).map(lambda r: '%s=%s' % (r['key'], r['value'])).run('k:*')"),
-        format!("GB().localgroupby(lambda x: 'all', lambda k, a, r: (a or 0) + 1).map(lambda r: r['value']).aggregate(0, lambda a, x: a + x, lambda a, x: a + x).run('k:*')"),
+        "GB().localgroupby(lambda x: 'all', lambda k, a, r: (a or 0) + 1).map(lambda r: r['value']).aggregate(0, lambda a, x: a + x, lambda a, x: a + x).run('k:*')".to_string(),
         format!("GB().map(lambda x: {v}).sort(False).limit(5).run('k:*')"),
         format!("GB().map(lambda x: {v} % 10).distinct().sort().run('k:*')"),
         format!("GB().map(lambda x: {v}).avg().run('k:*')"),
