@@ -725,3 +725,29 @@ fn a_shard_dying_mid_run_ends_it_with_an_error() {
             .all(|e| e.array()[3].text() == "done")
     }));
 }
+
+/// A session upgraded on one shard is upgraded on every shard.
+#[test]
+fn an_upgraded_session_is_upgraded_everywhere() {
+    let cluster = Cluster::start(2, &[]);
+    let mut c = cluster.nodes[0].client();
+    c.py_with(
+        &["ID", "s1"],
+        "GB('CommandReader').map(lambda x: 'v1').register(trigger='ver', mode='sync')",
+    );
+    let mut other = cluster.nodes[1].client();
+    assert_eq!(
+        other.cmd(&["RG.TRIGGER", "ver"]),
+        Value::Array(vec![gears_tests::bulk("v1")])
+    );
+    c.py_with(
+        &["ID", "s1", "UPGRADE"],
+        "GB('CommandReader').map(lambda x: 'v2').register(trigger='ver', mode='sync')",
+    );
+    assert_eq!(
+        other.cmd(&["RG.TRIGGER", "ver"]),
+        Value::Array(vec![gears_tests::bulk("v2")])
+    );
+    assert_eq!(other.registrations().len(), 1);
+    assert_eq!(c.registrations().len(), 1);
+}
