@@ -81,6 +81,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod command;
 pub mod dispatch;
 pub mod engine;

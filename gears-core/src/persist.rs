@@ -6,6 +6,7 @@
 //! Layout: a version byte, then length-prefixed fields (lengths and numbers
 //! as little-endian u64).
 
+use crate::codec::{self, Writer};
 use crate::registration::{Mode, OnFailed, ReaderArgs, Registration, Registrations, Session};
 
 /// The version this build writes. It reads this one and version 1 (which
@@ -38,20 +39,15 @@ pub struct Snapshot {
     pub registrations: Vec<Saved>,
 }
 
-#[derive(Default)]
-struct Writer(Vec<u8>);
+/// The optional fields of the saved form, over [`codec::Writer`].
+trait WriteOptions {
+    fn bool(&mut self, b: bool);
+    fn opt_str(&mut self, s: &Option<String>);
+    fn opt_bytes(&mut self, s: &Option<Vec<u8>>);
+    fn opt_list(&mut self, l: &Option<Vec<String>>);
+}
 
-impl Writer {
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u64(b.len() as u64);
-        self.0.extend_from_slice(b);
-    }
-    fn str(&mut self, s: &str) {
-        self.bytes(s.as_bytes());
-    }
+impl WriteOptions for Writer {
     fn bool(&mut self, b: bool) {
         self.u64(b as u64);
     }
@@ -78,27 +74,20 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// [`codec::Reader`] with this format's errors.
+struct Reader<'a>(codec::Reader<'a>);
 
 const TRUNCATED: &str = "truncated registration data";
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err(TRUNCATED.into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        self.0.take(n).ok_or_else(|| TRUNCATED.into())
     }
     fn u64(&mut self) -> Result<u64, String> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| TRUNCATED)?))
+        self.0.u64().ok_or_else(|| TRUNCATED.into())
     }
     fn bytes(&mut self) -> Result<Vec<u8>, String> {
-        let n = self.u64()?;
-        let n = usize::try_from(n).map_err(|_| TRUNCATED.to_string())?;
-        Ok(self.take(n)?.to_vec())
+        Ok(self.0.bytes().ok_or(TRUNCATED)?.to_vec())
     }
     fn str(&mut self) -> Result<String, String> {
         String::from_utf8(self.bytes()?).map_err(|_| "invalid text in registration data".into())
@@ -126,7 +115,7 @@ impl<'a> Reader<'a> {
         }
         let n = self.u64()?;
         // Each entry takes at least its length: a bound before allocating.
-        if n > self.0.len() as u64 / 8 {
+        if n > self.0.rest().len() as u64 / 8 {
             return Err(TRUNCATED.into());
         }
         (0..n)
@@ -269,10 +258,10 @@ pub fn encode_registration(r: &Registration, session: Option<&Session>) -> Vec<u
 }
 
 pub fn decode_registration(bytes: &[u8]) -> Result<Saved, String> {
-    let mut r = Reader(bytes);
+    let mut r = Reader(codec::Reader(bytes));
     let version = check_version(&mut r)?;
     let saved = read_saved(&mut r, version)?;
-    if !r.0.is_empty() {
+    if !r.0.rest().is_empty() {
         return Err("trailing bytes after registration data".into());
     }
     Ok(saved)
@@ -298,7 +287,7 @@ pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
-    let mut r = Reader(bytes);
+    let mut r = Reader(codec::Reader(bytes));
     let version = check_version(&mut r)?;
     let mut snap = Snapshot::default();
     for _ in 0..r.u64()? {
@@ -313,7 +302,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     for _ in 0..r.u64()? {
         snap.registrations.push(read_saved(&mut r, version)?);
     }
-    if !r.0.is_empty() {
+    if !r.0.rest().is_empty() {
         return Err("trailing bytes after registration data".into());
     }
     Ok(snap)

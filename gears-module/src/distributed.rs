@@ -10,6 +10,7 @@
 
 use crate::redis;
 use crate::state::Gears;
+use gears_core::codec::{Reader, Writer};
 use gears_core::plan::StepKind;
 use gears_core::Identity;
 use gears_python::{Crossing, PendingRun};
@@ -46,20 +47,12 @@ pub const REGISTERED: &str = "RG_RegistrationCtxUpgradeDone";
 pub const COMMIT: &str = "RG_RegistrationCtxCommit";
 pub const CANCEL: &str = "RG_RegistrationCtxCancel";
 
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
+/// The next field of a message ([`codec`] layout).
 fn take<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
-    let bad = || "bad message".to_string();
-    let n = input.get(..8).ok_or_else(bad)?;
-    let n =
-        usize::try_from(u64::from_le_bytes(n.try_into().map_err(|_| bad())?)).map_err(|_| bad())?;
-    let rest = &input[8..];
-    let (head, tail) = rest.split_at_checked(n).ok_or_else(bad)?;
-    *input = tail;
-    Ok(head)
+    let mut r = Reader(input);
+    let field = r.bytes().ok_or("bad message")?;
+    *input = r.rest();
+    Ok(field)
 }
 
 fn text(input: &mut &[u8]) -> Result<String, String> {
@@ -107,20 +100,20 @@ impl Spanning {
 
     fn send(&self, to: &str, index: usize, kind: &str, outcome: Result<Vec<u8>, String>) {
         let Some(net) = self.g.net() else { return };
-        let mut m = Vec::new();
-        put(&mut m, self.id.as_bytes());
-        put(&mut m, index.to_string().as_bytes());
+        let mut m = Writer::default();
+        m.bytes(self.id.as_bytes());
+        m.bytes(index.to_string().as_bytes());
         match outcome {
             Ok(bytes) => {
-                put(&mut m, b"ok");
-                put(&mut m, &bytes);
+                m.bytes(b"ok");
+                m.bytes(&bytes);
             }
             Err(e) => {
-                put(&mut m, b"error");
-                put(&mut m, e.as_bytes());
+                m.bytes(b"error");
+                m.bytes(e.as_bytes());
             }
         }
-        net.send(to, kind, m);
+        net.send(to, kind, m.0);
     }
 
     /// Waits until every shard of `from` sent its records for boundary
@@ -228,23 +221,20 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     let exec = run.execution.clone();
     let me = g.topology().my_id.clone().unwrap_or_default();
     let mut shards = others(g);
-    let mut message = Vec::new();
-    put(&mut message, exec.id.as_bytes());
-    put(
-        &mut message,
-        exec.identity.user.as_deref().unwrap_or("").as_bytes(),
-    );
-    put(&mut message, &[exec.identity.user.is_some() as u8]);
-    put(&mut message, exec.identity.db.to_string().as_bytes());
-    let mut list = Vec::new();
+    let mut message = Writer::default();
+    message.bytes(exec.id.as_bytes());
+    message.bytes(exec.identity.user.as_deref().unwrap_or("").as_bytes());
+    message.bytes(&[exec.identity.user.is_some() as u8]);
+    message.bytes(exec.identity.db.to_string().as_bytes());
+    let mut list = Writer::default();
     for s in &shards {
-        put(&mut list, s.as_bytes());
+        list.bytes(s.as_bytes());
     }
-    put(&mut list, me.as_bytes());
-    put(&mut message, &list);
-    put(&mut message, shipped);
+    list.bytes(me.as_bytes());
+    message.bytes(&list.0);
+    message.bytes(shipped);
     for s in &shards {
-        net.send(s, RUN, message.clone());
+        net.send(s, RUN, message.0.clone());
     }
     shards.push(me.clone());
     let spanning = Spanning::new(g, &exec.id, &me, shards);
@@ -289,14 +279,11 @@ pub fn received_run(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     };
     // The others must not wait for this shard: each is told why it has
     // nothing.
-    let Some(net) = g.net() else { return };
     let me = g.topology().my_id.clone().unwrap_or_default();
-    let mut m = Vec::new();
-    put(&mut m, id.as_bytes());
-    put(&mut m, format!("shard {me}: {failed}").as_bytes());
-    for shard in others(g) {
-        net.send(&shard, FAILED, m.clone());
-    }
+    let mut m = Writer::default();
+    m.bytes(id.as_bytes());
+    m.bytes(format!("shard {me}: {failed}").as_bytes());
+    to_others(g, FAILED, &m.0);
 }
 
 /// A shard can not take part in a run.
@@ -328,11 +315,8 @@ pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
 }
 
 /// Sends `payload` to `receiver` on every other shard (in a cluster).
-fn to_others(g: &Gears, receiver: &str, payload: &[u8]) {
-    let Some(net) = g.net() else { return };
-    if !g.topology().is_cluster() {
-        return;
-    }
+pub fn to_others(g: &Gears, receiver: &str, payload: &[u8]) {
+    let Some(net) = g.cluster_net() else { return };
     for shard in others(g) {
         net.send(&shard, receiver, payload.to_vec());
     }
@@ -461,7 +445,7 @@ pub fn register_everywhere(
     saved: Vec<Vec<u8>>,
     apply_here: Work,
 ) -> Result<Answer, Work> {
-    let Some(net) = g.net().filter(|_| g.topology().is_cluster()) else {
+    let Some(net) = g.cluster_net() else {
         return Err(apply_here);
     };
     share_requirements(g, &requirements);
@@ -470,16 +454,16 @@ pub fn register_everywhere(
         "register-{}",
         SHARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let mut m = Vec::new();
-    put(&mut m, token.as_bytes());
-    put(&mut m, replaced.as_deref().unwrap_or("").as_bytes());
-    put(&mut m, &[replaced.is_some() as u8]);
+    let mut m = Writer::default();
+    m.bytes(token.as_bytes());
+    m.bytes(replaced.as_deref().unwrap_or("").as_bytes());
+    m.bytes(&[replaced.is_some() as u8]);
     for blob in &saved {
-        put(&mut m, blob);
+        m.bytes(blob);
     }
     let shards = others(g);
     for shard in &shards {
-        net.send(shard, PREPARE, m.clone());
+        net.send(shard, PREPARE, m.0.clone());
     }
     let idle =
         Duration::from_millis(g.config().settings().pythoninstallreqmaxidletime.max(1) as u64);
@@ -516,24 +500,10 @@ struct Parked {
 
 /// Sends an RG.UNREGISTER applied here to every other shard.
 pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
-    let Some(net) = g.net() else { return };
-    if !g.topology().is_cluster() {
-        return;
-    }
-    for shard in others(g) {
-        let mut m = Vec::new();
-        put(&mut m, b"registration");
-        put(&mut m, id.as_bytes());
-        put(
-            &mut m,
-            if abort_pending {
-                b"abort".as_slice()
-            } else {
-                b"keep".as_slice()
-            },
-        );
-        net.send(&shard, UNREGISTER, m);
-    }
+    let mut m = Writer::default();
+    m.bytes(id.as_bytes());
+    m.bytes(&[abort_pending as u8]);
+    to_others(g, UNREGISTER, &m.0);
 }
 
 /// A registration made on another shard: applied here, saved and sent to
@@ -600,14 +570,14 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         }
     };
     let Some(net) = g.net() else { return };
-    let mut m = Vec::new();
-    put(&mut m, token.as_bytes());
+    let mut m = Writer::default();
+    m.bytes(token.as_bytes());
     match &answer {
-        Ok(()) => put(&mut m, b""),
-        Err(e) => put(&mut m, e.as_bytes()),
+        Ok(()) => m.bytes(b""),
+        Err(e) => m.bytes(e.as_bytes()),
     }
-    put(&mut m, &[answer.is_ok() as u8]);
-    net.send(sender, REGISTERED, m);
+    m.bytes(&[answer.is_ok() as u8]);
+    net.send(sender, REGISTERED, m.0);
 }
 
 /// Every shard could: apply what was prepared here (after removing the
@@ -626,15 +596,7 @@ pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
         blobs,
     } = *parked;
     if let Some(old) = replaced {
-        let ids = g
-            .engine
-            .registrations
-            .session(&old)
-            .map(|s| s.registrations)
-            .unwrap_or_default();
-        for id in ids {
-            crate::registry::unregister(g, &id, true, true);
-        }
+        crate::registry::unregister_session(g, &old);
     }
     crate::registry::install(g, ready, true);
     for blob in &blobs {
@@ -663,37 +625,16 @@ pub fn received_registered(g: &'static Gears, sender: &str, mut payload: &[u8]) 
     }
 }
 
-/// An unregistration (of a registration, or of a whole replaced session)
-/// made on another shard.
+/// An RG.UNREGISTER made on another shard.
 pub fn received_unregister(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, String, bool), String> {
-        Ok((
-            text(&mut payload)?,
-            text(&mut payload)?,
-            text(&mut payload)? == "abort",
-        ))
-    })();
-    let (kind, name, abort) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            redis::log(
-                "warning",
-                &format!("an unregistration from shard {sender}: {e}"),
-            );
-            return;
+    match text(&mut payload).and_then(|id| Ok((id, take(&mut payload)? == [1]))) {
+        Ok((id, abort)) => {
+            crate::registry::unregister(g, &id, abort, true);
         }
-    };
-    let ids = if kind == "session" {
-        g.engine
-            .registrations
-            .session(&name)
-            .map(|s| s.registrations)
-            .unwrap_or_default()
-    } else {
-        vec![name]
-    };
-    for id in ids {
-        crate::registry::unregister(g, &id, abort, true);
+        Err(e) => redis::log(
+            "warning",
+            &format!("an unregistration from shard {sender}: {e}"),
+        ),
     }
 }
 
@@ -705,21 +646,18 @@ pub fn ask_execution(
     g: &'static Gears,
     id: &str,
 ) -> Option<impl FnOnce() -> Vec<gears_core::Reply>> {
-    let net = g.net()?;
-    if !g.topology().is_cluster() {
-        return None;
-    }
+    let net = g.cluster_net()?;
     static ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let token = format!(
         "getexecution-{}",
         ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let shards = others(g);
-    let mut m = Vec::new();
-    put(&mut m, token.as_bytes());
-    put(&mut m, id.as_bytes());
+    let mut m = Writer::default();
+    m.bytes(token.as_bytes());
+    m.bytes(id.as_bytes());
     for s in &shards {
-        net.send(s, GET_EXECUTION, m.clone());
+        net.send(s, GET_EXECUTION, m.0.clone());
     }
     Some(move || {
         let answers = match g.mailbox().wait(&token, 0, &shards, ASK_TIMEOUT) {
@@ -751,10 +689,10 @@ pub fn received_get_execution(g: &'static Gears, sender: &str, mut payload: &[u8
         crate::plans::execution_entry(g, &e).encode(&mut answer);
     }
     let Some(net) = g.net() else { return };
-    let mut m = Vec::new();
-    put(&mut m, token.as_bytes());
-    put(&mut m, &answer);
-    net.send(sender, EXECUTION_ENTRY, m);
+    let mut m = Writer::default();
+    m.bytes(token.as_bytes());
+    m.bytes(&answer);
+    net.send(sender, EXECUTION_ENTRY, m.0);
 }
 
 /// A shard's part of an execution this one asked for.
@@ -769,18 +707,15 @@ pub fn received_execution_entry(g: &'static Gears, sender: &str, mut payload: &[
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS applied here, for every
 /// other shard.
 pub fn share_pause(g: &Gears, id: &str, pause: bool, db: i64) {
-    let mut m = Vec::new();
-    put(&mut m, id.as_bytes());
-    put(
-        &mut m,
-        if pause {
-            b"pause".as_slice()
-        } else {
-            b"unpause".as_slice()
-        },
-    );
-    put(&mut m, db.to_string().as_bytes());
-    to_others(g, PAUSE, &m);
+    let mut m = Writer::default();
+    m.bytes(id.as_bytes());
+    m.bytes(if pause {
+        b"pause".as_slice()
+    } else {
+        b"unpause".as_slice()
+    });
+    m.bytes(db.to_string().as_bytes());
+    to_others(g, PAUSE, &m.0);
 }
 
 /// Another shard paused or unpaused a stream registration.

@@ -50,12 +50,10 @@ pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
 }
 
 /// What [`encode_records`] wrote.
-pub fn decode_records(mut bytes: &[u8]) -> Result<Vec<Record>, String> {
-    let n = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-        .ok_or("truncated records")?;
-    bytes = &bytes[8..];
+pub fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, String> {
+    let mut r = gears_core::codec::Reader(bytes);
+    let n = r.u64().ok_or("truncated records")?;
+    let mut bytes = r.rest();
     let unpickle = |b: &[u8]| -> Result<HostObject, String> {
         Python::with_gil(|py| {
             py.import("cloudpickle")

@@ -11,6 +11,7 @@
 //! thread calls [`Requirements::install`]: never the Redis main thread for
 //! a download, and never with the GIL held.
 
+use gears_core::codec::{Reader, Writer};
 use pyo3::prelude::*;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -280,7 +281,7 @@ impl Requirements {
     /// Every requirement with its wheels, for the RDB.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let all = self.list();
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(all.len() as u64);
         for r in &all {
@@ -292,7 +293,7 @@ impl Requirements {
     /// One requirement with its wheels (RG.PYEXPORTREQ, replication).
     pub fn export(&self, name: &str) -> Option<Result<Vec<u8>, String>> {
         let r = self.get(name)?;
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         Some(write_requirement(&mut w, &r).map(|_| w.0))
@@ -358,18 +359,6 @@ fn wheels_in(dir: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u64(b.len() as u64);
-        self.0.extend_from_slice(b);
-    }
-}
-
 fn write_requirement(w: &mut Writer, r: &Requirement) -> Result<(), String> {
     w.bytes(r.name.as_bytes());
     w.u64(r.wheels.len() as u64);
@@ -389,44 +378,31 @@ fn bad(what: &str) -> String {
 
 type Decoded = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
-fn decode(mut b: &[u8]) -> Result<Decoded, String> {
-    fn u64(b: &mut &[u8], what: &str) -> Result<u64, String> {
-        let (head, rest) = b.split_at_checked(8).ok_or_else(|| bad(what))?;
-        *b = rest;
-        Ok(u64::from_le_bytes(head.try_into().expect("8 bytes")))
-    }
-    fn bytes<'a>(b: &mut &'a [u8], what: &str) -> Result<&'a [u8], String> {
-        let n = usize::try_from(u64(b, what)?).map_err(|_| bad(what))?;
-        let (head, rest) = b.split_at_checked(n).ok_or_else(|| bad(what))?;
-        *b = rest;
-        Ok(head)
-    }
-    fn text(b: &mut &[u8], what: &str) -> Result<String, String> {
-        String::from_utf8(bytes(b, what)?.to_vec()).map_err(|_| bad(what))
-    }
-    if u64(&mut b, "version")? != FORMAT_VERSION {
+fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    let mut r = Reader(bytes);
+    if r.u64().ok_or_else(|| bad("version"))? != FORMAT_VERSION {
         return Err(bad("version"));
     }
-    let n = u64(&mut b, "requirements count")?;
+    let n = r.u64().ok_or_else(|| bad("requirements count"))?;
     let mut out = Vec::new();
     for _ in 0..n {
-        let name = text(&mut b, "requirement name")?;
+        let name = r.text().ok_or_else(|| bad("requirement name"))?;
         if name.is_empty() {
             return Err(bad("requirement name"));
         }
-        let wheels = u64(&mut b, "wheels count")?;
+        let wheels = r.u64().ok_or_else(|| bad("wheels count"))?;
         let mut files = Vec::new();
         for _ in 0..wheels {
-            let file = text(&mut b, "wheel name")?;
+            let file = r.text().ok_or_else(|| bad("wheel name"))?;
             if !valid_wheel_name(&file) {
                 return Err(bad("wheel name"));
             }
-            let data = bytes(&mut b, "wheel data")?.to_vec();
+            let data = r.bytes().ok_or_else(|| bad("wheel data"))?.to_vec();
             files.push((file, data));
         }
         out.push((name, files));
     }
-    if !b.is_empty() {
+    if !r.rest().is_empty() {
         return Err(bad("trailing data"));
     }
     Ok(out)
@@ -439,7 +415,7 @@ mod tests {
     #[test]
     fn garbage_and_hostile_wheel_names_are_refused() {
         assert_eq!(decode(b"xx").unwrap_err(), bad("version"));
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg");
@@ -447,11 +423,11 @@ mod tests {
         w.bytes(b"../../etc/evil.whl");
         w.bytes(b"data");
         assert_eq!(decode(&w.0).unwrap_err(), bad("wheel name"));
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(u64::MAX);
         assert_eq!(decode(&w.0).unwrap_err(), bad("requirement name"));
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg");
@@ -463,7 +439,7 @@ mod tests {
 
     #[test]
     fn a_requirement_round_trips() {
-        let mut w = Writer(Vec::new());
+        let mut w = Writer::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg==1.0");
