@@ -32,7 +32,7 @@ impl RedisHost for ModuleHost {
     }
 
     fn is_cluster(&self) -> bool {
-        self.0.net().is_some() && self.0.topology().is_cluster()
+        self.0.cluster_net().is_some()
     }
 
     fn shard_id(&self) -> Option<String> {

@@ -38,18 +38,3 @@ pub fn handler(name: &str) -> Option<Handler> {
 fn network_test(_: &'static Gears, sender: &str, _: &[u8]) {
     rd::log("notice", &format!("network test message from {sender}"));
 }
-
-/// Sends `payload` to `receiver` on every other shard; how many, or `None`
-/// off-cluster.
-pub fn broadcast(g: &Gears, receiver: &str, payload: &[u8]) -> Option<usize> {
-    let net = g.net()?;
-    let t = g.topology().clone();
-    let mut n = 0;
-    for shard in &t.shards {
-        if Some(&shard.id) != t.my_id.as_ref() {
-            net.send(&shard.id, receiver, payload.to_vec());
-            n += 1;
-        }
-    }
-    Some(n)
-}

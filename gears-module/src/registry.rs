@@ -82,11 +82,7 @@ pub fn apply(
 ) -> Vec<Vec<u8>> {
     let regs = &g.engine.registrations;
     if let Some(old) = replaced {
-        if let Some(s) = regs.session(old) {
-            for id in s.registrations {
-                unregister(g, &id, true, true);
-            }
-        }
+        unregister_session(g, old);
     }
     regs.open_session(session, desc, requirements);
     let opened = regs.session(session);
@@ -105,6 +101,20 @@ pub fn apply(
         p.on_registered();
     }
     saved
+}
+
+/// Removes every registration of `session` (replaced by an UPGRADE or
+/// REPLACE_WITH), aborting their pending executions; propagated.
+pub fn unregister_session(g: &Gears, session: &str) {
+    let ids = g
+        .engine
+        .registrations
+        .session(session)
+        .map(|s| s.registrations)
+        .unwrap_or_default();
+    for id in ids {
+        unregister(g, &id, true, true);
+    }
 }
 
 /// Removes a registration; `false` if there is none with that id. With

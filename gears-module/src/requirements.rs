@@ -30,9 +30,9 @@ pub fn install(g: &Gears, names: &[String], error_text: &str) -> Result<(), Stri
     Ok(())
 }
 
-/// After `names` were installed (Redis lock held): the aux data to save is
-/// encoded again, and replicas and the AOF get each requirement.
-pub fn changed(reqs: &Requirements, names: &[String]) {
+/// The requirements' aux data is encoded again for the next save (Redis
+/// lock held).
+pub fn save(reqs: &Requirements) {
     match reqs.encode() {
         Ok(blob) => redis::prepare_aux(redis::AuxPart::Requirements, blob),
         Err(e) => redis::log(
@@ -40,6 +40,12 @@ pub fn changed(reqs: &Requirements, names: &[String]) {
             &format!("the requirements can not be saved: {e}"),
         ),
     }
+}
+
+/// After `names` were installed (Redis lock held): saved, and replicas and
+/// the AOF get each requirement.
+pub fn changed(reqs: &Requirements, names: &[String]) {
+    save(reqs);
     for name in names {
         if let Some(Ok(blob)) = reqs.export(name) {
             redis::replicate(c"RG.PYIMPORTREQ", &[b"UPGRADE", &blob]);
@@ -53,9 +59,7 @@ pub fn load(g: &Gears, bytes: &[u8]) -> Result<(), String> {
     let reqs = g.requirements()?;
     reqs.import(bytes, true)
         .map_err(|e| format!("could not install the saved requirements: {e}"))?;
-    if let Ok(blob) = reqs.encode() {
-        redis::prepare_aux(redis::AuxPart::Requirements, blob);
-    }
+    save(reqs);
     Ok(())
 }
 

@@ -150,6 +150,11 @@ impl Gears {
         self.net.get()
     }
 
+    /// The networking thread, when the cluster has other shards to talk to.
+    pub fn cluster_net(&self) -> Option<&Net> {
+        self.net().filter(|_| self.topology().is_cluster())
+    }
+
     pub fn set_net(&self, net: Net) {
         let _ = self.net.set(net);
     }

@@ -851,3 +851,28 @@ fn gears_cli_runs_installs_exports_and_imports() {
         d.py("import humanize\nGB('ShardsIDReader').map(lambda x: humanize.intcomma(12345)).run()");
     assert_eq!(r.results(), ["12,345"]);
 }
+
+/// RG.PYIMPORTREQ runs pip off the main thread for a client that waits:
+/// inside MULTI (or Lua), where nobody can wait, it is refused.
+#[test]
+fn import_is_refused_where_the_client_can_not_wait() {
+    let s = server_with_env();
+    let mut c = s.client();
+    c.cmd(&["MULTI"]);
+    c.cmd(&["RG.PYIMPORTREQ", "whatever"]);
+    let r = c.cmd(&["EXEC"]);
+    assert_eq!(
+        r.array()[0].error(),
+        "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+    );
+    let lua = c.cmd(&[
+        "EVAL",
+        "return redis.pcall('RG.PYIMPORTREQ', 'whatever')",
+        "0",
+    ]);
+    assert_eq!(
+        lua.error(),
+        "Can not run gears inside a multi exec, lua, or when blocking is not allowed"
+    );
+    assert!(c.cmd(&["RG.PYDUMPREQS"]).array().is_empty());
+}

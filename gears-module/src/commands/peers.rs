@@ -1,6 +1,7 @@
 //! The shard-to-shard commands: RG.HELLO, RG.INNERMSGCOMMAND, and
 //! RG.NETWORKTEST (a message to every other shard).
 
+use crate::distributed;
 use crate::errors;
 use crate::net;
 use crate::peers;
@@ -56,7 +57,7 @@ pub fn inner_msg(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn network_test(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 1)?;
-        let _ = peers::broadcast(g, peers::NETWORK_TEST, b"");
+        distributed::to_others(g, peers::NETWORK_TEST, b"");
         Ok(ok().into())
     })
 }

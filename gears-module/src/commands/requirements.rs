@@ -62,11 +62,9 @@ pub fn import_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let reqs = g.requirements().map_err(err)?;
         if redis::is_replayed(ctx) {
             redis::replicate_verbatim(ctx);
-            let names = reqs.import(&data, true).map_err(err)?;
-            if let Ok(blob) = reqs.encode() {
-                redis::prepare_aux(redis::AuxPart::Requirements, blob);
-            }
-            let _ = names;
+            // Replicated as it came: replicas of this one get it too.
+            reqs.import(&data, true).map_err(err)?;
+            requirements::save(reqs);
             return Ok(ok().into());
         }
         if !redis::can_block(ctx) {
