@@ -56,6 +56,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Reads from the front of `*input` with `f`, then moves `input` past what
+/// was read (for decoders that pass a `&mut &[u8]` along).
+pub fn read<'a, T>(
+    input: &mut &'a [u8],
+    f: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+) -> Option<T> {
+    let mut r = Reader(input);
+    let out = f(&mut r)?;
+    *input = r.rest();
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

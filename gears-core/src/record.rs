@@ -142,6 +142,12 @@ pub enum Record {
 /// a recursion that runs out of stack.
 pub const MAX_REPLY_DEPTH: usize = 1000;
 
+/// How deeply native records that cross shards may nest (Python values
+/// travel pickled, as one host payload): plenty for lists of records, and
+/// shallow enough for any thread's stack.
+pub const MAX_RECORD_DEPTH: usize = 64;
+pub const RECORD_TOO_DEEP: &str = "record nesting too deep to cross shards";
+
 /// The error of data nested deeper than [`MAX_REPLY_DEPTH`].
 pub fn too_deep() -> String {
     format!("reply nesting too deep (more than {MAX_REPLY_DEPTH} levels, or a cycle)")
@@ -260,25 +266,32 @@ impl Record {
     }
 
     /// Reads a record written by [`Record::encode`]. Host payloads are handed
-    /// to `host` to rebuild.
+    /// to `host` to rebuild. Nesting deeper than [`MAX_RECORD_DEPTH`] is
+    /// refused (the bytes come from another shard).
     pub fn decode(
         input: &mut &[u8],
         host: &dyn Fn(&[u8]) -> Result<HostObject, String>,
     ) -> Result<Record, String> {
+        Record::decode_at(input, host, 0)
+    }
+
+    fn decode_at(
+        input: &mut &[u8],
+        host: &dyn Fn(&[u8]) -> Result<HostObject, String>,
+        depth: usize,
+    ) -> Result<Record, String> {
+        if depth > MAX_RECORD_DEPTH {
+            return Err(RECORD_TOO_DEEP.into());
+        }
+        use crate::codec::read;
         fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-            if input.len() < n {
-                return Err("truncated record".into());
-            }
-            let (head, tail) = input.split_at(n);
-            *input = tail;
-            Ok(head)
+            read(input, |r| r.take(n)).ok_or_else(|| "truncated record".into())
         }
         fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(take(input, 8)?.try_into().unwrap()))
+            read(input, |r| r.u64()).ok_or_else(|| "truncated record".into())
         }
         fn bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
-            let n = u64_of(input)? as usize;
-            take(input, n)
+            read(input, |r| r.bytes()).ok_or_else(|| "truncated record".into())
         }
         fn text(input: &mut &[u8]) -> Result<String, String> {
             String::from_utf8(bytes(input)?.to_vec()).map_err(|_| "bad utf-8 in record".into())
@@ -293,13 +306,13 @@ impl Record {
                 let n = u64_of(input)? as usize;
                 let mut l = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
-                    l.push(Record::decode(input, host)?);
+                    l.push(Record::decode_at(input, host, depth + 1)?);
                 }
                 Record::List(l)
             }
             5 => {
                 let k = text(input)?;
-                Record::Keyed(k, Box::new(Record::decode(input, host)?))
+                Record::Keyed(k, Box::new(Record::decode_at(input, host, depth + 1)?))
             }
             6 => Record::Error(text(input)?),
             7 => Record::Host(host(bytes(input)?)?),
@@ -308,7 +321,7 @@ impl Record {
                 let mut d = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     let k = bytes(input)?.to_vec();
-                    d.push((k, Record::decode(input, host)?));
+                    d.push((k, Record::decode_at(input, host, depth + 1)?));
                 }
                 Record::Dict(d)
             }
@@ -356,6 +369,14 @@ mod tests {
         assert_eq!(
             Record::decode(&mut bad, &|_| Err("x".into())).unwrap_err(),
             "unknown record tag 99"
+        );
+        // Lists nested past the bound (hostile bytes from a peer) are an
+        // error, not a stack overflow.
+        let deep = [4u8, 1, 0, 0, 0, 0, 0, 0, 0].repeat(100_000);
+        let mut input = deep.as_slice();
+        assert_eq!(
+            Record::decode(&mut input, &|_| Err("x".into())).unwrap_err(),
+            RECORD_TOO_DEEP
         );
     }
 

@@ -120,22 +120,15 @@ impl Reply {
     }
 
     fn decode_at(input: &mut &[u8], depth: usize) -> Result<Reply, String> {
+        use crate::codec::read;
         fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-            if input.len() < n {
-                return Err("truncated reply".into());
-            }
-            let (head, tail) = input.split_at(n);
-            *input = tail;
-            Ok(head)
+            read(input, |r| r.take(n)).ok_or_else(|| "truncated reply".into())
         }
         fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
-            Ok(u64::from_le_bytes(
-                take(input, 8)?.try_into().expect("8 bytes"),
-            ))
+            read(input, |r| r.u64()).ok_or_else(|| "truncated reply".into())
         }
         fn bytes(input: &mut &[u8]) -> Result<Vec<u8>, String> {
-            let n = usize::try_from(u64_of(input)?).map_err(|_| "truncated reply")?;
-            Ok(take(input, n)?.to_vec())
+            read(input, |r| r.bytes().map(<[u8]>::to_vec)).ok_or_else(|| "truncated reply".into())
         }
         fn text(input: &mut &[u8]) -> Result<String, String> {
             String::from_utf8(bytes(input)?).map_err(|_| "bad utf-8 in reply".into())
