@@ -225,6 +225,13 @@ impl BatchOutcome {
     }
 }
 
+/// A callback of the host language run whenever a registration appears
+/// on a master: registered, loaded from the RDB or AOF, or found on a
+/// replica that was promoted (1.2's `onRegistered`).
+pub trait OnRegistered: Send + Sync {
+    fn call(&self, reg: &Registration);
+}
+
 /// A registered plan.
 pub struct Registration {
     pub id: String,
@@ -242,6 +249,7 @@ pub struct Registration {
     /// The plan's callbacks in the host language's saved form (empty when
     /// they can not be saved).
     pub payload: Vec<u8>,
+    on_registered: Option<Arc<dyn OnRegistered>>,
     stats: Mutex<Stats>,
     queue: SerialQueue,
     /// Executions kept for `RG.DUMPEXECUTIONS`, oldest first.
@@ -269,6 +277,7 @@ impl Registration {
             session,
             owner: None,
             payload: Vec::new(),
+            on_registered: None,
             stats: Mutex::new(Stats::default()),
             queue: SerialQueue::default(),
             executions: Mutex::new(VecDeque::new()),
@@ -281,6 +290,20 @@ impl Registration {
     pub fn with_payload(mut self, payload: Vec<u8>) -> Registration {
         self.payload = payload;
         self
+    }
+
+    /// The same registration, with the callback [`Registration::announce`]
+    /// runs.
+    pub fn with_on_registered(mut self, f: Option<Arc<dyn OnRegistered>>) -> Registration {
+        self.on_registered = f;
+        self
+    }
+
+    /// Runs its `onRegistered` callback, if it has one.
+    pub fn announce(&self) {
+        if let Some(f) = &self.on_registered {
+            f.call(self);
+        }
     }
 
     /// The same registration, owned by `user`.

@@ -727,9 +727,9 @@ pub fn received_pause(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         Ok((id, pause, db))
     })();
     match parsed {
-        Ok((id, pause, db)) => {
+        Ok((id, pause, _db)) => {
             if let Some(reg) = g.engine.registrations.get(&id) {
-                crate::streams::set_paused(g, &reg, pause, db);
+                crate::streams::set_paused(g, &reg, pause);
             }
         }
         Err(e) => redis::log("warning", &format!("a pause from shard {sender}: {e}")),

@@ -7,7 +7,7 @@ use crate::registry;
 use crate::requirements;
 use crate::state::{self, Gears};
 use crate::streams;
-use gears_core::persist::{decode_snapshot, encode_snapshot};
+use gears_core::persist::{decode_snapshot, encode_registration, encode_snapshot};
 use gears_core::registration::ReaderArgs;
 
 /// The RDB aux data: every session and registration.
@@ -53,7 +53,7 @@ pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), String> {
     }
     let total = snap.registrations.len();
     let mut restored = 0;
-    for (id, outcome) in registry::restore_all(g, snap.registrations, false) {
+    for (id, outcome) in registry::restore_all(g, snap.registrations, true) {
         match outcome {
             Ok(()) => restored += 1,
             Err(e) => redis::log(
@@ -69,22 +69,46 @@ pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// An AOF rewrite without RDB preamble was forked: its base file will hold
+/// keys only, so the new incremental file (opened before the fork) starts
+/// with every requirement and registration as the commands that replay
+/// them. Replicas get them too, and keep registrations they already hold.
+pub fn aof_rewrite() {
+    let Some(g) = state::get() else { return };
+    if let Some(reqs) = g.requirements_if_any() {
+        for r in reqs.list() {
+            if let Some(Ok(blob)) = reqs.export(&r.name) {
+                redis::replicate(c"RG.PYIMPORTREQ", &[b"UPGRADE", &blob]);
+            }
+        }
+    }
+    let regs = &g.engine.registrations;
+    for reg in regs.snapshot().iter() {
+        let blob = encode_registration(reg, regs.session(&reg.session).as_ref());
+        redis::replicate(c"RG.INNERREGISTER", &[&blob]);
+    }
+}
+
 /// A load starts (everything goes: the load brings its own) or ended (a
-/// master resumes its stream consumers).
+/// master runs the `onRegistered` of what it loaded and resumes its stream
+/// consumers).
 pub fn loading(started: bool) {
     let Some(g) = state::get() else { return };
     if started {
         registry::clear(g);
     } else if redis::is_master() {
+        registry::announce_all(g);
         resume_streams(g);
     }
 }
 
-/// A replica promoted resumes its stream consumers from the group's pending
-/// entries; a master demoted stops its own.
+/// A replica promoted runs the `onRegistered` of its registrations and
+/// resumes its stream consumers from the group's pending entries; a master
+/// demoted stops its own.
 pub fn role_changed(master: bool) {
     let Some(g) = state::get() else { return };
     if master {
+        registry::announce_all(g);
         resume_streams(g);
     } else {
         g.consumers().clear();
@@ -95,7 +119,7 @@ fn resume_streams(g: &'static Gears) {
     redis::with_lock(|_| {
         for reg in g.engine.registrations.snapshot().iter() {
             if matches!(reg.args, ReaderArgs::Stream { .. }) {
-                streams::scan_existing(g, reg, 0);
+                streams::scan_every_db(g, reg);
             }
         }
     });

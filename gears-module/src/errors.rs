@@ -103,6 +103,11 @@ pub fn movable_keys_by_prefix(what: &str) -> String {
 }
 pub const NOT_BUSY: &str = "NOTBUSY No gears Python code is running on the main thread right now.";
 pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
+pub fn cluster_only(name: &str) -> String {
+    format!(
+        "ERR {name} is only used between the shards of a cluster, and this server is not in one"
+    )
+}
 pub fn internal_command(name: &str) -> String {
     format!("ERR {name} is internal to the gears module and can not be called directly")
 }

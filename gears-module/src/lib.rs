@@ -22,6 +22,7 @@
 //!                  └▶ errors     1.2 error texts
 //! ```
 
+mod access;
 mod cluster;
 mod commands;
 mod distributed;
@@ -71,6 +72,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             aux_load: durability::aux_load,
             loading: durability::loading,
             role_changed: durability::role_changed,
+            aof_rewrite: durability::aof_rewrite,
             time_event: timeevents::loaded,
         },
     );
@@ -92,7 +94,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     gears_python::initialize(
         Arc::new(host::ModuleHost(g)),
         g.engine.clone(),
-        s.overridepythonallocators != 0,
+        (s.overridepythonallocators != 0).then(redis::allocator),
     )
     .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);
@@ -141,38 +143,41 @@ redis_module! {
     data_types: [GEARS_TYPE, TIME_EVENT_TYPE],
     init: init,
     deinit: deinit,
+    // Flags and ACL categories as Redis gives its own commands of the same
+    // nature (docs/guide.md, "Running in production"); where the server can
+    // not file module commands under categories, `access` enforces them.
     commands: [
-        ["rg.pyexecute", commands::pyexecute, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.dumpexecutions", commands::dump_executions, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.getexecution", commands::get_execution, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.getresults", commands::get_results, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.getresultsblocking", commands::get_results_blocking, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.dropexecution", commands::drop_execution, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.abortexecution", commands::abort_execution, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pykill", commands::pykill, "readonly allow-busy", 0, 0, 0, AclCategory::None],
-        ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.configset", commands::config_set, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.refreshcluster", commands::refresh_cluster, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.hello", commands::hello, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.innermsgcommand", commands::inner_msg, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.networktest", commands::network_test, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pystats", commands::pystats, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pyprofile", commands::pyprofile, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pyexportreq", commands::export_req, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pyimportreq", commands::import_req, "", 0, 0, 0, AclCategory::None],
-        ["rg.unregister", commands::unregister_command, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.pauseregistrations", commands::pause, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.unpauseregistrations", commands::unpause, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.clearregistrationsstats", commands::clear_stats, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.trigger", commands::trigger, "readonly", 0, 0, 0, AclCategory::None],
-        ["rg.triggeronkey", commands::trigger, "readonly", 2, 2, 1, AclCategory::None],
-        ["rg.innerhook", commands::inner_hook, "", 0, 0, 0, AclCategory::None],
-        ["rg.innerregister", commands::inner_register, "", 0, 0, 0, AclCategory::None],
-        ["rg.innerunregister", commands::inner_unregister, "", 0, 0, 0, AclCategory::None],
-        ["rg.innertimeevent", commands::inner_time_event, "write", 1, 1, 1, AclCategory::None],
+        ["rg.pyexecute", commands::pyexecute, "may-replicate", 0, 0, 0, AclCategory::None, AclCategory::from("slow scripting")],
+        ["rg.dumpexecutions", commands::dump_executions, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.getexecution", commands::get_execution, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.getresults", commands::get_results, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.getresultsblocking", commands::get_results_blocking, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow blocking")],
+        ["rg.dropexecution", commands::drop_execution, "", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.abortexecution", commands::abort_execution, "", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pykill", commands::pykill, "admin allow-busy deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.configget", commands::config_get, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.configset", commands::config_set, "admin", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.infocluster", commands::info_cluster, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.refreshcluster", commands::refresh_cluster, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.hello", commands::hello, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.innermsgcommand", commands::inner_msg, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.networktest", commands::network_test, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.dumpregistrations", commands::dump_registrations, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pydumpsessions", commands::dump_sessions, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pydumpreqs", commands::dump_reqs, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pystats", commands::pystats, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pyprofile", commands::pyprofile, "admin", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.pyexportreq", commands::export_req, "readonly", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pyimportreq", commands::import_req, "admin may-replicate", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.unregister", commands::unregister_command, "may-replicate", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.pauseregistrations", commands::pause, "", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.unpauseregistrations", commands::unpause, "", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.clearregistrationsstats", commands::clear_stats, "", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.trigger", commands::trigger, "may-replicate", 0, 0, 0, AclCategory::None, AclCategory::from("slow")],
+        ["rg.triggeronkey", commands::trigger, "may-replicate", 2, 2, 1, AclCategory::None, AclCategory::from("slow")],
+        ["rg.innerhook", commands::inner_hook, "getkeys-api", 0, 0, 0, AclCategory::None],
+        ["rg.innerregister", commands::inner_register, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.innerunregister", commands::inner_unregister, "admin deny-script", 0, 0, 0, AclCategory::None, AclCategory::from("admin dangerous slow")],
+        ["rg.innertimeevent", commands::inner_time_event, "write admin deny-script", 1, 1, 1, AclCategory::None, AclCategory::from("admin dangerous slow")],
     ],
 }

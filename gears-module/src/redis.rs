@@ -15,6 +15,7 @@ use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// A raw pointer that may cross threads: Redis objects that the module API
 /// allows to use from other threads (thread-safe contexts, blocked clients).
@@ -114,6 +115,9 @@ pub struct Callbacks {
     pub loading: fn(bool),
     /// The server became a master (`true`) or a replica (`false`).
     pub role_changed: fn(bool),
+    /// An AOF rewrite without RDB preamble started: the state kept in aux
+    /// data must reach the new AOF as commands.
+    pub aof_rewrite: fn(),
     /// A time event was loaded (RDB): start its timer.
     pub time_event: fn(&TimeEvent),
     /// The module's INFO sections (`true`: for a crash report, where no
@@ -454,12 +458,35 @@ extern "C" fn on_server_event(
                 raw::REDISMODULE_SUBEVENT_LOADING_ENDED => (cb.loading)(false),
                 _ => {}
             }
+        } else if eid.id == raw::REDISMODULE_EVENT_FORK_CHILD
+            && subevent == raw::REDISMODULE_SUBEVENT_FORK_CHILD_BORN
+            && aof_rewrite_without_preamble()
+        {
+            (cb.aof_rewrite)();
         } else if eid.id == raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED {
             let master = subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER;
             MASTER.store(master, Ordering::SeqCst);
             (cb.role_changed)(master);
         }
     });
+}
+
+/// Whether the child just forked rewrites the AOF into commands only
+/// (`aof-use-rdb-preamble no`): its base file then has no aux data.
+fn aof_rewrite_without_preamble() -> bool {
+    let info = call(&[b"INFO".to_vec(), b"persistence".to_vec()]);
+    let Reply::Bulk(info) = info else {
+        return false;
+    };
+    if !String::from_utf8_lossy(&info).contains("aof_rewrite_in_progress:1") {
+        return false;
+    }
+    let preamble = call(&[
+        b"CONFIG".to_vec(),
+        b"GET".to_vec(),
+        b"aof-use-rdb-preamble".to_vec(),
+    ]);
+    matches!(preamble, Reply::Array(a) if a.get(1) == Some(&Reply::Bulk(b"no".to_vec())))
 }
 
 /// Whether this server is loading data (RDB, AOF, full sync).
@@ -482,6 +509,21 @@ fn read_role() {
 }
 
 /// Whether this server is a master now.
+/// The number of databases (`databases`, fixed at start-up).
+pub fn database_count() -> i64 {
+    static COUNT: OnceLock<i64> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let reply = call(&[b"CONFIG".to_vec(), b"GET".to_vec(), b"databases".to_vec()]);
+        match reply {
+            Reply::Array(a) => match a.get(1) {
+                Some(Reply::Bulk(n)) => String::from_utf8_lossy(n).parse().unwrap_or(16),
+                _ => 16,
+            },
+            _ => 16,
+        }
+    })
+}
+
 pub fn is_master() -> bool {
     MASTER.load(Ordering::SeqCst)
 }
@@ -559,6 +601,7 @@ pub fn subscribe(ctx: &Context) {
         for id in [
             raw::REDISMODULE_EVENT_LOADING,
             raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            raw::REDISMODULE_EVENT_FORK_CHILD,
         ] {
             raw::RedisModule_SubscribeToServerEvent.unwrap()(
                 ctx.ctx,
@@ -912,6 +955,63 @@ fn permitted(ctx: LockedCtx, user: &str, words: &mut Words) -> Result<(), Reply>
         "NOPERM this user has no permissions to run the '{}' command or to access one of its keys",
         String::from_utf8_lossy(words.first()).to_ascii_lowercase()
     )))
+}
+
+/// Redis's allocator (`RedisModule_Alloc`...): what it allocates counts in
+/// `used_memory` and against `maxmemory`. Thread-safe, lock-free.
+pub fn allocator() -> gears_python::alloc::Allocator {
+    // SAFETY: function pointers the API filled in at load, before this is
+    // called; they stay valid for the life of the process.
+    unsafe {
+        gears_python::alloc::Allocator {
+            malloc: raw::RedisModule_Alloc.unwrap(),
+            calloc: raw::RedisModule_Calloc.unwrap(),
+            realloc: raw::RedisModule_Realloc.unwrap(),
+            free: raw::RedisModule_Free.unwrap(),
+        }
+    }
+}
+
+/// Whether this server files module commands under ACL categories
+/// (`RedisModule_SetCommandACLCategories`: Redis 7.2 and later, Valkey).
+pub fn acl_categories_supported() -> bool {
+    // SAFETY: reads a function pointer the API filled in at load.
+    unsafe { raw::RedisModule_SetCommandACLCategories }.is_some()
+}
+
+/// Whether `user` may run the command `argv` by the server's ACLs. Called
+/// from a command handler (the lock is held).
+pub fn may_run(ctx: &Context, user: &str, argv: &[&str]) -> bool {
+    let locked = LockedCtx(ctx.ctx, std::marker::PhantomData);
+    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let mut words = Words::new(locked, &argv);
+    permitted(locked, user, &mut words).is_ok()
+}
+
+/// Whether Redis asks this call of a `getkeys-api` command for its key
+/// positions (ACL key checks, `COMMAND GETKEYS`) instead of running it.
+pub fn is_keys_position_request(ctx: &Context) -> bool {
+    // SAFETY: a live command context.
+    unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.ctx) != 0 }
+}
+
+/// Answers a key position request: argument `pos` is a key, read, or read
+/// and written when `writes`.
+pub fn key_at(ctx: &Context, pos: usize, writes: bool) {
+    let flags = if writes {
+        raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_UPDATE
+    } else {
+        raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
+    };
+    // SAFETY: a live context of a key position request.
+    unsafe {
+        match raw::RedisModule_KeyAtPosWithFlags {
+            Some(with_flags) => with_flags(ctx.ctx, pos as c_int, flags as c_int),
+            None => raw::RedisModule_KeyAtPos.unwrap()(ctx.ctx, pos as c_int),
+        }
+    }
 }
 
 /// A command's words as Redis strings, freed on drop.

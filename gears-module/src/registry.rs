@@ -63,7 +63,7 @@ fn refresh(g: &Gears) {
     );
     let all = g.engine.registrations.snapshot();
     g.set_tables(Tables::build(&all, |c| {
-        redis::command_info(c).map(|i| i.spec)
+        redis::command_info(c).map(|i| (i.spec, i.flags.iter().any(|f| f == "write")))
     }));
 }
 
@@ -147,8 +147,18 @@ fn remove(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
     streams::forget(g, &reg);
     if g.engine.registrations.session(&reg.session).is_none() {
         gears_python::forget_restored_sessions(Some(&reg.session));
+        drop(reg);
+        gears_python::collect_garbage();
     }
     true
+}
+
+/// Runs the `onRegistered` of every registration: a load ended on a
+/// master, or a replica was promoted.
+pub fn announce_all(g: &Gears) {
+    for reg in g.engine.registrations.snapshot().iter() {
+        reg.announce();
+    }
 }
 
 /// Removes every registration (a load brings its own), propagating nothing.
@@ -159,6 +169,16 @@ pub fn clear(g: &Gears) {
     refresh(g);
     g.consumers().clear();
     gears_python::forget_restored_sessions(None);
+}
+
+/// Whether the registration saved as `blob` is here already, unchanged.
+pub fn holds(g: &Gears, blob: &[u8]) -> bool {
+    let Ok(saved) = gears_core::persist::decode_registration(blob) else {
+        return false;
+    };
+    let regs = &g.engine.registrations;
+    regs.get(&saved.id)
+        .is_some_and(|reg| encode_registration(&reg, regs.session(&reg.session).as_ref()) == blob)
 }
 
 /// Applies a saved registration (RDB, AOF, replication) under its own id,
@@ -215,7 +235,9 @@ pub fn prepare(saved: Saved) -> Result<Prepared, String> {
 
 /// Applies prepared registrations under their own ids (replacing ones with
 /// the same id); the tables are rebuilt once. A master starts consuming
-/// their streams.
+/// their streams and, with `on_registered`, runs their `onRegistered`
+/// (while loading, both wait for the end of the load; a replica runs it
+/// once promoted: [`announce_all`]).
 pub fn install(g: &'static Gears, ready: Vec<Prepared>, on_registered: bool) {
     let mut restored = Vec::with_capacity(ready.len());
     for p in ready {
@@ -235,9 +257,9 @@ pub fn install(g: &'static Gears, ready: Vec<Prepared>, on_registered: bool) {
             && !redis::is_loading()
             && matches!(reg.args, ReaderArgs::Stream { .. })
         {
-            streams::scan_existing(g, reg, 0);
+            streams::scan_every_db(g, reg);
         }
-        if on_registered {
+        if on_registered && redis::is_master() && !redis::is_loading() {
             pending.on_registered();
         }
     }

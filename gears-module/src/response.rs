@@ -2,6 +2,7 @@
 //! [`guarded`] (panics become error replies), argument helpers, and one way
 //! to answer a client once executions finish.
 
+use crate::access;
 use crate::errors;
 use crate::redis::{self, Blocked};
 use crate::state::{self, Gears};
@@ -37,6 +38,7 @@ pub type Handler = fn(&'static Gears, &Context, &[RedisString]) -> Result<Respon
 pub fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult {
     let r = match state::get() {
         Some(g) => match catch_unwind(AssertUnwindSafe(|| {
+            access::check(ctx, &args).map_err(err)?;
             redis::serving_command(ctx, || f(g, ctx, &args))
         })) {
             Ok(Ok(r)) => r,

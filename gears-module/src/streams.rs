@@ -627,15 +627,23 @@ pub fn forget(g: &Gears, reg: &Registration) {
     g.consumers().retain(|(id, _, _), _| id != &reg.id);
 }
 
+/// [`scan_existing`] in every database: after a load, a promotion or an
+/// unpause, streams of any database may have messages waiting. Lock held.
+pub fn scan_every_db(g: &'static Gears, reg: &Arc<Registration>) {
+    for db in 0..redis::database_count() {
+        scan_existing(g, reg, db);
+    }
+}
+
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of a stream
 /// registration: a paused one reads nothing; unpaused, it reads what came
-/// meanwhile (in database `db`).
-pub fn set_paused(g: &'static Gears, reg: &Arc<Registration>, pause: bool, db: i64) {
+/// meanwhile, in every database.
+pub fn set_paused(g: &'static Gears, reg: &Arc<Registration>, pause: bool) {
     if pause {
         reg.set_stream_status(StreamStatus::Paused);
     } else if reg.stream_status() != StreamStatus::Ok {
         reg.set_stream_status(StreamStatus::Ok);
-        scan_existing(g, reg, db);
+        scan_every_db(g, reg);
     }
 }
 

@@ -43,6 +43,8 @@ impl KeyFilter {
 /// A command that hooks or `commands=[...]` registrations watch.
 pub struct Hooked {
     pub spec: KeySpec,
+    /// Whether the command writes (its keys need write permission).
+    pub writes: bool,
     pub filters: Vec<KeyFilter>,
 }
 
@@ -57,9 +59,12 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// The tables of `all`; `spec_of` gives a command's key positions
-    /// (`None`: no such command).
-    pub fn build(all: &[Arc<Registration>], spec_of: impl Fn(&str) -> Option<KeySpec>) -> Tables {
+    /// The tables of `all`; `spec_of` gives a command's key positions and
+    /// whether it writes (`None`: no such command).
+    pub fn build(
+        all: &[Arc<Registration>],
+        spec_of: impl Fn(&str) -> Option<(KeySpec, bool)>,
+    ) -> Tables {
         let mut t = Tables::default();
         for reg in all {
             let commands: Vec<String> = match &reg.args {
@@ -76,11 +81,14 @@ impl Tables {
             };
             for c in commands {
                 if !t.hooked.contains_key(&c) {
-                    let Some(spec) = spec_of(&c) else { continue };
+                    let Some((spec, writes)) = spec_of(&c) else {
+                        continue;
+                    };
                     t.hooked.insert(
                         c.clone(),
                         Hooked {
                             spec,
+                            writes,
                             filters: Vec::new(),
                         },
                     );

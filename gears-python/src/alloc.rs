@@ -1,15 +1,57 @@
-//! RG.PYSTATS: how much memory Python holds.
+//! RG.PYSTATS: how much memory Python holds, and where it comes from.
 //!
 //! With `OverridePythonAllocators 1` (1.2's default) the interpreter's MEM
 //! and OBJ allocators are wrapped before it starts: each block gets a
-//! 16-byte header holding its size, the original allocators (pymalloc for
-//! small objects) still do the work, and three counters follow the bytes.
+//! 16-byte header holding its size and three counters follow the bytes.
+//! Small blocks stay with pymalloc, whose arenas come from the host's
+//! [`Allocator`]; larger blocks come from the host's allocator directly.
+//! The module passes Redis's (`RedisModule_Alloc`...), so that Redis's
+//! `used_memory`, `INFO memory` and `maxmemory` see what Python holds.
 //! The RAW domain is left alone: C code may hand its blocks to `free()`.
-//! With 0 nothing is wrapped and the counters stay at zero.
+//! With 0 nothing is wrapped, the counters stay at zero and Python's memory
+//! is invisible to Redis.
 
-use pyo3::ffi::{PyMemAllocatorDomain, PyMemAllocatorEx};
+use pyo3::ffi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyObjectArenaAllocator};
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+/// An allocator of the host (thread-safe, callable without the GIL or any
+/// lock): where Python's large blocks and pymalloc's arenas come from.
+#[derive(Clone, Copy)]
+pub struct Allocator {
+    pub malloc: unsafe extern "C" fn(usize) -> *mut c_void,
+    pub calloc: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+    pub realloc: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    pub free: unsafe extern "C" fn(*mut c_void),
+}
+
+impl Allocator {
+    /// The C library's allocator (tests, and hosts without their own).
+    pub fn system() -> Allocator {
+        Allocator {
+            malloc: libc::malloc,
+            calloc: libc::calloc,
+            realloc: libc::realloc,
+            free: libc::free,
+        }
+    }
+}
+
+static HOST: OnceLock<Allocator> = OnceLock::new();
+
+fn host() -> &'static Allocator {
+    HOST.get()
+        .expect("the host allocator is set before Python starts")
+}
+
+/// Blocks up to this size (header included) stay with pymalloc, as
+/// CPython itself does (its small-object threshold).
+const SMALL: usize = 512;
+
+fn is_small(size: usize) -> bool {
+    size + HEADER <= SMALL
+}
 
 static TOTAL: AtomicU64 = AtomicU64::new(0);
 static CURRENT: AtomicU64 = AtomicU64::new(0);
@@ -77,9 +119,15 @@ extern "C" fn malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     let Some(total) = size.checked_add(HEADER) else {
         return std::ptr::null_mut();
     };
-    let m = below(ctx).malloc.expect("a malloc below");
+    let base = if is_small(size) {
+        let m = below(ctx).malloc.expect("a malloc below");
+        m(below(ctx).ctx, total)
+    } else {
+        // SAFETY: the host's malloc, callable from any thread.
+        unsafe { (host().malloc)(total) }
+    };
     // SAFETY: a block of `total` bytes, or null.
-    unsafe { finish(m(below(ctx).ctx, total), size) }
+    unsafe { finish(base, size) }
 }
 
 extern "C" fn calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
@@ -89,9 +137,28 @@ extern "C" fn calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_vo
     let Some(total) = size.checked_add(HEADER) else {
         return std::ptr::null_mut();
     };
-    let c = below(ctx).calloc.expect("a calloc below");
+    let base = if is_small(size) {
+        let c = below(ctx).calloc.expect("a calloc below");
+        c(below(ctx).ctx, 1, total)
+    } else {
+        // SAFETY: the host's calloc, callable from any thread.
+        unsafe { (host().calloc)(1, total) }
+    };
     // SAFETY: a zeroed block of `total` bytes, or null.
-    unsafe { finish(c(below(ctx).ctx, 1, total), size) }
+    unsafe { finish(base, size) }
+}
+
+/// Frees a block under our header, to whichever allocator made it.
+///
+/// # Safety
+/// `base` is the start of a live block of ours of `size` payload bytes.
+unsafe fn release(ctx: *mut c_void, base: *mut c_void, size: usize) {
+    if is_small(size) {
+        let f = below(ctx).free.expect("a free below");
+        f(below(ctx).ctx, base);
+    } else {
+        (host().free)(base);
+    }
 }
 
 extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
@@ -103,8 +170,30 @@ extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c
     };
     // SAFETY: `ptr` is a live block of ours (CPython's contract).
     let (base, old) = unsafe { header(ptr) };
-    let r = below(ctx).realloc.expect("a realloc below");
-    let moved = r(below(ctx).ctx, base, total);
+    let moved = match (is_small(old), is_small(size)) {
+        (true, true) => {
+            let r = below(ctx).realloc.expect("a realloc below");
+            r(below(ctx).ctx, base, total)
+        }
+        // SAFETY: a live block of the host's.
+        (false, false) => unsafe { (host().realloc)(base, total) },
+        // Between the two allocators: copy.
+        _ => {
+            let fresh = malloc(ctx, size);
+            if fresh.is_null() {
+                // The old block is still there, still counted.
+                return fresh;
+            }
+            // SAFETY: both blocks hold at least `min(old, size)` payload
+            // bytes and do not overlap; the old one is freed once.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr as *const u8, fresh as *mut u8, old.min(size));
+                freed(old);
+                release(ctx, base, old);
+            }
+            return fresh;
+        }
+    };
     if moved.is_null() {
         // The old block is still there, still counted.
         return moved;
@@ -119,15 +208,30 @@ extern "C" fn free(ctx: *mut c_void, ptr: *mut c_void) {
         return;
     }
     // SAFETY: `ptr` is a live block of ours (CPython's contract).
-    let (base, size) = unsafe { header(ptr) };
-    freed(size);
-    let f = below(ctx).free.expect("a free below");
-    f(below(ctx).ctx, base);
+    unsafe {
+        let (base, size) = header(ptr);
+        freed(size);
+        release(ctx, base, size);
+    }
 }
 
-/// Wraps the MEM and OBJ allocators. Call before the interpreter starts
-/// (blocks allocated before would have no header); once.
-pub fn install() {
+extern "C" fn arena_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the host's malloc, callable from any thread.
+    unsafe { (host().malloc)(size) }
+}
+
+extern "C" fn arena_free(_ctx: *mut c_void, ptr: *mut c_void, _size: usize) {
+    // SAFETY: an arena `arena_alloc` made.
+    unsafe { (host().free)(ptr) }
+}
+
+/// Wraps the MEM and OBJ allocators and gives pymalloc its arenas from
+/// `host`. Call before the interpreter starts (blocks allocated before
+/// would have no header); once.
+pub fn install(host: Allocator) {
+    if HOST.set(host).is_err() {
+        return;
+    }
     for domain in [
         PyMemAllocatorDomain::PYMEM_DOMAIN_MEM,
         PyMemAllocatorDomain::PYMEM_DOMAIN_OBJ,
@@ -155,4 +259,12 @@ pub fn install() {
             pyo3::ffi::PyMem_SetAllocator(domain, &mut ours);
         }
     }
+    let mut arenas = PyObjectArenaAllocator {
+        ctx: std::ptr::null_mut(),
+        alloc: Some(arena_alloc),
+        free: Some(arena_free),
+    };
+    // SAFETY: before the interpreter starts, no arena exists yet; CPython
+    // copies the struct.
+    unsafe { pyo3::ffi::PyObject_SetArenaAllocator(&mut arenas) };
 }

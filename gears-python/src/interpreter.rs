@@ -1,6 +1,7 @@
 //! Starting the interpreter inside the Redis process, running script
 //! bodies, and starting the executions they prepare.
 
+use crate::alloc::Allocator;
 use crate::api;
 use crate::command::{in_session, Session};
 use crate::host::{RedisHost, ScriptScope};
@@ -44,8 +45,12 @@ fn make_libpython_global() -> Result<(), String> {
 }
 
 /// Starts the interpreter (once per process) without Python's signal
-/// handlers, with the prefix of the Python this crate was built against.
-fn start_interpreter(count_allocations: bool) -> Result<(), String> {
+/// handlers, isolated from the environment of the process that started
+/// Redis: the home, executable and so `sys.path` are those of the Python
+/// this crate was built against (its virtualenv included), never taken from
+/// `PATH`, `VIRTUAL_ENV`, `PYTHONHOME`, `PYTHONPATH`, the user's site
+/// directory or the working directory.
+fn start_interpreter(count_allocations: Option<Allocator>) -> Result<(), String> {
     // SAFETY: called once, from the thread that loads the module, before any
     // other Python API; the PyConfig is initialized, filled and cleared
     // following the CPython embedding protocol.
@@ -53,19 +58,32 @@ fn start_interpreter(count_allocations: bool) -> Result<(), String> {
         if pyo3::ffi::Py_IsInitialized() != 0 {
             return Ok(());
         }
-        if count_allocations {
-            crate::alloc::install();
+        if let Some(a) = count_allocations {
+            crate::alloc::install(a);
         }
         let mut config: pyo3::ffi::PyConfig = std::mem::zeroed();
-        pyo3::ffi::PyConfig_InitPythonConfig(&mut config);
+        // Isolated: no environment variables, no user site, no current
+        // directory on sys.path, no command line.
+        pyo3::ffi::PyConfig_InitIsolatedConfig(&mut config);
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
-        let home = CString::new(env!("GEARS_PYTHON_HOME")).expect("no NUL in a path");
-        let status =
-            pyo3::ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home.as_ptr());
-        if pyo3::ffi::PyStatus_Exception(status) != 0 {
+        let cfg: *mut pyo3::ffi::PyConfig = &mut config;
+        let set = move |field: *mut *mut libc::wchar_t, value: &str| -> Result<(), String> {
+            let c = CString::new(value).map_err(|_| format!("a NUL byte in {value:?}"))?;
+            let status = pyo3::ffi::PyConfig_SetBytesString(cfg, field, c.as_ptr());
+            if pyo3::ffi::PyStatus_Exception(status) != 0 {
+                return Err(format!(
+                    "could not set the Python configuration to {value:?}"
+                ));
+            }
+            Ok(())
+        };
+        let filled = set(&raw mut (*cfg).home, PYTHON_HOME)
+            .and_then(|()| set(&raw mut (*cfg).program_name, PYTHON_EXE))
+            .and_then(|()| set(&raw mut (*cfg).executable, PYTHON_EXE));
+        if let Err(e) = filled {
             pyo3::ffi::PyConfig_Clear(&mut config);
-            return Err("could not set the Python home".into());
+            return Err(e);
         }
         let status = pyo3::ffi::Py_InitializeFromConfig(&config);
         pyo3::ffi::PyConfig_Clear(&mut config);
@@ -78,18 +96,43 @@ fn start_interpreter(count_allocations: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The Python this crate was built against: its prefix and executable.
+pub const PYTHON_HOME: &str = env!("GEARS_PYTHON_HOME");
+pub const PYTHON_EXE: &str = env!("GEARS_PYTHON_EXE");
+
+/// Python packages the runtime itself imports, with the pip requirement
+/// that provides them.
+const RUNTIME_PACKAGES: &[(&str, &str)] = &[("cloudpickle", "cloudpickle>=2,<4")];
+
+/// Fails when a package the runtime needs is missing from its Python,
+/// naming it and how to install it (instead of failing every `register()`).
+fn check_runtime_packages(py: Python<'_>) -> Result<(), String> {
+    for (module, requirement) in RUNTIME_PACKAGES {
+        if py.import(*module).is_err() {
+            return Err(format!(
+                "the Python package '{module}' is missing from the module's Python ({PYTHON_HOME}); \
+                 install it with: {PYTHON_EXE} -m pip install '{requirement}' (cargo xtask setup does)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How long a thread may keep the GIL while another one waits for it.
 const GIL_SWITCH_INTERVAL_S: f64 = 0.000_05;
 
 /// Starts Python and installs the runtime. Call once, at module load.
-/// `count_allocations` (OverridePythonAllocators) makes RG.PYSTATS count.
+/// With `count_allocations` (OverridePythonAllocators), Python allocates
+/// through that allocator (the host's: Redis's, so `used_memory` sees it)
+/// and RG.PYSTATS counts.
 pub fn initialize(
     host: Arc<dyn RedisHost>,
     engine: Arc<Engine>,
-    count_allocations: bool,
+    count_allocations: Option<Allocator>,
 ) -> Result<(), String> {
     make_libpython_global()?;
     start_interpreter(count_allocations)?;
+    Python::with_gil(check_runtime_packages)?;
     let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, EventLoop)> {
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["redis-server"])?;
@@ -196,4 +239,15 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
             Err(e)
         }
     }
+}
+
+/// Frees what a session that just ended leaves in reference cycles (its
+/// functions and their globals point to each other): memory Redis counts
+/// goes back at once, not at the collector's next pass.
+pub fn collect_garbage() {
+    Python::with_gil(|py| {
+        if let Ok(gc) = py.import("gc") {
+            let _ = gc.call_method0("collect");
+        }
+    });
 }

@@ -4,12 +4,12 @@
 
 use crate::errors::{serialize_failed, GearsError};
 use crate::runtime::runtime;
-use crate::script::PendingRegistration;
+use crate::script::{PendingRegistration, PyOnRegistered};
 use crate::steps::make_steps;
 use crate::traceback::error_text;
 use gears_core::persist::Saved;
 use gears_core::plan::Plan;
-use gears_core::registration::Registration;
+use gears_core::registration::{OnRegistered, Registration};
 use gears_core::Identity;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -105,11 +105,13 @@ pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
             saved.session,
         )
         .owned_by(saved.owner)
-        .with_payload(saved.payload);
-        Ok(PendingRegistration {
-            reg: Arc::new(reg),
-            on_registered: on_registered.filter(|f| !f.is_none(py)),
-        })
+        .with_payload(saved.payload)
+        .with_on_registered(
+            on_registered
+                .filter(|f| !f.is_none(py))
+                .map(|f| Arc::new(PyOnRegistered(f)) as Arc<dyn OnRegistered>),
+        );
+        Ok(PendingRegistration::plain(Arc::new(reg)))
     })
 }
 

@@ -6,11 +6,11 @@ use crate::args::{bytes_of, err, flag, text_of};
 use crate::errors::{self as e, GearsError};
 use crate::host::ScriptScope;
 use crate::runtime::{engine, host};
-use crate::script::{in_script, PendingRegistration};
+use crate::script::{in_script, PendingRegistration, PyOnRegistered};
 use crate::steps::make_steps;
 use gears_core::plan::Plan;
 use gears_core::record::KeyType;
-use gears_core::registration::{Mode, OnFailed, ReaderArgs, Registration};
+use gears_core::registration::{Mode, OnFailed, OnRegistered, ReaderArgs, Registration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 use std::sync::Arc;
@@ -185,11 +185,11 @@ pub(crate) fn register(
     let payload = crate::persist::save(steps.py(), steps, on_registered.as_ref())?;
     let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session.clone())
         .owned_by(scope.identity.user.clone())
-        .with_payload(payload);
-    let pending = PendingRegistration {
-        reg: Arc::new(reg),
-        on_registered,
-    };
+        .with_payload(payload)
+        .with_on_registered(
+            on_registered.map(|f| Arc::new(PyOnRegistered(f)) as Arc<dyn OnRegistered>),
+        );
+    let pending = PendingRegistration::plain(Arc::new(reg));
     if in_body.is_some() {
         in_script(|c| c.registrations.push(pending));
         return Ok(id);

@@ -8,7 +8,7 @@ use crate::runtime::host;
 use crate::traceback::error_text;
 use gears_core::execution::Execution;
 use gears_core::plan::Plan;
-use gears_core::registration::Registration;
+use gears_core::registration::{OnRegistered, Registration};
 use gears_core::Reader;
 use pyo3::prelude::*;
 use std::cell::RefCell;
@@ -36,48 +36,44 @@ impl PendingRun {
 /// script has succeeded.
 pub struct PendingRegistration {
     pub reg: Arc<Registration>,
-    pub(crate) on_registered: Option<Py<PyAny>>,
 }
 
 impl PendingRegistration {
-    /// A registration without `onRegistered`.
+    /// A registration (its `onRegistered`, if any, is part of it).
     pub fn plain(reg: Arc<Registration>) -> PendingRegistration {
-        PendingRegistration {
-            reg,
-            on_registered: None,
-        }
+        PendingRegistration { reg }
     }
 
-    /// Runs the `onRegistered` callback, if any, as the registration's
-    /// owner (in database 0, where its events' commands start too); its
-    /// errors are logged.
+    /// Runs the `onRegistered` callback, if any.
     pub fn on_registered(&self) {
-        let Some(f) = &self.on_registered else { return };
-        let owner = gears_core::Identity::new(self.reg.owner.clone(), 0);
+        self.reg.announce();
+    }
+}
+
+/// 1.2's `onRegistered`: run as the registration's owner (in database 0,
+/// where its events' commands start too); its errors are logged.
+pub(crate) struct PyOnRegistered(pub(crate) Py<PyAny>);
+
+impl OnRegistered for PyOnRegistered {
+    fn call(&self, reg: &Registration) {
+        let owner = gears_core::Identity::new(reg.owner.clone(), 0);
         // An `atomic()` block left open goes with the call.
         crate::command::in_session(crate::command::Session::of(owner), || {
-            self.call_on_registered(f)
-        });
-    }
-
-    fn call_on_registered(&self, f: &Py<PyAny>) {
-        Python::with_gil(|py| {
-            let func = f.bind(py);
-            let failure = match crate::profiling::around(py, func, || func.call0()) {
-                Err(e) => Some(error_text(py, &e)),
-                // As in 1.2, it may not be a coroutine (nothing would wait
-                // for it).
-                Ok(out) => crate::aio::refuse_coroutine(&out, ON_REGISTERED_COROUTINE),
-            };
-            if let Some(failure) = failure {
-                host().log(
-                    LogLevel::Warning,
-                    &format!(
-                        "onRegistered of registration {} failed: {failure}",
-                        self.reg.id,
-                    ),
-                );
-            }
+            Python::with_gil(|py| {
+                let func = self.0.bind(py);
+                let failure = match crate::profiling::around(py, func, || func.call0()) {
+                    Err(e) => Some(error_text(py, &e)),
+                    // As in 1.2, it may not be a coroutine (nothing would
+                    // wait for it).
+                    Ok(out) => crate::aio::refuse_coroutine(&out, ON_REGISTERED_COROUTINE),
+                };
+                if let Some(failure) = failure {
+                    host().log(
+                        LogLevel::Warning,
+                        &format!("onRegistered of registration {} failed: {failure}", reg.id),
+                    );
+                }
+            })
         });
     }
 }

@@ -100,7 +100,12 @@ fn python_runtime_in_process() {
     let host = Arc::new(FakeHost::default());
     let engine =
         Arc::new(Engine::new(2, 100, 100, Arc::new(gears_python::PyRunner), |_| {}).unwrap());
-    gears_python::initialize(host.clone(), engine.clone(), true).unwrap();
+    gears_python::initialize(
+        host.clone(),
+        engine.clone(),
+        Some(gears_python::alloc::Allocator::system()),
+    )
+    .unwrap();
     // A registration's execution, run inline on this thread.
     let run_inline = |reg, reader, command| {
         engine

@@ -228,6 +228,15 @@ pub struct Server {
     child: Child,
     server_args: Vec<String>,
     module_args: Vec<String>,
+    env: Env,
+}
+
+/// The environment variables a test server starts with: the test's own
+/// plus `vars`, or only `vars` when `clear` (as a service manager does).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub clear: bool,
+    pub vars: Vec<(String, String)>,
 }
 
 impl Server {
@@ -248,12 +257,26 @@ impl Server {
             .unwrap_or_else(|log| panic!("redis-server did not start:\n{log}"))
     }
 
+    /// Starts a server in the environment `env`.
+    pub fn start_in(env: Env, server_args: &[&str], module_args: &[&str]) -> Server {
+        Server::try_start_in(env, server_args, module_args)
+            .unwrap_or_else(|log| panic!("redis-server did not start:\n{log}"))
+    }
+
     fn try_start_with(server_args: &[&str], module_args: &[&str]) -> Result<Server, String> {
+        Server::try_start_in(Env::default(), server_args, module_args)
+    }
+
+    fn try_start_in(
+        env: Env,
+        server_args: &[&str],
+        module_args: &[&str],
+    ) -> Result<Server, String> {
         // A port found free may be taken by a parallel test's server before
         // ours binds it: retry with another port when that happens.
         let mut last = String::new();
         for _ in 0..5 {
-            match Server::spawn(server_args, module_args)? {
+            match Server::spawn(&env, server_args, module_args)? {
                 Ok(server) => return Ok(server),
                 Err(log) if log.contains("Address already in use") => last = log,
                 Err(log) => return Err(log),
@@ -263,7 +286,11 @@ impl Server {
     }
 
     /// One attempt: `Ok(Err(log))` when the server exited during start-up.
-    fn spawn(server_args: &[&str], module_args: &[&str]) -> Result<Result<Server, String>, String> {
+    fn spawn(
+        env: &Env,
+        server_args: &[&str],
+        module_args: &[&str],
+    ) -> Result<Result<Server, String>, String> {
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("gears-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -272,13 +299,14 @@ impl Server {
         let port = free_port();
         let server_args: Vec<String> = server_args.iter().map(|s| s.to_string()).collect();
         let module_args: Vec<String> = module_args.iter().map(|s| s.to_string()).collect();
-        let child = Server::run(port, &dir, &server_args, &module_args)?;
+        let child = Server::run(port, &dir, env, &server_args, &module_args)?;
         let server = Server {
             port,
             dir,
             child,
             server_args,
             module_args,
+            env: env.clone(),
         };
         server.wait_started()
     }
@@ -286,13 +314,18 @@ impl Server {
     fn run(
         port: u16,
         dir: &Path,
+        env: &Env,
         server_args: &[String],
         module_args: &[String],
     ) -> Result<Child, String> {
         let mut load = vec![module_path().to_string_lossy().into_owned()];
         load.extend(module_args.iter().cloned());
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        if env.clear {
+            cmd.env_clear();
+        }
+        cmd.envs(env.vars.iter().map(|(k, v)| (k, v)));
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &dir.to_string_lossy()])
             .args(["--logfile", "redis.log", "--save", "", "--appendonly", "no"])
             .args(server_args)
@@ -357,8 +390,14 @@ impl Server {
 
     /// The second half of [`Server::restart`]: started again as it was.
     pub fn start_again(&mut self) {
-        let child = Server::run(self.port, &self.dir, &self.server_args, &self.module_args)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let child = Server::run(
+            self.port,
+            &self.dir,
+            &self.env,
+            &self.server_args,
+            &self.module_args,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let old = std::mem::replace(&mut self.child, child);
         drop(old);
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -4,9 +4,10 @@ use crate::errors;
 use crate::hooks::{call_linked, fire_hook, first_accepting, hook_reply, INNER_HOOK};
 use crate::redis;
 use crate::response::{arity, err, guarded, reply_when_all_done, respond_fired, Failure, Response};
-use crate::state::Gears;
-use gears_core::Caller;
-use redis_module::{Context, RedisResult, RedisString};
+use crate::state::{self, Gears};
+use gears_core::{Caller, Identity};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 fn inner_hook_impl(
     g: &'static Gears,
@@ -31,14 +32,29 @@ fn inner_hook_impl(
     if redis::is_replayed(ctx) {
         return Ok(redis::call_replayed(ctx, &argv).into());
     }
+    // From a Lua script or a Redis function the caller's user can not be
+    // known, but Redis has checked it already: the command (RG.INNERHOOK)
+    // and, through the key positions below, its keys. The hook then acts as
+    // its registration's owner, the real command as the module.
+    let from_script = who.user.as_deref() == Some(redis::UNKNOWN_CALLER);
     let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
     let hooks = g.engine.registrations.hooks(&name);
     let can_block = redis::can_block(ctx);
     if let Some(i) = first_accepting(g, &hooks, &argv) {
         let (newest, rest) = (&hooks[i], hooks[i + 1..].to_vec());
+        let who = if from_script {
+            Identity::new(newest.owner.clone(), who.db)
+        } else {
+            who
+        };
         let fired = fire_hook(g, newest, &argv, rest, Caller::Client { can_block }, who);
         return respond_fired(ctx, fired, hook_reply);
     }
+    let who = if from_script {
+        Identity::module(who.db)
+    } else {
+        who
+    };
     let (real, linked) = call_linked(&who, &argv, can_block);
     let held = linked.held();
     Ok(reply_when_all_done(ctx, held, move || {
@@ -47,5 +63,25 @@ fn inner_hook_impl(
 }
 
 pub fn inner_hook(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if redis::is_keys_position_request(ctx) {
+        // Never unwinds into Redis: a panic reports no keys.
+        let _ = catch_unwind(AssertUnwindSafe(|| hook_keys(ctx, &args)));
+        return Ok(RedisValue::NoReply);
+    }
     guarded(ctx, args, inner_hook_impl)
+}
+
+/// The keys of `RG.INNERHOOK <token> cmd args...`: those of `cmd`, so that
+/// Redis checks the caller's key permissions as for the command itself.
+fn hook_keys(ctx: &Context, args: &[RedisString]) {
+    let Some(g) = state::get() else { return };
+    let Some(command) = args.get(2) else { return };
+    let name = String::from_utf8_lossy(command.as_slice()).to_ascii_lowercase();
+    let tables = g.tables();
+    let Some(h) = tables.hooked.get(&name) else {
+        return;
+    };
+    for pos in h.spec.positions(args.len() - 2) {
+        redis::key_at(ctx, pos + 2, h.writes);
+    }
 }

@@ -13,8 +13,11 @@ use redis_module::{Context, RedisResult, RedisString};
 /// RG.HELLO: this process's run id, which a peer compares with the last
 /// one it saw to tell a restart.
 pub fn hello(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guarded(ctx, args, |_, _, args| {
+    guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 1)?;
+        if g.net().is_none() {
+            return Err(err(errors::cluster_only("RG.HELLO")));
+        }
         Ok(Reply::bulk(redis::run_id().as_bytes()).into())
     })
 }
@@ -26,6 +29,9 @@ pub fn hello(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn inner_msg(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 6)?;
+        if g.net().is_none() {
+            return Err(err(errors::cluster_only("RG.INNERMSGCOMMAND")));
+        }
         if let Some(user) = net::cluster_user() {
             if redis::identity_of(ctx).user.as_deref() != Some(user.as_str()) {
                 return Err(err(errors::internal_command("RG.INNERMSGCOMMAND")));

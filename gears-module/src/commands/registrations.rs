@@ -291,7 +291,7 @@ fn pause_or_unpause(
         return Err(err(errors::reader_cannot(reg.reader_name(), verb)));
     }
     let db = redis::identity_of(ctx).db;
-    streams::set_paused(g, &reg, pause, db);
+    streams::set_paused(g, &reg, pause);
     distributed::share_pause(g, &id, pause, db);
     Ok(ok().into())
 }
@@ -318,8 +318,13 @@ pub fn inner_register(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         redis::replicate_verbatim(ctx);
         arity(args, |n| n == 2)?;
-        let saved = decode_registration(args[1].as_slice()).map_err(err)?;
-        registry::restore(g, saved, false).map_err(err)?;
+        let blob = args[1].as_slice();
+        if registry::holds(g, blob) {
+            // Sent again at an AOF rewrite: already here, as it was.
+            return Ok(ok().into());
+        }
+        let saved = decode_registration(blob).map_err(err)?;
+        registry::restore(g, saved, true).map_err(err)?;
         Ok(ok().into())
     })
 }

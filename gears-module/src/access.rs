@@ -1,0 +1,86 @@
+//! Who may run which `RG.*` command: the flags and ACL categories each
+//! command is created with (the table in `lib.rs`), and, on servers that
+//! can not file module commands under categories, the same rule enforced
+//! here.
+//!
+//! Redis 7.0 puts every module command in no category (`-@admin` does not
+//! cover it) and has no `RedisModule_SetCommandACLCategories`. There an
+//! administrative `RG.*` command is allowed only to a user who may also run
+//! the Redis command of the same nature (`RG.CONFIGSET` needs what
+//! `CONFIG SET` needs), so `+@all -@admin -@dangerous` means the same with
+//! or without the categories.
+
+use crate::redis;
+use redis_module::{Context, RedisString};
+
+/// The administrative commands and the Redis command of the same nature
+/// whose permission they also need where categories are missing.
+const ADMIN: &[(&str, &[&str])] = &[
+    ("rg.configset", &["CONFIG", "SET"]),
+    ("rg.pyimportreq", &["MODULE", "LOAD"]),
+    ("rg.refreshcluster", &["CLUSTER", "SAVECONFIG"]),
+    ("rg.hello", &["PSYNC"]),
+    ("rg.innermsgcommand", &["PSYNC"]),
+    ("rg.networktest", &["PSYNC"]),
+    ("rg.pykill", &["CLIENT", "KILL"]),
+    ("rg.pyprofile", &["SLOWLOG", "RESET"]),
+    ("rg.innerregister", &["PSYNC"]),
+    ("rg.innerunregister", &["PSYNC"]),
+    ("rg.innertimeevent", &["PSYNC"]),
+];
+
+/// The Redis command an administrative `RG.*` command stands for, if
+/// `name` is one.
+pub fn admin_equivalent(name: &str) -> Option<&'static [&'static str]> {
+    ADMIN
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, eq)| *eq)
+}
+
+/// Redis's own refusal of a command to a user.
+pub fn no_permission(name: &str) -> String {
+    format!(
+        "NOPERM this user has no permissions to run the '{}' command",
+        name.to_ascii_lowercase()
+    )
+}
+
+/// On a server without ACL categories for modules: refuses an
+/// administrative command to a client whose user may not run its Redis
+/// equivalent. Replayed commands (master, AOF) are the server's own.
+pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
+    if redis::acl_categories_supported() {
+        return Ok(());
+    }
+    let Some(name) = args.first().map(|a| a.to_string_lossy()) else {
+        return Ok(());
+    };
+    let Some(equivalent) = admin_equivalent(&name) else {
+        return Ok(());
+    };
+    if redis::is_replayed(ctx) {
+        return Ok(());
+    }
+    let user = redis::identity_of(ctx).user;
+    match user {
+        None => Ok(()),
+        Some(u) if redis::may_run(ctx, &u, equivalent) => Ok(()),
+        Some(_) => Err(no_permission(&name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_commands_have_an_equivalent() {
+        assert_eq!(
+            admin_equivalent("RG.CONFIGSET"),
+            Some(&["CONFIG", "SET"][..])
+        );
+        assert_eq!(admin_equivalent("rg.pyexecute"), None);
+        assert_eq!(admin_equivalent("rg.configget"), None);
+    }
+}
