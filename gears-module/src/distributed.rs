@@ -557,8 +557,9 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
                 ready,
                 blobs,
             };
-            g.parked()
-                .insert(format!("{sender}/{token}"), Box::new(parked));
+            let key = format!("{sender}/{token}");
+            g.parked().insert(key.clone(), Box::new(parked));
+            expire_prepared(g, key);
             Ok(())
         }
         Err(e) => {
@@ -578,6 +579,33 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     }
     m.bytes(&[answer.is_ok() as u8]);
     net.send(sender, REGISTERED, m.0);
+}
+
+/// How long registrations prepared here wait for the decision of the shard
+/// that sent them: that shard waits at most `PythonInstallReqMaxIdleTime`
+/// for every answer, then decides; past three times as long it is gone
+/// (killed, partitioned) and will never decide.
+fn decision_deadline(g: &Gears) -> Duration {
+    let idle = g.config().settings().pythoninstallreqmaxidletime.max(1) as u64;
+    Duration::from_millis(idle.saturating_mul(3))
+}
+
+/// Drops the registrations prepared under `key` if no decision came by the
+/// deadline, with a log line: nothing stays prepared forever.
+fn expire_prepared(g: &'static Gears, key: String) {
+    let deadline = decision_deadline(g);
+    g.timer.after(deadline, move || {
+        if g.parked().remove(&key).is_some() {
+            redis::log(
+                "warning",
+                &format!(
+                    "registrations prepared for {key} expired: the shard that sent them did not \
+                     commit or cancel within {} ms; they are not applied",
+                    deadline.as_millis()
+                ),
+            );
+        }
+    });
 }
 
 /// Every shard could: apply what was prepared here (after removing the

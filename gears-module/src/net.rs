@@ -67,7 +67,20 @@ impl Net {
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("gears-net".into())
-            .spawn(move || run(g, rx))?;
+            .spawn(move || {
+                // A panic loses the connections, not the thread: it starts
+                // over (peers are greeted again, unacknowledged messages
+                // were kept by nobody: logged).
+                while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(g, &rx)))
+                    .is_err()
+                {
+                    crate::redis::log(
+                        "warning",
+                        "the networking thread panicked; messages in flight are lost, it starts over",
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })?;
         Ok(Net { tx })
     }
 
@@ -87,7 +100,7 @@ struct Me {
     run_id: String,
 }
 
-fn run(g: &'static dyn Directory, rx: Receiver<Outgoing>) {
+fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>) {
     let mut peers: HashMap<String, Peer> = HashMap::new();
     let mut me: Option<Me> = None;
     loop {

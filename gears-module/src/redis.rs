@@ -215,9 +215,11 @@ pub static TIME_EVENT_TYPE: redis_module::native_types::RedisType =
 extern "C" fn te_rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     // SAFETY: Redis hands back a value this module set (a `TimeEvent`).
     let ev = unsafe { &*value.cast::<TimeEvent>() };
-    raw::save_unsigned(rdb, ev.period_ms);
-    raw::save_slice(rdb, ev.owner.as_deref().unwrap_or("").as_bytes());
-    raw::save_slice(rdb, &ev.payload);
+    guard("time event save", || {
+        raw::save_unsigned(rdb, ev.period_ms);
+        raw::save_slice(rdb, ev.owner.as_deref().unwrap_or("").as_bytes());
+        raw::save_slice(rdb, &ev.payload);
+    });
 }
 
 extern "C" fn te_rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -1304,7 +1306,37 @@ fn write_reply(ctx: *mut raw::RedisModuleCtx, r: &Reply) {
 }
 
 /// A client blocked until an execution finishes.
-pub struct Blocked(SendPtr<raw::RedisModuleBlockedClient>);
+/// A blocked client, answered exactly once: by [`Blocked::reply`], or, if
+/// whoever held it is dropped without answering (a panic, a thread that
+/// could not start, a callback never called), with an error.
+pub struct Blocked(Option<SendPtr<raw::RedisModuleBlockedClient>>);
+
+/// What a client gets when its blocked reply was dropped unanswered.
+pub const DROPPED_UNANSWERED: &str =
+    "ERR the gears module lost this request before it could answer (see the Redis log)";
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        if let Some(bc) = self.0.take() {
+            log("warning", "a blocked client was dropped unanswered");
+            answer(bc.0, &Reply::Error(DROPPED_UNANSWERED.into()));
+        }
+    }
+}
+
+/// Sends `r` to the blocked client `bc` and unblocks it. Any thread.
+fn answer(bc: *mut raw::RedisModuleBlockedClient, r: &Reply) {
+    // SAFETY: replies through a blocked client's thread-safe context need
+    // no lock; the context is freed before unblocking, as documented;
+    // `bc` is unblocked once (its `Blocked` is consumed or dropped).
+    unsafe {
+        raw::RedisModule_BlockedClientMeasureTimeEnd.unwrap()(bc);
+        let ctx = raw::RedisModule_GetThreadSafeContext.unwrap()(bc);
+        write_reply(ctx, r);
+        raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx);
+        raw::RedisModule_UnblockClient.unwrap()(bc, ptr::null_mut());
+    }
+}
 
 impl Blocked {
     /// Blocks the client of the current command (no timeout). The time
@@ -1316,19 +1348,13 @@ impl Blocked {
             raw::RedisModule_BlockedClientMeasureTimeStart.unwrap()(bc);
             bc
         };
-        Blocked(SendPtr(bc))
+        Blocked(Some(SendPtr(bc)))
     }
 
     /// Sends `r` and unblocks the client. Any thread, no lock needed.
-    pub fn reply(self, r: &Reply) {
-        // SAFETY: replies through a blocked client's thread-safe context need
-        // no lock; the context is freed before unblocking, as documented.
-        unsafe {
-            raw::RedisModule_BlockedClientMeasureTimeEnd.unwrap()(self.0 .0);
-            let ctx = raw::RedisModule_GetThreadSafeContext.unwrap()(self.0 .0);
-            write_reply(ctx, r);
-            raw::RedisModule_FreeThreadSafeContext.unwrap()(ctx);
-            raw::RedisModule_UnblockClient.unwrap()(self.0 .0, ptr::null_mut());
+    pub fn reply(mut self, r: &Reply) {
+        if let Some(bc) = self.0.take() {
+            answer(bc.0, r);
         }
     }
 }
@@ -1524,7 +1550,9 @@ extern "C" fn visit_key(
                 value = Some(std::slice::from_raw_parts(p.cast::<u8>(), len));
             }
         }
-        (v.visit)(string_bytes(name), ty, value);
+        let name = string_bytes(name);
+        // Never unwinds into Redis's scan.
+        guard("key scan", || (v.visit)(name, ty, value));
     }
 }
 

@@ -53,6 +53,27 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult
     Ok(RedisValue::NoReply)
 }
 
+/// Runs `f` on a thread of its own (`name`), for work a blocked client
+/// waits for. A panic is caught and logged; either way what `f` owns is
+/// dropped, so a [`Blocked`] it holds is answered (with an error if `f`
+/// did not answer). A thread that can not start drops `f` at once.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    let label = name.to_string();
+    let started = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                redis::log("warning", &format!("the {label} thread panicked"));
+            }
+        });
+    if let Err(e) = started {
+        redis::log(
+            "warning",
+            &format!("could not start the {name} thread: {e}"),
+        );
+    }
+}
+
 pub fn err(msg: impl Into<String>) -> Reply {
     Reply::Error(msg.into())
 }

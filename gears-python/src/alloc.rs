@@ -40,9 +40,10 @@ impl Allocator {
 
 static HOST: OnceLock<Allocator> = OnceLock::new();
 
-fn host() -> &'static Allocator {
-    HOST.get()
-        .expect("the host allocator is set before Python starts")
+fn host() -> Allocator {
+    // Set by `install` before any block is allocated (these functions are
+    // called from C: they never unwind).
+    HOST.get().copied().unwrap_or_else(Allocator::system)
 }
 
 /// Blocks up to this size (header included) stay with pymalloc, as
@@ -120,7 +121,9 @@ extern "C" fn malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
         return std::ptr::null_mut();
     };
     let base = if is_small(size) {
-        let m = below(ctx).malloc.expect("a malloc below");
+        let Some(m) = below(ctx).malloc else {
+            return std::ptr::null_mut();
+        };
         m(below(ctx).ctx, total)
     } else {
         // SAFETY: the host's malloc, callable from any thread.
@@ -138,7 +141,9 @@ extern "C" fn calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_vo
         return std::ptr::null_mut();
     };
     let base = if is_small(size) {
-        let c = below(ctx).calloc.expect("a calloc below");
+        let Some(c) = below(ctx).calloc else {
+            return std::ptr::null_mut();
+        };
         c(below(ctx).ctx, 1, total)
     } else {
         // SAFETY: the host's calloc, callable from any thread.
@@ -154,8 +159,9 @@ extern "C" fn calloc(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_vo
 /// `base` is the start of a live block of ours of `size` payload bytes.
 unsafe fn release(ctx: *mut c_void, base: *mut c_void, size: usize) {
     if is_small(size) {
-        let f = below(ctx).free.expect("a free below");
-        f(below(ctx).ctx, base);
+        if let Some(f) = below(ctx).free {
+            f(below(ctx).ctx, base);
+        }
     } else {
         (host().free)(base);
     }
@@ -172,7 +178,9 @@ extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c
     let (base, old) = unsafe { header(ptr) };
     let moved = match (is_small(old), is_small(size)) {
         (true, true) => {
-            let r = below(ctx).realloc.expect("a realloc below");
+            let Some(r) = below(ctx).realloc else {
+                return std::ptr::null_mut();
+            };
             r(below(ctx).ctx, base, total)
         }
         // SAFETY: a live block of the host's.

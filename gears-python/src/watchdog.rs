@@ -37,21 +37,25 @@ pub(crate) fn start() -> Result<(), String> {
         .name("gears-watchdog".into())
         .spawn(|| loop {
             std::thread::sleep(PERIOD);
-            if MAIN_BUSY.load(Ordering::SeqCst) > 0 && !SCHEDULED.swap(true, Ordering::SeqCst) {
-                // SAFETY: Py_AddPendingCall may be called from any thread
-                // without the GIL; the callback is a plain function.
-                let queued =
-                    unsafe { pyo3::ffi::Py_AddPendingCall(Some(on_pending), std::ptr::null_mut()) };
-                if queued != 0 {
-                    SCHEDULED.store(false, Ordering::SeqCst);
-                    continue;
+            // A panic skips one tick, never the watchdog.
+            let _ = std::panic::catch_unwind(|| {
+                if MAIN_BUSY.load(Ordering::SeqCst) > 0 && !SCHEDULED.swap(true, Ordering::SeqCst) {
+                    // SAFETY: Py_AddPendingCall may be called from any thread
+                    // without the GIL; the callback is a plain function.
+                    let queued = unsafe {
+                        pyo3::ffi::Py_AddPendingCall(Some(on_pending), std::ptr::null_mut())
+                    };
+                    if queued != 0 {
+                        SCHEDULED.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    // CPython 3.11 signals a pending call only when the thread
+                    // that adds it could run it itself. Asking for the GIL makes
+                    // the main thread look at its pending calls (they run before
+                    // it hands the GIL over).
+                    Python::with_gil(|_py| {});
                 }
-                // CPython 3.11 signals a pending call only when the thread
-                // that adds it could run it itself. Asking for the GIL makes
-                // the main thread look at its pending calls (they run before
-                // it hands the GIL over).
-                Python::with_gil(|_py| {});
-            }
+            });
         })
         .map(|_| ())
         .map_err(|e| format!("could not start the watchdog thread: {e}"))

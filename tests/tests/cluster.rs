@@ -751,3 +751,45 @@ fn an_upgraded_session_is_upgraded_everywhere() {
     assert_eq!(other.registrations().len(), 1);
     assert_eq!(c.registrations().len(), 1);
 }
+
+/// Registrations a shard prepared for another one that died before its
+/// decision expire (with a log line) instead of staying prepared forever.
+#[test]
+fn prepared_registrations_expire_when_their_sender_dies() {
+    let mut cluster = Cluster::start(3, &["PythonInstallReqMaxIdleTime", "1500"]);
+    // The third shard stops answering: the first one waits for it, holding
+    // its decision, while the second has prepared and answered.
+    let pid = {
+        let info = cluster.nodes[2].client().cmd(&["INFO", "server"]).text();
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let mut c = cluster.nodes[0].client();
+    c.send(&[
+        "RG.PYEXECUTE",
+        "GB('CommandReader').map(lambda x: 1).register(trigger='orphan')",
+    ]);
+    // The message reaches the second shard, which prepares and answers.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The sender dies before it decides.
+    cluster.nodes[0].stop(&["KILL"]);
+    let second = &cluster.nodes[1];
+    assert!(
+        second.wait_for(15, || second.log().contains("expired")),
+        "{}",
+        second.log()
+    );
+    assert!(second.log().contains("are not applied"));
+    assert!(second.client().registrations().is_empty());
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+}

@@ -594,7 +594,10 @@ fn callers_whose_user_is_unknown_are_refused() {
     let err = c
         .cmd(&["EVAL", "return redis.call('SET', 'secret:token', 'x')", "0"])
         .error();
-    assert!(err.contains("can't access at least one of the keys"), "{err}");
+    assert!(
+        err.contains("can't access at least one of the keys"),
+        "{err}"
+    );
     assert_eq!(admin.cmd(&["GET", "secret:token"]), bulk("abc"));
     // Commands that check permissions themselves are refused to Python
     // acting for a user.

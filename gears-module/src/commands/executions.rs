@@ -7,7 +7,7 @@ use crate::errors;
 use crate::plans;
 use crate::redis;
 use crate::redis::Blocked;
-use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
+use crate::response::{arity, err, guarded, ok, reply_when_done, spawn, text, Failure, Response};
 use crate::state::Gears;
 use gears_core::execution::{AbortOutcome, DropError, Execution};
 use gears_core::Reply;
@@ -71,7 +71,7 @@ fn get_execution_impl(
         return Ok(Reply::Array(vec![e]).into());
     };
     let blocked = Blocked::new(ctx);
-    std::thread::spawn(move || {
+    spawn("gears-getexecution", move || {
         let mut entries: Vec<Reply> = local.into_iter().collect();
         entries.extend(asked());
         let reply = if entries.is_empty() {

@@ -7,7 +7,7 @@ use crate::errors;
 use crate::redis::{self, Blocked};
 use crate::registry;
 use crate::requirements;
-use crate::response::{arity, err, guarded, ok, reply_when_done, text, Failure, Response};
+use crate::response::{arity, err, guarded, ok, reply_when_done, spawn, text, Failure, Response};
 use crate::state::Gears;
 use gears_core::execution::Execution;
 use gears_core::persist::encode_registration;
@@ -239,7 +239,7 @@ fn pyexecute_impl(
                 // The other shards answer through messages: wait off the
                 // main thread.
                 let blocked = Blocked::new(ctx);
-                std::thread::spawn(move || blocked.reply(&answers()));
+                spawn("gears-shards", move || blocked.reply(&answers()));
                 Response::Later
             }
         });
@@ -247,7 +247,7 @@ fn pyexecute_impl(
     // pip runs on a thread of its own; the client waits, the server does
     // not. The script runs once the requirements are there.
     let blocked = Blocked::new(ctx);
-    std::thread::spawn(move || {
+    spawn("gears-pip", move || {
         let done = requirements::install(g, &missing, errors::REQUIREMENTS_FAILED)
             .map_err(Reply::Error)
             .and_then(|()| redis::with_lock(|_| run_script(g, &opts, &script, identity)));

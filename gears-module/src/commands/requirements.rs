@@ -3,7 +3,7 @@
 use crate::errors;
 use crate::redis::{self, Blocked};
 use crate::requirements;
-use crate::response::{arity, err, guarded, ok, text, Response};
+use crate::response::{arity, err, guarded, ok, spawn, text, Response};
 use gears_core::Reply;
 use redis_module::{Context, RedisResult, RedisString};
 
@@ -71,7 +71,7 @@ pub fn import_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             return Err(err(errors::PYEXECUTE_NOT_HERE));
         }
         let blocked = Blocked::new(ctx);
-        std::thread::spawn(move || {
+        spawn("gears-pip", move || {
             let reply = match reqs.import(&data, upgrade) {
                 Ok(names) => {
                     redis::with_lock(|_| requirements::changed(reqs, &names));
