@@ -62,6 +62,8 @@ pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     if redis::is_replayed(ctx) {
         return Ok(());
     }
+    // A script's or another module's caller is unknown (a user that can
+    // not exist): refused, failing closed.
     let user = redis::identity_of(ctx).user;
     match user {
         None => Ok(()),

@@ -558,6 +558,10 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
                 blobs,
             };
             let key = format!("{sender}/{token}");
+            redis::log(
+                "notice",
+                &format!("registrations prepared for {key}, waiting for its decision"),
+            );
             g.parked().insert(key.clone(), Box::new(parked));
             expire_prepared(g, key);
             Ok(())

@@ -102,20 +102,24 @@ pub const PYTHON_EXE: &str = env!("GEARS_PYTHON_EXE");
 
 /// Python packages the runtime itself imports, with the pip requirement
 /// that provides them.
-const RUNTIME_PACKAGES: &[(&str, &str)] = &[("cloudpickle", "cloudpickle>=2,<4")];
+pub const RUNTIME_PACKAGES: &[(&str, &str)] = &[("cloudpickle", "cloudpickle>=2,<4")];
 
-/// Fails when a package the runtime needs is missing from its Python,
-/// naming it and how to install it (instead of failing every `register()`).
-fn check_runtime_packages(py: Python<'_>) -> Result<(), String> {
-    for (module, requirement) in RUNTIME_PACKAGES {
-        if py.import(*module).is_err() {
-            return Err(format!(
-                "the Python package '{module}' is missing from the module's Python ({PYTHON_HOME}); \
-                 install it with: {PYTHON_EXE} -m pip install '{requirement}' (cargo xtask setup does)"
-            ));
+/// Fails when one of `packages` (module, pip requirement) is missing from
+/// the interpreter, naming it and how to install it. `initialize` checks
+/// [`RUNTIME_PACKAGES`], so a missing one fails the load instead of every
+/// `register()` later.
+pub fn check_packages(packages: &[(&str, &str)]) -> Result<(), String> {
+    Python::with_gil(|py| {
+        for (module, requirement) in packages {
+            if py.import(*module).is_err() {
+                return Err(format!(
+                    "the Python package '{module}' is missing from the module's Python ({PYTHON_HOME}); \
+                     install it with: {PYTHON_EXE} -m pip install '{requirement}' (cargo xtask setup does)"
+                ));
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// How long a thread may keep the GIL while another one waits for it.
@@ -132,7 +136,7 @@ pub fn initialize(
 ) -> Result<(), String> {
     make_libpython_global()?;
     start_interpreter(count_allocations)?;
-    Python::with_gil(check_runtime_packages)?;
+    check_packages(RUNTIME_PACKAGES)?;
     let (prelude, aio) = Python::with_gil(|py| -> PyResult<(Py<PyDict>, EventLoop)> {
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["redis-server"])?;

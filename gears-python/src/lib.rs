@@ -41,7 +41,7 @@ mod watchdog;
 
 pub use api::remote_run;
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
-pub use interpreter::{collect_garbage, exec_script, initialize};
+pub use interpreter::{check_packages, collect_garbage, exec_script, initialize, RUNTIME_PACKAGES};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};
 pub use runner::PyRunner;
 pub use runner::{submit, submit_spanning, Crossing};

@@ -106,6 +106,23 @@ fn python_runtime_in_process() {
         Some(gears_python::alloc::Allocator::system()),
     )
     .unwrap();
+    // The packages the runtime needs are checked; a missing one is named,
+    // with the command that installs it into this Python.
+    assert_eq!(
+        gears_python::check_packages(gears_python::RUNTIME_PACKAGES),
+        Ok(())
+    );
+    let missing =
+        gears_python::check_packages(&[("no_such_gears_pkg", "no-such-gears-pkg==1")]).unwrap_err();
+    assert!(
+        missing.contains("'no_such_gears_pkg' is missing"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("-m pip install 'no-such-gears-pkg==1'"),
+        "{missing}"
+    );
+
     // A registration's execution, run inline on this thread.
     let run_inline = |reg, reader, command| {
         engine

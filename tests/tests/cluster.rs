@@ -778,7 +778,12 @@ fn prepared_registrations_expire_when_their_sender_dies() {
         "GB('CommandReader').map(lambda x: 1).register(trigger='orphan')",
     ]);
     // The message reaches the second shard, which prepares and answers.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = &cluster.nodes[1];
+    assert!(
+        second.wait_for(20, || second.log().contains("waiting for its decision")),
+        "{}",
+        second.log()
+    );
     // The sender dies before it decides.
     cluster.nodes[0].stop(&["KILL"]);
     let second = &cluster.nodes[1];
