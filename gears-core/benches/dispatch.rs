@@ -4,7 +4,7 @@
 //! nothing.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gears_core::execution::Execution;
+use gears_core::execution::{Execution, Executions};
 use gears_core::plan::Plan;
 use gears_core::reader::VecReader;
 use gears_core::registration::{Mode, ReaderArgs, Registration};
@@ -57,5 +57,35 @@ fn sync_event(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, sync_event);
+/// Adding an execution to the registry (`MaxExecutions` 1000) with no
+/// backlog, and behind 100,000 executions that have not finished (a burst
+/// on an `async` registration): the cost must not grow with the backlog.
+fn registry_add(c: &mut Criterion) {
+    let plan = Plan {
+        reader: "KeysReader".into(),
+        steps: Vec::new(),
+        desc: None,
+    };
+    for backlog in [0usize, 100_000] {
+        let registry = Executions::new(1000);
+        for i in 0..backlog {
+            registry.add(Arc::new(Execution::new(
+                format!("pending-{i}"),
+                &plan,
+                true,
+            )));
+        }
+        let mut n = 0u64;
+        c.bench_function(&format!("dispatch/registry_add/backlog_{backlog}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let e = Arc::new(Execution::new(format!("e-{n}"), &plan, true));
+                registry.add(e.clone());
+                e.finish(Vec::new(), Vec::new(), 0, 0);
+            })
+        });
+    }
+}
+
+criterion_group!(benches, sync_event, registry_add);
 criterion_main!(benches);

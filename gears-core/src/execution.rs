@@ -346,6 +346,11 @@ pub enum DropError {
 pub struct Executions {
     inner: Mutex<Registry>,
     max: AtomicUsize,
+    /// Ids of executions in the order they finished, pushed by their finish
+    /// callbacks: eviction takes from the front and never walks what is
+    /// still pending, so adding an execution costs the same whatever the
+    /// backlog.
+    finished: Arc<Mutex<VecDeque<String>>>,
 }
 
 #[derive(Default)]
@@ -371,6 +376,7 @@ impl Executions {
         Executions {
             inner: Mutex::new(Registry::default()),
             max: AtomicUsize::new(max),
+            finished: Arc::default(),
         }
     }
 
@@ -382,8 +388,13 @@ impl Executions {
         {
             let mut g = self.lock();
             g.order.push_back(e.id.clone());
-            g.by_id.insert(e.id.clone(), e);
+            g.by_id.insert(e.id.clone(), e.clone());
         }
+        let log = self.finished.clone();
+        let id = e.id.clone();
+        e.on_finish(Box::new(move |_| {
+            log.lock().unwrap_or_else(|e| e.into_inner()).push_back(id)
+        }));
         self.evict();
     }
 
@@ -430,26 +441,26 @@ impl Executions {
         self.evict();
     }
 
-    /// Drops the oldest finished executions while the registry is over its cap.
+    /// Drops the executions that finished first while the registry is
+    /// over its cap; pending ones stay. O(1) per execution dropped.
     pub fn evict(&self) {
         let max = self.max.load(Ordering::Relaxed);
         let mut g = self.lock();
         let mut excess = g.by_id.len().saturating_sub(max);
-        if excess == 0 {
-            return;
-        }
-        let mut keep = VecDeque::with_capacity(g.order.len());
-        let order = std::mem::take(&mut g.order);
-        for id in order {
-            let Some(e) = g.by_id.get(&id) else { continue };
-            if excess > 0 && e.status().finished() {
-                g.by_id.remove(&id);
+        let mut log = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        while excess > 0 {
+            let Some(id) = log.pop_front() else { break };
+            if g.by_id.contains_key(&id) {
+                g.remove(&id);
                 excess -= 1;
-            } else {
-                keep.push_back(id);
             }
         }
-        g.order = keep;
+        // Ids of executions dropped by other means are skipped when met;
+        // they are cleared here once they outnumber the kept ones.
+        if log.len() > 2 * g.by_id.len() + 64 {
+            let by_id = &g.by_id;
+            log.retain(|id| by_id.contains_key(id));
+        }
     }
 }
 
@@ -518,6 +529,42 @@ mod tests {
         assert_eq!(e.abort(), AbortOutcome::Stopping);
         assert!(e.abort_flag().load(Ordering::SeqCst));
         assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_pending_backlog_is_kept_and_finished_ones_go_first() {
+        let reg = Executions::new(3);
+        let pending: Vec<_> = (0..10).map(|i| exec(&format!("p{i}"))).collect();
+        for p in &pending {
+            reg.add(p.clone());
+        }
+        // Over the cap, but nothing finished: everything stays.
+        assert_eq!(reg.len(), 10);
+        for i in 0..5 {
+            let e = exec(&format!("f{i}"));
+            reg.add(e.clone());
+            e.finish(vec![], vec![], 0, 0);
+        }
+        // Each finished one is dropped by the next addition (the last
+        // one waits for the next).
+        assert_eq!(reg.len(), 11);
+        let ids: Vec<_> = reg.list().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.last().map(String::as_str), Some("f4"));
+        // Pending ones finish in any order; while over the cap every
+        // finished one goes, pending ones stay.
+        pending[7].finish(vec![], vec![], 0, 0);
+        pending[2].finish(vec![], vec![], 0, 0);
+        reg.add(exec("late"));
+        for gone in ["f4", "p7", "p2"] {
+            assert!(reg.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(reg.len(), 9);
+        // A dropped execution's id is skipped when met.
+        pending[0].finish(vec![], vec![], 0, 0);
+        assert_eq!(reg.drop_execution("p0"), Ok(()));
+        reg.set_max(0);
+        assert!(reg.get("p0").is_none());
+        assert_eq!(reg.len(), 8);
     }
 
     #[test]
