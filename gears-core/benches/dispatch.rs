@@ -6,6 +6,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use gears_core::execution::{Execution, Executions};
 use gears_core::plan::Plan;
+use gears_core::prefix::PrefixIndex;
 use gears_core::reader::VecReader;
 use gears_core::registration::{Mode, ReaderArgs, Registration};
 use gears_core::{Caller, CommandCtx, Engine, Identity, PlanRunner, Reader, Record};
@@ -87,5 +88,27 @@ fn registry_add(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, sync_event, registry_add);
+/// Finding the registrations of a keyspace event's key among 1 and 1,000
+/// registrations on other prefixes (literal keys, `prefix*`, prefixes with
+/// a `*` inside): the lookup must not grow with their number.
+fn prefix_lookup(c: &mut Criterion) {
+    for others in [0usize, 1000] {
+        let mut index = PrefixIndex::new();
+        for i in 0..others {
+            let prefix = match i % 3 {
+                0 => format!("other:{i}"),
+                1 => format!("other:{i}:*"),
+                _ => format!("o*{i}:*"),
+            };
+            index.insert(prefix.as_bytes(), i);
+        }
+        index.insert(b"a:*", others);
+        c.bench_function(
+            &format!("dispatch/prefix_lookup/{}_registrations", others + 1),
+            |b| b.iter(|| index.matches(b"a:12345")),
+        );
+    }
+}
+
+criterion_group!(benches, sync_event, registry_add, prefix_lookup);
 criterion_main!(benches);

@@ -180,10 +180,16 @@ impl Engine {
     /// acting as `identity`. For [`Placement::Inline`] the caller holds
     /// whatever lock the host needs for the reader and the steps (the Redis
     /// lock).
+    ///
+    /// A queued execution beyond `MaxQueuedExecutions` is refused to a
+    /// client (it gets the error); for an event (`caller`) the writers are
+    /// slowed down and it is queued anyway, so no event is lost, unless
+    /// `DropEventsWhenQueueFull` asks for dropping.
     pub fn start(
         self: &Arc<Self>,
         reg: &Arc<Registration>,
         placement: Placement,
+        caller: Caller,
         identity: Identity,
         reader: Box<dyn Reader>,
         command: Option<Arc<CommandCtx>>,
@@ -205,6 +211,9 @@ impl Engine {
             Placement::Queued => {
                 let slot = match self.reserve_queue_slot() {
                     Ok(slot) => slot,
+                    Err(_) if caller == Caller::Event && self.slowed_down() => {
+                        self.force_queue_slot()
+                    }
                     Err(full) => {
                         refuse(&exec, full.to_string());
                         return Fired::Refused(exec);
@@ -230,7 +239,7 @@ impl Engine {
         command: Option<Arc<CommandCtx>>,
     ) -> Result<Fired, CannotBlock> {
         let placement = self.placement(reg, caller)?;
-        Ok(self.start(reg, placement, identity, reader, command))
+        Ok(self.start(reg, placement, caller, identity, reader, command))
     }
 
     /// A new execution of `reg`, counted as triggered, kept for

@@ -22,6 +22,13 @@ pub struct Engine {
     pub max_queued: AtomicUsize,
     /// How many wait now.
     queued: AtomicUsize,
+    /// `DropEventsWhenQueueFull`: an event finding `max_queued` executions
+    /// waiting is dropped (a failure of its registration) instead of
+    /// slowing the writers down.
+    pub drop_when_full: AtomicBool,
+    /// How the host slows its writers down for a moment (the module pauses
+    /// write commands), set once at start-up. Without it events are dropped.
+    pub slow_writers: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// `ProfileExecutions`: time every step, profile every Python callback.
     pub profile: AtomicBool,
     /// This node's id: forty zeros off-cluster.
@@ -52,6 +59,8 @@ impl Engine {
             max_queued: AtomicUsize::new(usize::MAX),
             profile: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            drop_when_full: AtomicBool::new(false),
+            slow_writers: std::sync::OnceLock::new(),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
             runner,
         })
@@ -67,6 +76,28 @@ impl Engine {
             return Err(QueueFull(max));
         }
         Ok(QueueSlot(self.clone()))
+    }
+
+    /// Counts one more execution waiting for a worker even over
+    /// `max_queued`: an event whose writers were slowed down instead.
+    pub(crate) fn force_queue_slot(self: &Arc<Self>) -> QueueSlot {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        QueueSlot(self.clone())
+    }
+
+    /// Over `max_queued`, for an event: slows the writers down and says
+    /// the event is queued anyway, unless dropping is asked for.
+    pub(crate) fn slowed_down(&self) -> bool {
+        if self.drop_when_full.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.slow_writers.get() {
+            Some(slow) => {
+                slow();
+                true
+            }
+            None => false,
+        }
     }
 
     /// How many executions wait for a worker.

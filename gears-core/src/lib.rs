@@ -94,6 +94,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod plan;
 pub mod pool;
+pub mod prefix;
 pub mod reader;
 pub mod record;
 pub mod registration;

@@ -13,7 +13,7 @@ use crate::state::{self, Gears};
 use crate::streams;
 use gears_core::dispatch::is_running_here;
 use gears_core::engine::VecReader;
-use gears_core::registration::{prefix_matches, ReaderArgs, Registration};
+use gears_core::registration::{ReaderArgs, Registration};
 use gears_core::{Caller, Fired, Identity, Placement, Reader};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub fn on_keyspace(n: &Notification<'_>) {
     if g.any_streams.load(Ordering::Relaxed) && is_removal(n.event) {
         // A stream that goes takes its consumers' state with it.
         for reg in g.tables().streams_for(n) {
-            streams::forget_stream(g, reg, n.db, n.key);
+            streams::forget_stream(g, &reg, n.db, n.key);
         }
     }
     if g.any_keys.load(Ordering::Relaxed) {
@@ -49,7 +49,8 @@ pub fn on_stream(n: &Notification<'_>) {
     if n.event != "xadd" || !g.any_streams.load(Ordering::Relaxed) {
         return;
     }
-    for reg in g.tables().streams_for(n) {
+    let regs = g.tables().streams_for(n);
+    for reg in &regs {
         if !is_running_here(reg) {
             streams::on_message(g, reg, n.db, n.key);
         }
@@ -57,19 +58,21 @@ pub fn on_stream(n: &Notification<'_>) {
 }
 
 fn dispatch_keys(g: &'static Gears, n: &Notification<'_>) {
-    let t = g.tables();
-    for reg in &t.keys {
+    // Only the registrations whose prefix matches: a few hash lookups,
+    // whatever the number of registrations.
+    let regs = g.tables().keys_for(n.key);
+    for reg in &regs {
         let ReaderArgs::Keys {
-            prefix,
             event_types,
             key_types,
             read_value,
             commands,
+            ..
         } = &reg.args
         else {
             continue;
         };
-        if !prefix_matches(prefix, n.key) || is_running_here(reg) {
+        if is_running_here(reg) {
             continue;
         }
         if let Some(ev) = event_types {
@@ -138,9 +141,36 @@ fn fire_keys(
     };
     // Queued, or gone on in the background (a record that waits): the
     // linked command waits for it.
-    if let (Some(l), Fired::Queued(e)) =
-        (linked, g.engine.start(reg, placement, who, reader, command))
+    match g
+        .engine
+        .start(reg, placement, Caller::Event, who, reader, command)
     {
-        l.hold(e);
+        Fired::Queued(e) => {
+            if let Some(l) = linked {
+                l.hold(e);
+            }
+        }
+        Fired::Refused(e) => dropped(reg, &e),
+        Fired::Finished(_) => {}
+    }
+}
+
+/// An event dropped at `MaxQueuedExecutions` (`DropEventsWhenQueueFull 1`):
+/// a failure in the registration's statistics, and a log line (at most one
+/// a second).
+fn dropped(reg: &Registration, e: &gears_core::execution::Execution) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        redis::log(
+            "warning",
+            &format!(
+                "an event of registration {} was dropped: {}",
+                reg.id,
+                e.first_error().unwrap_or_default()
+            ),
+        );
     }
 }

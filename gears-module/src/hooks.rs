@@ -138,6 +138,7 @@ impl CallNext for Next {
                     // A nested hook can not wait: its reply is what this
                     // `call_next` returns now.
                     Placement::Inline { may_wait: false },
+                    Caller::Client { can_block: false },
                     self.who.clone(),
                 );
                 hook_reply(fired.execution())
@@ -181,7 +182,7 @@ pub fn fire_hook(
     who: Identity,
 ) -> Result<Fired, CannotBlock> {
     let placement = g.engine.placement(reg, caller)?;
-    Ok(start_hook(g, reg, argv, rest, placement, who))
+    Ok(start_hook(g, reg, argv, rest, placement, caller, who))
 }
 
 fn start_hook(
@@ -190,11 +191,13 @@ fn start_hook(
     argv: &[Vec<u8>],
     rest: Vec<Arc<Registration>>,
     placement: Placement,
+    caller: Caller,
     who: Identity,
 ) -> Fired {
     let command = hook_ctx(g, argv, rest, who.clone());
     let reader = words_record(argv.iter().map(Vec::as_slice));
-    g.engine.start(reg, placement, who, reader, Some(command))
+    g.engine
+        .start(reg, placement, caller, who, reader, Some(command))
 }
 
 /// Runs the real command as `who` with a link for the events it raises.

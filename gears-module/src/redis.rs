@@ -511,6 +511,34 @@ fn read_role() {
 }
 
 /// Whether this server is a master now.
+/// How long writers wait each time the execution queue is full.
+const WRITERS_PAUSE_MS: &str = "10";
+
+/// Slows the writers down for a moment: `CLIENT PAUSE <ms> WRITE`, as a
+/// full queue of executions would otherwise drop events. Write commands
+/// of clients wait (readers and the module's own calls go on), so no new
+/// event comes while the workers drain the queue. A longer pause of the
+/// operator's is never shortened (Redis keeps the later end). Called with
+/// the Redis lock held (an event).
+pub fn pause_writers() {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let r = call(&[
+        b"CLIENT".to_vec(),
+        b"PAUSE".to_vec(),
+        WRITERS_PAUSE_MS.as_bytes().to_vec(),
+        b"WRITE".to_vec(),
+    ]);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        log(
+            "notice",
+            &format!(
+                "MaxQueuedExecutions reached: write commands wait until the queue drains ({r:?}); \
+                 logged once"
+            ),
+        );
+    }
+}
+
 /// The number of databases (`databases`, fixed at start-up).
 pub fn database_count() -> i64 {
     static COUNT: OnceLock<i64> = OnceLock::new();

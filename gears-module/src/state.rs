@@ -202,6 +202,9 @@ impl Gears {
         self.engine
             .profile
             .store(s.profileexecutions != 0, Ordering::Relaxed);
+        self.engine
+            .drop_when_full
+            .store(s.dropeventswhenqueuefull != 0, Ordering::Relaxed);
     }
 
     pub fn tables(&self) -> Arc<Tables> {

@@ -2,6 +2,7 @@
 //! added or removed, so that the hot paths only clone an `Arc`.
 
 use crate::redis::{KeySpec, Notification};
+use gears_core::prefix::PrefixIndex;
 use gears_core::registration::{prefix_matches, ReaderArgs, Registration};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,10 +51,10 @@ pub struct Hooked {
 
 #[derive(Default)]
 pub struct Tables {
-    /// KeysReader registrations.
-    pub keys: Vec<Arc<Registration>>,
-    /// StreamReader registrations.
-    pub streams: Vec<Arc<Registration>>,
+    /// KeysReader registrations, by prefix.
+    pub keys: PrefixIndex<Arc<Registration>>,
+    /// StreamReader registrations, by prefix.
+    pub streams: PrefixIndex<Arc<Registration>>,
     /// Commands the command filter sends to RG.INNERHOOK, by lower-case name.
     pub hooked: HashMap<String, Hooked>,
 }
@@ -68,12 +69,14 @@ impl Tables {
         let mut t = Tables::default();
         for reg in all {
             let commands: Vec<String> = match &reg.args {
-                ReaderArgs::Keys { commands, .. } => {
-                    t.keys.push(reg.clone());
+                ReaderArgs::Keys {
+                    commands, prefix, ..
+                } => {
+                    t.keys.insert(prefix, reg.clone());
                     commands.clone().unwrap_or_default()
                 }
-                ReaderArgs::Stream { .. } => {
-                    t.streams.push(reg.clone());
+                ReaderArgs::Stream { prefix, .. } => {
+                    t.streams.insert(prefix, reg.clone());
                     continue;
                 }
                 ReaderArgs::Hook { command, .. } => vec![command.clone()],
@@ -106,14 +109,15 @@ impl Tables {
         self.hooked.get(command).map(|h| h.spec)
     }
 
-    /// The StreamReader registrations an XADD to `n.key` concerns.
-    pub fn streams_for<'a>(
-        &'a self,
-        n: &'a Notification<'_>,
-    ) -> impl Iterator<Item = &'a Arc<Registration>> {
-        self.streams.iter().filter(move |reg| match &reg.args {
-            ReaderArgs::Stream { prefix, .. } => prefix_matches(prefix, n.key),
-            _ => false,
-        })
+    /// The StreamReader registrations an event on `n.key` concerns, in
+    /// registration order.
+    pub fn streams_for(&self, n: &Notification<'_>) -> Vec<Arc<Registration>> {
+        self.streams.matches(n.key)
+    }
+
+    /// The KeysReader registrations whose prefix matches `key`, in
+    /// registration order.
+    pub fn keys_for(&self, key: &[u8]) -> Vec<Arc<Registration>> {
+        self.keys.matches(key)
     }
 }

@@ -279,6 +279,95 @@ fn concurrent(server: &Server, c: &mut Client, quick: bool) {
     );
 }
 
+/// A burst of `n` SETs from 50 clients on an `async` (then `async_local`)
+/// registration doing one `execute()`: SET throughput during the burst
+/// against plain SET in the same server, how fast the events are processed
+/// (from the first SET to the last event), that each is processed exactly
+/// once, and PING latency meanwhile.
+fn async_burst(n: usize) {
+    for mode in ["async", "async_local"] {
+        let server = Server::start(&[]);
+        let mut c = server.client();
+        c.set_timeout(Duration::from_secs(600));
+        let port = server.port;
+        let plain = redis_benchmark(port, 50, 1, n / 4, &["SET", "plain:__rand_int__", "v"]);
+        c.py(&format!(
+            "GB().foreach(lambda x: execute('INCR', 'burst_count')).register(prefix='a:*', mode='{mode}', eventTypes=['set'])"
+        ));
+        let mut during = 0.0;
+        let mut processed_in = Duration::ZERO;
+        let pings = ping_during(port, || {
+            let t = Instant::now();
+            during = redis_benchmark(port, 50, 1, n, &["SET", "a:__rand_int__", "v"]);
+            let mut w = Client::connect(port).unwrap();
+            let done = server.wait_for(600, || counter(&mut w, "burst_count") >= n as i64);
+            assert!(done, "the backlog did not drain");
+            processed_in = t.elapsed();
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let count = counter(&mut c, "burst_count");
+        let reg = c.registrations().pop().expect("the registration");
+        println!(
+            "async_burst ({mode}): {n} SETs from 50 clients: SET {during:.0} vs plain {plain:.0} ops/s, ratio {:.2} (target >= 0.7); events processed {count} of {n} (failures {}), {:.0} events/s from the first SET to the last event (target >= 30000); PING p50 {:.2} p99 {:.2} ms (target < 2)",
+            during / plain,
+            reg.count("numFailures"),
+            n as f64 / processed_in.as_secs_f64(),
+            pct(&pings, 0.5),
+            pct(&pings, 0.99)
+        );
+    }
+}
+
+/// SET and XADD with 1,000 KeysReader and 1,000 StreamReader registrations
+/// on other prefixes (literal keys, `prefix*`, prefixes with a `*` inside)
+/// against the same with only the matching one; registering and
+/// unregistering the thousand.
+fn many_registrations(n: usize) {
+    let server = Server::start(&[]);
+    let mut c = server.client();
+    c.set_timeout(Duration::from_secs(600));
+    let port = server.port;
+    c.py("GB().foreach(lambda x: execute('INCR', 'mine')).register(prefix='mine:*', mode='sync', eventTypes=['set'])");
+    c.py("GB('StreamReader').foreach(lambda x: execute('INCR', 'ms')).register(prefix='mystream', batch=1000, duration=50)");
+    let rates = |c: &mut Client| {
+        let set = best_rate(2, || {
+            redis_benchmark(port, 50, 16, n, &["SET", "mine:__rand_int__", "v"])
+        });
+        let xadd = best_rate(2, || {
+            redis_benchmark(port, 50, 1, n / 4, &["XADD", "mystream", "*", "f", "v"])
+        });
+        c.cmd(&["DEL", "mystream"]);
+        (set, xadd)
+    };
+    let (set_one, xadd_one) = rates(&mut c);
+    let mut script = String::from("for i in range(1000):\n");
+    script.push_str("    p = ['other:%d' % i, 'other:%d:*' % i, 'o*%d:*' % i][i % 3]\n");
+    script.push_str(
+        "    GB().foreach(lambda x: execute('INCR', 'wrong')).register(prefix=p, mode='sync')\n",
+    );
+    script.push_str("    GB('StreamReader').foreach(lambda x: execute('INCR', 'wrong')).register(prefix='s' + p)\n");
+    let t = Instant::now();
+    assert_eq!(
+        c.py_with(&["ID", "thousand"], &script),
+        Value::Status("OK".into())
+    );
+    let register = t.elapsed();
+    let (set_many, xadd_many) = rates(&mut c);
+    let t = Instant::now();
+    assert_eq!(
+        c.py_with(&["ID", "thousand", "UPGRADE"], "1"),
+        Value::Status("OK".into())
+    );
+    let unregister = t.elapsed();
+    println!(
+        "many_registrations: SET (sync trigger, 50 clients, pipeline 16) with 2,000 other registrations vs none: {set_many:.0} vs {set_one:.0} ops/s, ratio {:.2} (target >= 0.9); XADD: {xadd_many:.0} vs {xadd_one:.0}, ratio {:.2} (target >= 0.9); registering them {:.0} ms, unregistering {:.0} ms (target < 1000 each)",
+        set_many / set_one,
+        xadd_many / xadd_one,
+        register.as_secs_f64() * 1000.0,
+        unregister.as_secs_f64() * 1000.0
+    );
+}
+
 /// DEBUG RELOAD (save and load the RDB) with 1,000 registrations against
 /// the same with none: the cost of restoring one registration.
 fn restart_with_registrations() {
@@ -438,6 +527,12 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     if want("restart_with_registrations") {
         restart_with_registrations();
+    }
+    if want("async_burst") {
+        async_burst(if quick { 100_000 } else { 1_000_000 });
+    }
+    if want("many_registrations") {
+        many_registrations(if quick { 20_000 } else { 100_000 });
     }
     if want("python_env") {
         python_env(*sizes.last().unwrap_or(&100_000));
