@@ -8,7 +8,6 @@ use crate::requirements;
 use crate::state::{self, Gears};
 use crate::streams;
 use gears_core::persist::{decode_snapshot, encode_registration, encode_snapshot};
-use gears_core::registration::ReaderArgs;
 
 /// The RDB aux data: every session and registration.
 pub fn aux_save() -> Vec<u8> {
@@ -116,11 +115,5 @@ pub fn role_changed(master: bool) {
 }
 
 fn resume_streams(g: &'static Gears) {
-    redis::with_lock(|_| {
-        for reg in g.engine.registrations.snapshot().iter() {
-            if matches!(reg.args, ReaderArgs::Stream { .. }) {
-                streams::scan_every_db(g, reg);
-            }
-        }
-    });
+    redis::with_lock(|_| streams::scan_every_db(g, &g.engine.registrations.snapshot()));
 }

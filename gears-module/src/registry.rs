@@ -94,10 +94,9 @@ pub fn apply(
         saved.push(blob);
     }
     refresh(g);
+    let regs: Vec<_> = pending.iter().map(|p| p.reg.clone()).collect();
+    streams::scan_existing(g, &regs, db);
     for p in &pending {
-        if matches!(p.reg.args, ReaderArgs::Stream { .. }) {
-            streams::scan_existing(g, &p.reg, db);
-        }
         p.on_registered();
     }
     saved
@@ -250,15 +249,12 @@ pub fn install(g: &'static Gears, ready: Vec<Prepared>, on_registered: bool) {
         restored.push(p.pending);
     }
     refresh(g);
+    // While loading, consumers start once the load has ended.
+    if redis::is_master() && !redis::is_loading() {
+        let regs: Vec<_> = restored.iter().map(|p| p.reg.clone()).collect();
+        streams::scan_every_db(g, &regs);
+    }
     for pending in &restored {
-        let reg = &pending.reg;
-        // While loading, consumers start once the load has ended.
-        if redis::is_master()
-            && !redis::is_loading()
-            && matches!(reg.args, ReaderArgs::Stream { .. })
-        {
-            streams::scan_every_db(g, reg);
-        }
         if on_registered && redis::is_master() && !redis::is_loading() {
             pending.on_registered();
         }

@@ -18,9 +18,8 @@
 use crate::redis::{self, bulk_list};
 use crate::state::{Consumer, Gears};
 use gears_core::execution::{Execution, Status};
-use gears_core::registration::{
-    prefix_matches, BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus,
-};
+use gears_core::prefix::PrefixIndex;
+use gears_core::registration::{BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus};
 use gears_core::{Caller, Fired, Identity, Reader, Record, Reply};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -563,22 +562,67 @@ fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<Ba
     })
 }
 
-/// Starts consuming every existing stream `reg` matches in `db` (at
-/// registration and on unpause): pending entries first, then the backlog.
-/// Lock held.
-pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>, db: i64) {
-    let ReaderArgs::Stream { prefix, .. } = &reg.args else {
+/// Starts consuming every existing stream that `regs` (StreamReader
+/// registrations) match in `db` (at registration, after a load, a
+/// promotion or an unpause): pending entries first, then the backlog.
+/// One pass over the database for all of them; none when every prefix is
+/// a literal key. Lock held.
+pub fn scan_existing(g: &'static Gears, regs: &[Arc<Registration>], db: i64) {
+    let mut index = PrefixIndex::new();
+    let mut literal = Vec::new();
+    let mut scan = false;
+    for reg in regs {
+        if let ReaderArgs::Stream { prefix, .. } = &reg.args {
+            index.insert(prefix, reg.clone());
+            match prefix.last() {
+                Some(b'*') => scan = true,
+                _ => literal.push(prefix.clone()),
+            }
+        }
+    }
+    if index.is_empty() {
         return;
-    };
+    }
     let module = Identity::module(db);
+    let keys = if scan {
+        stream_keys(&module)
+    } else {
+        literal
+            .into_iter()
+            .filter(|k| match call(&module, &[b"TYPE", k]) {
+                Reply::Status(t) => t == "stream",
+                Reply::Bulk(t) => t == b"stream",
+                _ => false,
+            })
+            .collect()
+    };
+    for key in keys {
+        for reg in index.matches(&key) {
+            let s = Stream {
+                reg,
+                db,
+                key: key.clone(),
+            };
+            let start = s.consumer(g, |c| {
+                c.pending_first = true;
+                c.backlog = true;
+                !std::mem::replace(&mut c.running, true)
+            });
+            if start {
+                drain(g, s, false);
+            }
+        }
+    }
+}
+
+/// Every stream of the database `module` acts in.
+fn stream_keys(module: &Identity) -> Vec<Vec<u8>> {
     let mut cursor = b"0".to_vec();
     let mut keys = Vec::new();
     loop {
         let reply = call(
-            &module,
-            &[
-                b"SCAN", &cursor, b"MATCH", prefix, b"COUNT", b"1000", b"TYPE", b"stream",
-            ],
+            module,
+            &[b"SCAN", &cursor, b"COUNT", b"1000", b"TYPE", b"stream"],
         );
         let Reply::Array(mut parts) = reply else {
             break;
@@ -591,24 +635,7 @@ pub fn scan_existing(g: &'static Gears, reg: &Arc<Registration>, db: i64) {
             _ => break,
         }
     }
-    for key in keys {
-        if !prefix_matches(prefix, &key) {
-            continue;
-        }
-        let s = Stream {
-            reg: reg.clone(),
-            db,
-            key,
-        };
-        let start = s.consumer(g, |c| {
-            c.pending_first = true;
-            c.backlog = true;
-            !std::mem::replace(&mut c.running, true)
-        });
-        if start {
-            drain(g, s, false);
-        }
-    }
+    keys
 }
 
 /// Forgets `reg`'s consumer of a stream that was deleted, unless a batch
@@ -629,9 +656,15 @@ pub fn forget(g: &Gears, reg: &Registration) {
 
 /// [`scan_existing`] in every database: after a load, a promotion or an
 /// unpause, streams of any database may have messages waiting. Lock held.
-pub fn scan_every_db(g: &'static Gears, reg: &Arc<Registration>) {
+pub fn scan_every_db(g: &'static Gears, regs: &[Arc<Registration>]) {
+    if !regs
+        .iter()
+        .any(|r| matches!(r.args, ReaderArgs::Stream { .. }))
+    {
+        return;
+    }
     for db in 0..redis::database_count() {
-        scan_existing(g, reg, db);
+        scan_existing(g, regs, db);
     }
 }
 
@@ -643,7 +676,7 @@ pub fn set_paused(g: &'static Gears, reg: &Arc<Registration>, pause: bool) {
         reg.set_stream_status(StreamStatus::Paused);
     } else if reg.stream_status() != StreamStatus::Ok {
         reg.set_stream_status(StreamStatus::Ok);
-        scan_every_db(g, reg);
+        scan_every_db(g, std::slice::from_ref(reg));
     }
 }
 

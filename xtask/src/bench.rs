@@ -353,11 +353,16 @@ fn many_registrations(n: usize) {
     );
     let register = t.elapsed();
     let (set_many, xadd_many) = rates(&mut c);
+    let ids: Vec<String> = c
+        .registrations()
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| !id.is_empty())
+        .collect();
     let t = Instant::now();
-    assert_eq!(
-        c.py_with(&["ID", "thousand", "UPGRADE"], "1"),
-        Value::Status("OK".into())
-    );
+    for id in ids.iter().skip(2) {
+        assert_eq!(c.cmd(&["RG.UNREGISTER", id]), Value::Status("OK".into()));
+    }
     let unregister = t.elapsed();
     println!(
         "many_registrations: SET (sync trigger, 50 clients, pipeline 16) with 2,000 other registrations vs none: {set_many:.0} vs {set_one:.0} ops/s, ratio {:.2} (target >= 0.9); XADD: {xadd_many:.0} vs {xadd_one:.0}, ratio {:.2} (target >= 0.9); registering them {:.0} ms, unregistering {:.0} ms (target < 1000 each)",
