@@ -182,9 +182,9 @@ impl Engine {
     /// lock).
     ///
     /// A queued execution beyond `MaxQueuedExecutions` is refused to a
-    /// client (it gets the error); for an event (`caller`) the writers are
-    /// slowed down and it is queued anyway, so no event is lost, unless
-    /// `DropEventsWhenQueueFull` asks for dropping.
+    /// client (it gets the error); for an event (`caller`) it is queued
+    /// anyway, so no event is lost, unless `DropEventsWhenQueueFull` asks
+    /// for dropping.
     pub fn start(
         self: &Arc<Self>,
         reg: &Arc<Registration>,
@@ -209,11 +209,13 @@ impl Engine {
                 }
             }
             Placement::Queued => {
-                let slot = match self.reserve_queue_slot() {
+                let reserved = if caller == Caller::Event {
+                    self.reserve_event_slot()
+                } else {
+                    self.reserve_queue_slot()
+                };
+                let slot = match reserved {
                     Ok(slot) => slot,
-                    Err(_) if caller == Caller::Event && self.slowed_down() => {
-                        self.force_queue_slot()
-                    }
                     Err(full) => {
                         refuse(&exec, full.to_string());
                         return Fired::Refused(exec);

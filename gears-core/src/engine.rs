@@ -20,15 +20,17 @@ pub struct Engine {
     pub max_per_registration: AtomicUsize,
     /// `MaxQueuedExecutions`: how many executions may wait for a worker.
     pub max_queued: AtomicUsize,
-    /// How many wait now.
+    /// How many that clients wait for wait now.
     queued: AtomicUsize,
+    /// How many of events wait now.
+    queued_events: AtomicUsize,
     /// `DropEventsWhenQueueFull`: an event finding `max_queued` executions
-    /// waiting is dropped (a failure of its registration) instead of
-    /// slowing the writers down.
+    /// waiting is dropped (a failure of its registration) instead of being
+    /// queued anyway.
     pub drop_when_full: AtomicBool,
-    /// How the host slows its writers down for a moment (the module pauses
-    /// write commands), set once at start-up. Without it events are dropped.
-    pub slow_writers: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Told (with the queue's length) whenever an event is queued beyond
+    /// `max_queued`; set once at start-up (the module logs it).
+    pub over_limit: std::sync::OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
     /// `ProfileExecutions`: time every step, profile every Python callback.
     pub profile: AtomicBool,
     /// This node's id: forty zeros off-cluster.
@@ -59,8 +61,9 @@ impl Engine {
             max_queued: AtomicUsize::new(usize::MAX),
             profile: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            queued_events: AtomicUsize::new(0),
             drop_when_full: AtomicBool::new(false),
-            slow_writers: std::sync::OnceLock::new(),
+            over_limit: std::sync::OnceLock::new(),
             node_id: crate::id::LOCAL_NODE_ID.to_owned(),
             runner,
         })
@@ -68,41 +71,51 @@ impl Engine {
 
     /// Counts one more execution waiting for a worker, unless
     /// `max_queued` already wait. The slot is given back when dropped: by
-    /// the job when it starts (or if it never runs).
+    /// the job when it starts (or if it never runs). Executions that clients
+    /// wait for and those of events each have `max_queued` places, so a
+    /// backlog of events never refuses a client's run.
     pub fn reserve_queue_slot(self: &Arc<Self>) -> Result<QueueSlot, QueueFull> {
+        self.reserve(&self.queued, QueueFull::Clients)
+    }
+
+    fn reserve(
+        self: &Arc<Self>,
+        counter: &AtomicUsize,
+        full: fn(usize) -> QueueFull,
+    ) -> Result<QueueSlot, QueueFull> {
         let max = self.max_queued.load(Ordering::Relaxed);
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= max {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(QueueFull(max));
+        if counter.fetch_add(1, Ordering::SeqCst) >= max {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            return Err(full(max));
         }
-        Ok(QueueSlot(self.clone()))
+        Ok(QueueSlot {
+            engine: self.clone(),
+            event: std::ptr::eq(counter, &self.queued_events),
+        })
     }
 
-    /// Counts one more execution waiting for a worker even over
-    /// `max_queued`: an event whose writers were slowed down instead.
-    pub(crate) fn force_queue_slot(self: &Arc<Self>) -> QueueSlot {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        QueueSlot(self.clone())
-    }
-
-    /// Over `max_queued`, for an event: slows the writers down and says
-    /// the event is queued anyway, unless dropping is asked for.
-    pub(crate) fn slowed_down(&self) -> bool {
-        if self.drop_when_full.load(Ordering::Relaxed) {
-            return false;
-        }
-        match self.slow_writers.get() {
-            Some(slow) => {
-                slow();
-                true
+    /// A place for an event's execution. Beyond `max_queued` the event is
+    /// kept anyway (and `over_limit` told), unless dropping is asked for.
+    pub(crate) fn reserve_event_slot(self: &Arc<Self>) -> Result<QueueSlot, QueueFull> {
+        match self.reserve(&self.queued_events, QueueFull::Events) {
+            Ok(slot) => Ok(slot),
+            Err(full) if self.drop_when_full.load(Ordering::Relaxed) => Err(full),
+            Err(_) => {
+                let queued = self.queued_events.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(tell) = self.over_limit.get() {
+                    tell(queued);
+                }
+                Ok(QueueSlot {
+                    engine: self.clone(),
+                    event: true,
+                })
             }
-            None => false,
         }
     }
 
     /// How many executions wait for a worker.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::SeqCst)
+        self.queued.load(Ordering::SeqCst) + self.queued_events.load(Ordering::SeqCst)
     }
 
     pub fn next_execution_id(&self) -> String {
@@ -115,24 +128,41 @@ impl Engine {
 }
 
 /// An execution waiting for a worker, counted against `MaxQueuedExecutions`.
-pub struct QueueSlot(Arc<Engine>);
+pub struct QueueSlot {
+    engine: Arc<Engine>,
+    event: bool,
+}
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+        let counter = if self.event {
+            &self.engine.queued_events
+        } else {
+            &self.engine.queued
+        };
+        counter.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// `MaxQueuedExecutions` executions already wait for a worker.
+/// `MaxQueuedExecutions` executions (of clients, or of events) already
+/// wait for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull(pub usize);
+pub enum QueueFull {
+    Clients(usize),
+    Events(usize),
+}
 
 impl std::fmt::Display for QueueFull {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "too many executions are waiting to run (MaxQueuedExecutions is {})",
-            self.0
-        )
+        match self {
+            QueueFull::Clients(max) => write!(
+                f,
+                "too many executions are waiting to run (MaxQueuedExecutions is {max})"
+            ),
+            QueueFull::Events(max) => write!(
+                f,
+                "too many executions of events are waiting to run (MaxQueuedExecutions is {max}), and DropEventsWhenQueueFull is 1"
+            ),
+        }
     }
 }

@@ -90,7 +90,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     .map_err(|e| format!("could not start the worker threads: {e}"))?;
     let timer =
         timer::Timer::start().map_err(|e| format!("could not start the timer thread: {e}"))?;
-    let _ = engine.slow_writers.set(Box::new(redis::pause_writers));
+    let _ = engine.over_limit.set(Box::new(redis::queue_over_limit));
     let g = state::install(state::Gears::new(config, Arc::new(engine), timer))?;
     gears_python::initialize(
         Arc::new(host::ModuleHost(g)),

@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// A raw pointer that may cross threads: Redis objects that the module API
@@ -511,29 +511,22 @@ fn read_role() {
 }
 
 /// Whether this server is a master now.
-/// How long writers wait each time the execution queue is full.
-const WRITERS_PAUSE_MS: &str = "10";
-
-/// Slows the writers down for a moment: `CLIENT PAUSE <ms> WRITE`, as a
-/// full queue of executions would otherwise drop events. Write commands
-/// of clients wait (readers and the module's own calls go on), so no new
-/// event comes while the workers drain the queue. A longer pause of the
-/// operator's is never shortened (Redis keeps the later end). Called with
-/// the Redis lock held (an event).
-pub fn pause_writers() {
-    static LOGGED: AtomicBool = AtomicBool::new(false);
-    let r = call(&[
-        b"CLIENT".to_vec(),
-        b"PAUSE".to_vec(),
-        WRITERS_PAUSE_MS.as_bytes().to_vec(),
-        b"WRITE".to_vec(),
-    ]);
-    if !LOGGED.swap(true, Ordering::Relaxed) {
+/// An event was queued beyond `MaxQueuedExecutions` (`queued` wait now):
+/// kept, not dropped, and logged at most once a minute. (Redis 7.0 gives
+/// modules no safe way to make the writers wait: `CLIENT PAUSE WRITE`
+/// asserts when the workers' writes propagate during the pause.)
+pub fn queue_over_limit(queued: usize) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60);
+    if LAST.swap(now, Ordering::Relaxed) != now {
         log(
             "notice",
             &format!(
-                "MaxQueuedExecutions reached: write commands wait until the queue drains ({r:?}); \
-                 logged once"
+                "{queued} executions wait for a worker, beyond MaxQueuedExecutions: events are \
+                 kept and processed in order as the workers catch up (DropEventsWhenQueueFull 1 \
+                 drops them instead)"
             ),
         );
     }

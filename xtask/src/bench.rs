@@ -360,16 +360,146 @@ fn many_registrations(n: usize) {
         .filter(|id| !id.is_empty())
         .collect();
     let t = Instant::now();
-    for id in ids.iter().skip(2) {
+    for id in ids.iter().skip(2).take(1000) {
         assert_eq!(c.cmd(&["RG.UNREGISTER", id]), Value::Status("OK".into()));
     }
     let unregister = t.elapsed();
+    for id in ids.iter().skip(1002) {
+        c.cmd(&["RG.UNREGISTER", id]);
+    }
     println!(
-        "many_registrations: SET (sync trigger, 50 clients, pipeline 16) with 2,000 other registrations vs none: {set_many:.0} vs {set_one:.0} ops/s, ratio {:.2} (target >= 0.9); XADD: {xadd_many:.0} vs {xadd_one:.0}, ratio {:.2} (target >= 0.9); registering them {:.0} ms, unregistering {:.0} ms (target < 1000 each)",
+        "many_registrations: SET (sync trigger, 50 clients, pipeline 16) with 2,000 other registrations vs none: {set_many:.0} vs {set_one:.0} ops/s, ratio {:.2} (target >= 0.9); XADD: {xadd_many:.0} vs {xadd_one:.0}, ratio {:.2} (target >= 0.9); registering the 2,000 {:.0} ms, unregistering 1,000 of them {:.0} ms (target < 1000 each)",
         set_many / set_one,
         xadd_many / xadd_one,
         register.as_secs_f64() * 1000.0,
         unregister.as_secs_f64() * 1000.0
+    );
+}
+
+/// An INFO field as a number (0 when missing).
+fn info_number(c: &mut Client, section: &str, field: &str) -> i64 {
+    let info = c.cmd(&["INFO", section]).text();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `--only soak`: `secs` seconds of mixed load, unthrottled, from 8
+/// clients: SETs on a sync and an async registration, XADDs on a stream
+/// registration, HSETs through a hook, batch runs, registration churn
+/// (UPGRADE of a session), AOF rewrites; then the backlog drains, the
+/// server is killed (-9) and restarted. Reports events sent and processed
+/// per registration (they must be equal), error replies (none), and memory
+/// after the drain against memory after the warm-up.
+fn soak(secs: u64) {
+    let mut server = Server::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"], &[]);
+    let mut c = server.client();
+    c.set_timeout(Duration::from_secs(600));
+    let script = "GB().foreach(lambda x: execute('INCR', 'cnt:sync')).register(prefix='sy:*', mode='sync', eventTypes=['set'])\n\
+GB().foreach(lambda x: execute('INCR', 'cnt:async')).register(prefix='as:*', mode='async', eventTypes=['set'])\n\
+GB('StreamReader').foreach(lambda x: execute('INCR', 'cnt:stream')).register(prefix='st', batch=100, duration=20)\n\
+def hook(x):\n    execute('INCR', 'cnt:hook')\n    return call_next(*x[1:])\n\
+GB('CommandReader').map(hook).register(hook='hset', keyprefix='hk:', mode='sync')";
+    assert_eq!(
+        c.py_with(&["ID", "soak"], script),
+        Value::Status("OK".into())
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = server.port;
+    // (sync, async, stream, hook, batch runs, error replies)
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port).unwrap();
+                c.set_timeout(Duration::from_secs(600));
+                let mut sent = [0u64; 6];
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let key = format!("{w}:{i}");
+                    let (kind, r) = match i % 10 {
+                        0..=2 => (0, c.cmd(&["SET", &format!("sy:{key}"), "v"])),
+                        3..=5 => (1, c.cmd(&["SET", &format!("as:{key}"), "v"])),
+                        6 | 7 => (
+                            2,
+                            c.cmd(&["XADD", "st", "MAXLEN", "~", "100000", "*", "k", &key]),
+                        ),
+                        8 => (3, c.cmd(&["HSET", &format!("hk:{key}"), "f", "v"])),
+                        _ if i % 1000 == 9 => {
+                            (4, c.cmd(&["RG.PYEXECUTE", "GB().count().run('sy:*')"]))
+                        }
+                        _ => (0, c.cmd(&["SET", &format!("sy:{key}"), "v"])),
+                    };
+                    if let Value::Error(e) = r {
+                        if sent[5] == 0 {
+                            println!("soak: first error reply: {e}");
+                        }
+                        sent[5] += 1;
+                    } else {
+                        sent[kind] += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    // Churn and rewrites while the load runs.
+    let start = Instant::now();
+    let mut baseline = None;
+    let mut round = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(2));
+        round += 1;
+        let churn = format!("GB('CommandReader').map(lambda x: {round}).register(trigger='churn')");
+        c.py_with(&["ID", "churn", "UPGRADE"], &churn);
+        if round % 10 == 0 {
+            c.cmd(&["BGREWRITEAOF"]);
+        }
+        if baseline.is_none() && start.elapsed() > Duration::from_secs(secs / 5) {
+            baseline = Some((
+                info_number(&mut c, "memory", "used_memory"),
+                info_number(&mut c, "memory", "used_memory_rss"),
+            ));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = [0u64; 6];
+    for w in workers {
+        for (total, n) in sent.iter_mut().zip(w.join().unwrap()) {
+            *total += n;
+        }
+    }
+    let drained = server.wait_for(600, || {
+        counter(&mut c, "cnt:async") as u64 >= sent[1]
+            && counter(&mut c, "cnt:stream") as u64 >= sent[2]
+    });
+    let processed = [
+        counter(&mut c, "cnt:sync"),
+        counter(&mut c, "cnt:async"),
+        counter(&mut c, "cnt:stream"),
+        counter(&mut c, "cnt:hook"),
+    ];
+    let after = (
+        info_number(&mut c, "memory", "used_memory"),
+        info_number(&mut c, "memory", "used_memory_rss"),
+    );
+    let (base_used, base_rss) = baseline.unwrap_or(after);
+    println!(
+        "soak: {secs} s, 8 clients: sync {} sent / {} processed, async {} / {}, stream {} / {}, hook {} / {}, {} batch runs, {} error replies, drained: {drained}; used_memory {:.1} MB after the warm-up, {:.1} MB after the drain (rss {:.1} -> {:.1} MB; the data grew by the keys written)",
+        sent[0], processed[0], sent[1], processed[1], sent[2], processed[2], sent[3], processed[3], sent[4], sent[5],
+        base_used as f64 / 1e6, after.0 as f64 / 1e6, base_rss as f64 / 1e6, after.1 as f64 / 1e6
+    );
+    // kill -9 and restart: the registrations are back and fire.
+    server.restart(&["KILL"]);
+    let mut c = server.client();
+    let regs = c.registrations().len();
+    let before = counter(&mut c, "cnt:sync");
+    c.cmd(&["SET", "sy:after", "v"]);
+    println!(
+        "soak: after kill -9 and restart: {regs} registrations (expected 5), the sync one fired: {}",
+        counter(&mut c, "cnt:sync") == before + 1
     );
 }
 
@@ -538,6 +668,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     if want("many_registrations") {
         many_registrations(if quick { 20_000 } else { 100_000 });
+    }
+    if only.as_deref() == Some("soak") {
+        soak(if quick { 60 } else { 300 });
     }
     if want("python_env") {
         python_env(*sizes.last().unwrap_or(&100_000));
