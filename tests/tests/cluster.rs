@@ -756,9 +756,9 @@ fn an_upgraded_session_is_upgraded_everywhere() {
 /// decision expire (with a log line) instead of staying prepared forever.
 #[test]
 fn prepared_registrations_expire_when_their_sender_dies() {
-    // The first shard waits 4 s for every answer: time enough to kill it
+    // The first shard waits 8 s for every answer: time enough to kill it
     // before it decides, even on a loaded machine.
-    let mut cluster = Cluster::start(3, &["PythonInstallReqMaxIdleTime", "4000"]);
+    let mut cluster = Cluster::start(3, &["PythonInstallReqMaxIdleTime", "8000"]);
     // The third shard stops answering: the first one waits for it, holding
     // its decision, while the second has prepared and answered.
     let pid = {
@@ -790,7 +790,7 @@ fn prepared_registrations_expire_when_their_sender_dies() {
     cluster.nodes[0].stop(&["KILL"]);
     let second = &cluster.nodes[1];
     assert!(
-        second.wait_for(30, || second.log().contains("expired")),
+        second.wait_for(45, || second.log().contains("expired")),
         "{}",
         second.log()
     );

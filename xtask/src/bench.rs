@@ -231,6 +231,24 @@ fn concurrent(server: &Server, c: &mut Client, quick: bool) {
     let id = registration_id(c);
     c.cmd(&["RG.UNREGISTER", &id]);
 
+    // RedisGears 2.0's rg_keyspace_sync_simple: a trigger that does nothing.
+    c.py("GB().register(prefix='bz:*', mode='sync')");
+    for pipeline in [1, 16] {
+        let plain = best_rate(2, || {
+            redis_benchmark(port, 50, pipeline, n, &["SET", "bn:__rand_int__", "v"])
+        });
+        let triggered = best_rate(2, || {
+            redis_benchmark(port, 50, pipeline, n, &["SET", "bz:__rand_int__", "v"])
+        });
+        println!(
+            "concurrent_empty_trigger: SET with a sync registration that does nothing vs plain SET, 50 clients, pipeline {pipeline}: {triggered:.0} vs {plain:.0} ops/s, ratio {:.2} (target >= {})",
+            triggered / plain,
+            if pipeline == 1 { "0.9" } else { "0.6" },
+        );
+    }
+    let id = registration_id(c);
+    c.cmd(&["RG.UNREGISTER", &id]);
+
     c.py("GB('StreamReader').foreach(lambda x: execute('INCR', 'bs_seen')).register(prefix='bs', batch=1000, duration=50, trimStream=True)");
     let id = registration_id(c);
     let plain = best_rate(2, || {
@@ -316,6 +334,38 @@ fn async_burst(n: usize) {
             pct(&pings, 0.99)
         );
     }
+}
+
+/// Memory per pending event: the only worker is kept busy while `n` SETs
+/// queue executions of an async registration; RSS and used_memory before
+/// and after, divided by `n`.
+fn pending_memory(n: usize) {
+    let server = Server::start(&["ExecutionThreads", "1"]);
+    let mut c = server.client();
+    c.set_timeout(Duration::from_secs(600));
+    let port = server.port;
+    c.py("GB().foreach(lambda x: execute('INCR', 'pm_count')).register(prefix='pm:*', eventTypes=['set'])");
+    let busy = "import time\ndef f(x):\n    while True:\n        time.sleep(0.01)\nGB('ShardsIDReader').map(f).run()";
+    let id = c.cmd(&["RG.PYEXECUTE", busy, "UNBLOCKING"]).text();
+    std::thread::sleep(Duration::from_millis(300));
+    let rss = |c: &mut Client| info_number(c, "memory", "used_memory_rss");
+    let used = |c: &mut Client| info_number(c, "memory", "used_memory");
+    let (rss0, used0) = (rss(&mut c), used(&mut c));
+    // Keys that exist already cost nothing more: the keyspace is filled
+    // first, then each key is set again while the worker is busy.
+    redis_benchmark(port, 50, 16, n, &["SET", "fill:__rand_int__", "v"]);
+    let (rss1, used1) = (rss(&mut c), used(&mut c));
+    redis_benchmark(port, 50, 16, n, &["SET", "pm:__rand_int__", "v"]);
+    let (rss2, used2) = (rss(&mut c), used(&mut c));
+    let keys_rss = (rss1 - rss0) as f64;
+    let keys_used = (used1 - used0) as f64;
+    println!(
+        "pending_memory: {n} events waiting behind a busy worker: RSS +{:.0} bytes and used_memory +{:.0} bytes per event beyond what {n} keys cost (target <= 1024)",
+        ((rss2 - rss1) as f64 - keys_rss) / n as f64,
+        ((used2 - used1) as f64 - keys_used) / n as f64
+    );
+    c.cmd(&["RG.ABORTEXECUTION", &id]);
+    server.wait_for(600, || counter(&mut c, "pm_count") >= n as i64);
 }
 
 /// SET and XADD with 1,000 KeysReader and 1,000 StreamReader registrations
@@ -665,6 +715,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     if want("async_burst") {
         async_burst(if quick { 100_000 } else { 1_000_000 });
+    }
+    if want("pending_memory") {
+        pending_memory(if quick { 100_000 } else { 1_000_000 });
     }
     if want("many_registrations") {
         many_registrations(if quick { 20_000 } else { 100_000 });
