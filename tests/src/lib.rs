@@ -452,6 +452,17 @@ impl Server {
         Client::connect(self.port).expect("connect to the test server")
     }
 
+    /// A client authenticated as user `name` (password `pw`), made by
+    /// `admin` with the ACL `rules` (`~app:*`, `+@all`...).
+    pub fn client_as(&self, admin: &mut Client, name: &str, rules: &[&str]) -> Client {
+        let mut setuser = vec!["ACL", "SETUSER", name, "on", ">pw"];
+        setuser.extend_from_slice(rules);
+        assert_eq!(admin.cmd(&setuser), Value::Status("OK".into()));
+        let mut c = self.client();
+        assert_eq!(c.cmd(&["AUTH", name, "pw"]), Value::Status("OK".into()));
+        c
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()

@@ -135,20 +135,7 @@ fn hooks_events_and_runs_act_on_the_clients_database() {
 /// Creates the user `limited` (`~app:* +@all -@dangerous`, the guide's
 /// example) and returns a client logged in as it.
 fn limited_client(s: &Server, admin: &mut Client) -> Client {
-    let user = [
-        "ACL",
-        "SETUSER",
-        "limited",
-        "on",
-        ">pw",
-        "~app:*",
-        "+@all",
-        "-@dangerous",
-    ];
-    assert_eq!(admin.cmd(&user), ok());
-    let mut c = s.client();
-    assert_eq!(c.cmd(&["AUTH", "limited", "pw"]), ok());
-    c
+    s.client_as(admin, "limited", &["~app:*", "+@all", "-@dangerous"])
 }
 
 #[test]

@@ -14,22 +14,11 @@ fn ok() -> Value {
 
 /// A user made the usual way to forbid administration.
 fn app_user(admin: &mut Client, s: &Server) -> Client {
-    let user = [
-        "ACL",
-        "SETUSER",
+    s.client_as(
+        admin,
         "app",
-        "on",
-        ">pw",
-        "~*",
-        "&*",
-        "+@all",
-        "-@admin",
-        "-@dangerous",
-    ];
-    assert_eq!(admin.cmd(&user), ok());
-    let mut c = s.client();
-    assert_eq!(c.cmd(&["AUTH", "app", "pw"]), ok());
-    c
+        &["~*", "&*", "+@all", "-@admin", "-@dangerous"],
+    )
 }
 
 fn is_noperm(v: &Value) -> bool {
@@ -209,19 +198,7 @@ fn a_hook_does_not_widen_a_script_callers_key_permissions() {
     let mut admin = s.client();
     admin.cmd(&["SET", "secret:token", "abc"]);
     admin.py("GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='set', mode='sync', keyprefix='')");
-    let user = [
-        "ACL",
-        "SETUSER",
-        "lim",
-        "on",
-        ">pw",
-        "~app:*",
-        "+@all",
-        "-@dangerous",
-    ];
-    assert_eq!(admin.cmd(&user), ok());
-    let mut c = s.client();
-    assert_eq!(c.cmd(&["AUTH", "lim", "pw"]), ok());
+    let mut c = s.client_as(&mut admin, "lim", &["~app:*", "+@all", "-@dangerous"]);
     let e = c
         .cmd(&["EVAL", "return redis.call('SET', 'secret:token', 'x')", "0"])
         .error();
