@@ -277,10 +277,14 @@ pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
         w.opt_str(&s.desc);
         w.opt_list(&Some(s.requirements.clone()));
     }
+    // By id: one lookup per registration, not a walk over the sessions
+    // (a thousand registrations may have a thousand sessions).
+    let by_id: std::collections::HashMap<&str, &Session> =
+        sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     let all = regs.snapshot();
     w.u64(all.len() as u64);
     for r in all.iter() {
-        let session = sessions.iter().find(|s| s.id == r.session);
+        let session = by_id.get(r.session.as_str()).copied();
         write_saved(&mut w, r, session);
     }
     w.0

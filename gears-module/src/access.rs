@@ -31,10 +31,10 @@ const ADMIN: &[(&str, &[&str])] = &[
 
 /// The Redis command an administrative `RG.*` command stands for, if
 /// `name` is one.
-pub fn admin_equivalent(name: &str) -> Option<&'static [&'static str]> {
+pub fn admin_equivalent(name: &[u8]) -> Option<&'static [&'static str]> {
     ADMIN
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
         .map(|(_, eq)| *eq)
 }
 
@@ -53,12 +53,15 @@ pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     if redis::acl_categories_supported() {
         return Ok(());
     }
-    let Some(name) = args.first().map(|a| a.to_string_lossy()) else {
+    // Every command passes here: no allocation unless it is an
+    // administrative one.
+    let Some(name) = args.first().map(|a| a.as_slice()) else {
         return Ok(());
     };
-    let Some(equivalent) = admin_equivalent(&name) else {
+    let Some(equivalent) = admin_equivalent(name) else {
         return Ok(());
     };
+    let name = String::from_utf8_lossy(name);
     if redis::is_replayed(ctx) {
         return Ok(());
     }
@@ -79,10 +82,10 @@ mod tests {
     #[test]
     fn admin_commands_have_an_equivalent() {
         assert_eq!(
-            admin_equivalent("RG.CONFIGSET"),
+            admin_equivalent(b"RG.CONFIGSET"),
             Some(&["CONFIG", "SET"][..])
         );
-        assert_eq!(admin_equivalent("rg.pyexecute"), None);
-        assert_eq!(admin_equivalent("rg.configget"), None);
+        assert_eq!(admin_equivalent(b"rg.pyexecute"), None);
+        assert_eq!(admin_equivalent(b"rg.configget"), None);
     }
 }
