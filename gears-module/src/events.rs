@@ -160,17 +160,11 @@ fn fire_keys(
 /// a second).
 fn dropped(reg: &Registration, e: &gears_core::execution::Execution) {
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        redis::log(
-            "warning",
-            &format!(
-                "an event of registration {} was dropped: {}",
-                reg.id,
-                e.first_error().unwrap_or_default()
-            ),
-        );
-    }
+    redis::log_at_most_every(&LAST, 1, "warning", || {
+        format!(
+            "an event of registration {} was dropped: {}",
+            reg.id,
+            e.first_error().unwrap_or_default()
+        )
+    });
 }

@@ -144,22 +144,7 @@ fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>) {
 
 /// The credentials shards use with each other: `masteruser`/`masterauth`.
 fn credentials() -> (Option<String>, Option<String>) {
-    let get = |name: &str| {
-        let argv = [
-            b"CONFIG".to_vec(),
-            b"GET".to_vec(),
-            name.as_bytes().to_vec(),
-        ];
-        match rd::call_with(&argv, c"v") {
-            gears_core::Reply::Array(a) => match a.get(1) {
-                Some(gears_core::Reply::Bulk(b)) if !b.is_empty() => {
-                    Some(String::from_utf8_lossy(b).into_owned())
-                }
-                _ => None,
-            },
-            _ => None,
-        }
-    };
+    let get = |name: &str| rd::config_get(name).filter(|v| !v.is_empty());
     rd::with_lock(|_| (get("masteruser"), get("masterauth")))
 }
 

@@ -476,19 +476,8 @@ extern "C" fn on_server_event(
 /// Whether the child just forked rewrites the AOF into commands only
 /// (`aof-use-rdb-preamble no`): its base file then has no aux data.
 fn aof_rewrite_without_preamble() -> bool {
-    let info = call(&[b"INFO".to_vec(), b"persistence".to_vec()]);
-    let Reply::Bulk(info) = info else {
-        return false;
-    };
-    if !String::from_utf8_lossy(&info).contains("aof_rewrite_in_progress:1") {
-        return false;
-    }
-    let preamble = call(&[
-        b"CONFIG".to_vec(),
-        b"GET".to_vec(),
-        b"aof-use-rdb-preamble".to_vec(),
-    ]);
-    matches!(preamble, Reply::Array(a) if a.get(1) == Some(&Reply::Bulk(b"no".to_vec())))
+    server_info("persistence", "aof_rewrite_in_progress").as_deref() == Some("1")
+        && config_get("aof-use-rdb-preamble").as_deref() == Some("no")
 }
 
 /// Whether this server is loading data (RDB, AOF, full sync).
@@ -510,43 +499,48 @@ fn read_role() {
     }
 }
 
-/// Whether this server is a master now.
+/// Logs `message()` unless this `last` (a call site's own static) logged
+/// within the same `period_s` seconds: repeated warnings under load.
+pub fn log_at_most_every(
+    last: &AtomicU64,
+    period_s: u64,
+    level: &str,
+    message: impl FnOnce() -> String,
+) {
+    let slot = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / period_s.max(1));
+    if last.swap(slot, Ordering::Relaxed) != slot {
+        log(level, &message());
+    }
+}
+
 /// An event was queued beyond `MaxQueuedExecutions` (`queued` wait now):
 /// kept, not dropped, and logged at most once a minute. (Redis 7.0 gives
 /// modules no safe way to make the writers wait: `CLIENT PAUSE WRITE`
 /// asserts when the workers' writes propagate during the pause.)
 pub fn queue_over_limit(queued: usize) {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60);
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        log(
-            "notice",
-            &format!(
-                "{queued} executions wait for a worker, beyond MaxQueuedExecutions: events are \
-                 kept and processed in order as the workers catch up (DropEventsWhenQueueFull 1 \
-                 drops them instead)"
-            ),
-        );
-    }
+    log_at_most_every(&LAST, 60, "notice", || {
+        format!(
+            "{queued} executions wait for a worker, beyond MaxQueuedExecutions: events are \
+             kept and processed in order as the workers catch up (DropEventsWhenQueueFull 1 \
+             drops them instead)"
+        )
+    });
 }
 
 /// The number of databases (`databases`, fixed at start-up).
 pub fn database_count() -> i64 {
     static COUNT: OnceLock<i64> = OnceLock::new();
     *COUNT.get_or_init(|| {
-        let reply = call(&[b"CONFIG".to_vec(), b"GET".to_vec(), b"databases".to_vec()]);
-        match reply {
-            Reply::Array(a) => match a.get(1) {
-                Some(Reply::Bulk(n)) => String::from_utf8_lossy(n).parse().unwrap_or(16),
-                _ => 16,
-            },
-            _ => 16,
-        }
+        config_get("databases")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(16)
     })
 }
 
+/// Whether this server is a master now.
 pub fn is_master() -> bool {
     MASTER.load(Ordering::SeqCst)
 }
@@ -1382,28 +1376,42 @@ impl Blocked {
 
 /// This process's run id (`INFO server`), which changes at every start.
 pub fn run_id() -> String {
-    let argv = [b"INFO".to_vec(), b"server".to_vec()];
-    match call_with(&argv, c"v") {
-        Reply::Bulk(b) => String::from_utf8_lossy(&b)
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|r| r.trim().to_string())
-            .unwrap_or_default(),
-        _ => String::new(),
+    server_info("server", "run_id").unwrap_or_default()
+}
+
+/// A field of `INFO section` (`None` when the server does not show it).
+pub fn server_info(section: &str, field: &str) -> Option<String> {
+    let argv = [b"INFO".to_vec(), section.as_bytes().to_vec()];
+    let Reply::Bulk(b) = call_with(&argv, c"v") else {
+        return None;
+    };
+    let prefix = format!("{field}:");
+    String::from_utf8_lossy(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_string())
+}
+
+/// The value of a server option (`CONFIG GET name`).
+pub fn config_get(name: &str) -> Option<String> {
+    let argv = [
+        b"CONFIG".to_vec(),
+        b"GET".to_vec(),
+        name.as_bytes().to_vec(),
+    ];
+    let Reply::Array(a) = call_with(&argv, c"v") else {
+        return None;
+    };
+    match a.get(1) {
+        Some(Reply::Bulk(v)) => Some(String::from_utf8_lossy(v).into_owned()),
+        _ => None,
     }
 }
 
 /// The base name of the server's log file (`None` when it logs to stdout).
 /// Call while the server runs (at module load the option is not read yet).
 pub fn log_file_name() -> Option<String> {
-    let argv = [b"CONFIG".to_vec(), b"GET".to_vec(), b"logfile".to_vec()];
-    let Reply::Array(a) = call_with(&argv, c"v") else {
-        return None;
-    };
-    let Some(Reply::Bulk(file)) = a.get(1) else {
-        return None;
-    };
-    let file = String::from_utf8_lossy(file).into_owned();
+    let file = config_get("logfile")?;
     std::path::Path::new(&file)
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
