@@ -75,31 +75,39 @@ impl Engine {
     /// wait for and those of events each have `max_queued` places, so a
     /// backlog of events never refuses a client's run.
     pub fn reserve_queue_slot(self: &Arc<Self>) -> Result<QueueSlot, QueueFull> {
-        self.reserve(&self.queued, QueueFull::Clients)
+        self.reserve(false).map_err(QueueFull::Clients)
     }
 
-    fn reserve(
-        self: &Arc<Self>,
-        counter: &AtomicUsize,
-        full: fn(usize) -> QueueFull,
-    ) -> Result<QueueSlot, QueueFull> {
+    /// The count of waiting executions of events, or of clients.
+    fn waiting(&self, event: bool) -> &AtomicUsize {
+        if event {
+            &self.queued_events
+        } else {
+            &self.queued
+        }
+    }
+
+    /// A place among the executions of events (or of clients) that wait,
+    /// unless `max_queued` (returned) are there already.
+    fn reserve(self: &Arc<Self>, event: bool) -> Result<QueueSlot, usize> {
         let max = self.max_queued.load(Ordering::Relaxed);
+        let counter = self.waiting(event);
         if counter.fetch_add(1, Ordering::SeqCst) >= max {
             counter.fetch_sub(1, Ordering::SeqCst);
-            return Err(full(max));
+            return Err(max);
         }
         Ok(QueueSlot {
             engine: self.clone(),
-            event: std::ptr::eq(counter, &self.queued_events),
+            event,
         })
     }
 
     /// A place for an event's execution. Beyond `max_queued` the event is
     /// kept anyway (and `over_limit` told), unless dropping is asked for.
     pub(crate) fn reserve_event_slot(self: &Arc<Self>) -> Result<QueueSlot, QueueFull> {
-        match self.reserve(&self.queued_events, QueueFull::Events) {
+        match self.reserve(true) {
             Ok(slot) => Ok(slot),
-            Err(full) if self.drop_when_full.load(Ordering::Relaxed) => Err(full),
+            Err(max) if self.drop_when_full.load(Ordering::Relaxed) => Err(QueueFull::Events(max)),
             Err(_) => {
                 let queued = self.queued_events.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(tell) = self.over_limit.get() {
@@ -135,12 +143,9 @@ pub struct QueueSlot {
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        let counter = if self.event {
-            &self.engine.queued_events
-        } else {
-            &self.engine.queued
-        };
-        counter.fetch_sub(1, Ordering::SeqCst);
+        self.engine
+            .waiting(self.event)
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 
