@@ -61,7 +61,6 @@ pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     let Some(equivalent) = admin_equivalent(name) else {
         return Ok(());
     };
-    let name = String::from_utf8_lossy(name);
     if redis::is_replayed(ctx) {
         return Ok(());
     }
@@ -71,7 +70,7 @@ pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     match user {
         None => Ok(()),
         Some(u) if redis::may_run(ctx, &u, equivalent) => Ok(()),
-        Some(_) => Err(no_permission(&name)),
+        Some(_) => Err(no_permission(&String::from_utf8_lossy(name))),
     }
 }
 

@@ -75,11 +75,8 @@ pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), String> {
 pub fn aof_rewrite() {
     let Some(g) = state::get() else { return };
     if let Some(reqs) = g.requirements_if_any() {
-        for r in reqs.list() {
-            if let Some(Ok(blob)) = reqs.export(&r.name) {
-                redis::replicate(c"RG.PYIMPORTREQ", &[b"UPGRADE", &blob]);
-            }
-        }
+        let names: Vec<String> = reqs.list().iter().map(|r| r.name.clone()).collect();
+        requirements::replicate(reqs, &names);
     }
     let regs = &g.engine.registrations;
     for reg in regs.snapshot().iter() {

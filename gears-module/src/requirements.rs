@@ -46,6 +46,12 @@ pub fn save(reqs: &Requirements) {
 /// the AOF get each requirement.
 pub fn changed(reqs: &Requirements, names: &[String]) {
     save(reqs);
+    replicate(reqs, names);
+}
+
+/// Sends each of `names`, wheels included, to the AOF and the replicas as
+/// `RG.PYIMPORTREQ UPGRADE` (Redis lock held).
+pub fn replicate(reqs: &Requirements, names: &[String]) {
     for name in names {
         if let Some(Ok(blob)) = reqs.export(name) {
             redis::replicate(c"RG.PYIMPORTREQ", &[b"UPGRADE", &blob]);

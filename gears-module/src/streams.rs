@@ -19,6 +19,7 @@ use crate::redis::{self, bulk_list};
 use crate::state::{Consumer, Gears};
 use gears_core::execution::{Execution, Status};
 use gears_core::prefix::PrefixIndex;
+use gears_core::record::KeyType;
 use gears_core::registration::{BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus};
 use gears_core::{Caller, Fired, Identity, Reader, Record, Reply};
 use std::sync::{Arc, Mutex};
@@ -587,14 +588,15 @@ pub fn scan_existing(g: &'static Gears, regs: &[Arc<Registration>], db: i64) {
     let keys = if scan {
         stream_keys(&module)
     } else {
-        literal
-            .into_iter()
-            .filter(|k| match call(&module, &[b"TYPE", k]) {
-                Reply::Status(t) => t == "stream",
-                Reply::Bulk(t) => t == b"stream",
-                _ => false,
+        redis::with_lock(|ctx| {
+            redis::reading(|| {
+                ctx.select_db(db);
+                literal
+                    .into_iter()
+                    .filter(|k| redis::key_type(ctx, k) == KeyType::Stream)
+                    .collect()
             })
-            .collect()
+        })
     };
     for key in keys {
         for reg in index.matches(&key) {
