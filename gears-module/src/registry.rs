@@ -119,18 +119,23 @@ pub fn unregister_session(g: &Gears, session: &str) {
 /// Removes a registration; `false` if there is none with that id. With
 /// `propagate`, the AOF and the replicas get `RG.INNERUNREGISTER`.
 pub fn unregister(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
-    let removed = remove(g, id, abort_pending, propagate);
-    if removed {
-        refresh(g);
-    }
-    removed
-}
-
-/// [`unregister`] without rebuilding the tables (the caller does, once).
-fn remove(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
-    let Some(reg) = g.engine.registrations.remove(id) else {
+    let Some(session_ended) = remove(g, id, abort_pending, propagate) else {
         return false;
     };
+    refresh(g);
+    if session_ended {
+        // Its functions and globals point to each other: the memory Redis
+        // counts goes back now, not at the collector's next pass.
+        gears_python::collect_garbage();
+    }
+    true
+}
+
+/// [`unregister`] without rebuilding the tables or collecting (the caller
+/// does, once). `None` if there is no such registration; else whether its
+/// session ended with it.
+fn remove(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> Option<bool> {
+    let reg = g.engine.registrations.remove(id)?;
     if propagate {
         let mut args: Vec<&[u8]> = vec![id.as_bytes()];
         if abort_pending {
@@ -144,12 +149,11 @@ fn remove(g: &Gears, id: &str, abort_pending: bool, propagate: bool) -> bool {
         }
     }
     streams::forget(g, &reg);
-    if g.engine.registrations.session(&reg.session).is_none() {
+    let session_ended = g.engine.registrations.session(&reg.session).is_none();
+    if session_ended {
         gears_python::forget_restored_sessions(Some(&reg.session));
-        drop(reg);
-        gears_python::collect_garbage();
     }
-    true
+    Some(session_ended)
 }
 
 /// Runs the `onRegistered` of every registration: a load ended on a
@@ -168,6 +172,7 @@ pub fn clear(g: &Gears) {
     refresh(g);
     g.consumers().clear();
     gears_python::forget_restored_sessions(None);
+    gears_python::collect_garbage();
 }
 
 /// Whether the registration saved as `blob` is here already, unchanged.
