@@ -175,6 +175,26 @@ impl Client {
         self.try_read()
     }
 
+    /// The integer `key` holds (0 when it does not exist).
+    pub fn int_at(&mut self, key: &str) -> i64 {
+        match self.cmd(&["GET", key]) {
+            Value::Nil => 0,
+            v => v
+                .text()
+                .parse()
+                .unwrap_or_else(|_| panic!("{key} holds no integer")),
+        }
+    }
+
+    /// A number of `INFO section` (`None` when the server does not show it).
+    pub fn info_int(&mut self, section: &str, field: &str) -> Option<i64> {
+        let info = self.cmd(&["INFO", section]).text();
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// `RG.PYEXECUTE script [extra...]`.
     pub fn py(&mut self, script: &str) -> Value {
         self.cmd(&["RG.PYEXECUTE", script])

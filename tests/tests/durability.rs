@@ -283,10 +283,7 @@ fn sessions_are_dumped_and_survive_a_restart() {
 }
 
 fn ticks(c: &mut Client) -> i64 {
-    match c.cmd(&["GET", "ticks"]) {
-        Value::Nil => 0,
-        v => v.text().parse().unwrap(),
-    }
+    c.int_at("ticks")
 }
 
 #[test]

@@ -288,10 +288,7 @@ fn an_execution_never_ends_holding_the_redis_lock() {
 }
 
 fn used_memory(c: &mut Client) -> i64 {
-    let info = c.cmd(&["INFO", "memory"]).text();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
+    c.info_int("memory", "used_memory")
         .expect("used_memory in INFO memory")
 }
 

@@ -9,13 +9,6 @@ fn ok() -> Value {
     Value::Status("OK".into())
 }
 
-fn counter(c: &mut Client, key: &str) -> i64 {
-    match c.cmd(&["GET", key]) {
-        Value::Bulk(b) => String::from_utf8_lossy(&b).parse().unwrap(),
-        _ => 0,
-    }
-}
-
 /// Sends `n` SETs on `prefix` keys from `clients` connections, pipelined.
 fn burst(s: &Server, prefix: &str, n: usize, clients: usize) {
     let per = n / clients;
@@ -57,9 +50,9 @@ fn a_full_queue_loses_no_event() {
     assert_eq!(c.py(SLOW_ASYNC), ok());
     burst(&s, "a:", 2000, 4);
     assert!(
-        s.wait_for(60, || counter(&mut c, "seen") == 2000),
+        s.wait_for(60, || c.int_at("seen") == 2000),
         "{} processed",
-        counter(&mut c, "seen")
+        c.int_at("seen")
     );
     let reg = &c.registrations()[0];
     assert_eq!(reg.count("numTriggered"), 2000);
@@ -92,7 +85,7 @@ fn dropping_events_is_an_option_counted_and_logged() {
     assert!(reg);
     let r = &c.registrations()[0];
     assert!(r.count("numFailures") > 0, "{r:?}");
-    assert_eq!(counter(&mut c, "seen"), r.count("numSuccess"));
+    assert_eq!(c.int_at("seen"), r.count("numSuccess"));
     assert!(s.log().contains("was dropped"), "{}", s.log());
 }
 
@@ -120,12 +113,12 @@ fn many_registrations_on_other_prefixes() {
         assert_eq!(c.cmd(&["SET", &format!("mine:{i}"), "v"]), ok());
     }
     c.cmd(&["XADD", "mystream", "*", "f", "v"]);
-    assert_eq!(counter(&mut c, "right"), 50);
-    assert!(s.wait_for(10, || counter(&mut c, "stream") == 1));
+    assert_eq!(c.int_at("right"), 50);
+    assert!(s.wait_for(10, || c.int_at("stream") == 1));
     // Keys the other registrations match do fire them.
     c.cmd(&["SET", "other:3", "v"]);
     c.cmd(&["SET", "other:4:x", "v"]);
     c.cmd(&["SET", "o*5:y", "v"]);
-    assert_eq!(counter(&mut c, "wrong"), 3);
-    assert_eq!(counter(&mut c, "right"), 50);
+    assert_eq!(c.int_at("wrong"), 3);
+    assert_eq!(c.int_at("right"), 50);
 }

@@ -277,10 +277,7 @@ fn the_environment_of_the_server_does_not_change_python() {
 // ------------------------------------------------------------- memory
 
 fn used_memory(c: &mut Client) -> i64 {
-    let info = c.cmd(&["INFO", "memory"]).text();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
+    c.info_int("memory", "used_memory")
         .expect("used_memory in INFO")
 }
 
@@ -360,10 +357,7 @@ fn check_state(s: &mut Server, onreg: &str) {
     assert_eq!(c.cmd(&["GET", "onreg"]), bulk(onreg), "{}", s.log());
     let sessions = c.cmd(&["RG.PYDUMPSESSIONS"]);
     assert_eq!(sessions.array()[0].texts_lossy()[1], "kept", "{sessions:?}");
-    let ticks = |c: &mut Client| match c.cmd(&["GET", "ticks"]) {
-        Value::Bulk(b) => String::from_utf8_lossy(&b).parse::<i64>().unwrap(),
-        _ => 0,
-    };
+    let ticks = |c: &mut Client| c.int_at("ticks");
     let t = ticks(&mut c);
     assert!(
         s.wait_for(10, || ticks(&mut c) > t + 2),
@@ -467,13 +461,7 @@ fn state_survives_automatic_aof_rewrites() {
             "1kb",
         ],
         |c, s| {
-            let rewrites = |c: &mut Client| -> i64 {
-                let info = c.cmd(&["INFO", "persistence"]).text();
-                info.lines()
-                    .find_map(|l| l.strip_prefix("aof_rewrites:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0)
-            };
+            let rewrites = |c: &mut Client| c.info_int("persistence", "aof_rewrites").unwrap_or(0);
             let before = rewrites(c);
             let value = "v".repeat(4096);
             let grew = s.wait_for(30, || {
@@ -518,10 +506,7 @@ def work(x):\n    time.sleep(0.05)\n    execute('INCR', 'done')\n\
 GB('StreamReader').foreach(work).register(prefix='s3', batch=2)";
 
 fn done(c: &mut Client) -> i64 {
-    match c.cmd(&["GET", "done"]) {
-        Value::Bulk(b) => String::from_utf8_lossy(&b).parse().unwrap(),
-        _ => 0,
-    }
+    c.int_at("done")
 }
 
 #[test]

@@ -180,10 +180,7 @@ fn redis_benchmark(port: u16, clients: usize, pipeline: usize, n: usize, args: &
 
 /// An integer key's value (0 when missing).
 fn counter(c: &mut Client, key: &str) -> i64 {
-    match c.cmd(&["GET", key]) {
-        Value::Nil => 0,
-        v => v.text().parse().unwrap_or(0),
-    }
+    c.int_at(key)
 }
 
 /// The best of `rounds` rates of `f`.
@@ -428,11 +425,7 @@ fn many_registrations(n: usize) {
 
 /// An INFO field as a number (0 when missing).
 fn info_number(c: &mut Client, section: &str, field: &str) -> i64 {
-    let info = c.cmd(&["INFO", section]).text();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    c.info_int(section, field).unwrap_or(0)
 }
 
 /// `--only soak`: `secs` seconds of mixed load, unthrottled, from 8
