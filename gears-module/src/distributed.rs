@@ -46,6 +46,8 @@ pub const PREPARE: &str = "RG_RegistrationCtxUpgrade";
 pub const REGISTERED: &str = "RG_RegistrationCtxUpgradeDone";
 pub const COMMIT: &str = "RG_RegistrationCtxCommit";
 pub const CANCEL: &str = "RG_RegistrationCtxCancel";
+/// A shard applied (or could not) the registrations it was told to commit.
+pub const COMMITTED: &str = "RG_RegistrationCtxCommitted";
 
 /// The next field of a message ([`codec`] layout).
 fn take<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
@@ -475,19 +477,39 @@ pub fn register_everywhere(
                 .collect(),
             Err(e) => vec![e],
         };
-        g.mailbox().forget(&token);
         let decision = if errors.is_empty() { COMMIT } else { CANCEL };
         if let Some(net) = g.net() {
             for shard in &shards {
                 net.send(shard, decision, token.as_bytes().to_vec());
             }
         }
-        if errors.is_empty() {
+        let reply = if errors.is_empty() {
             apply_here();
+            // OK once every shard has applied them (or was waited for as
+            // long as for its first answer): a client reading any shard
+            // after OK finds the registrations there.
+            let unapplied = match g.mailbox().wait(&token, 1, &shards, idle) {
+                Ok(answers) => answers
+                    .into_iter()
+                    .filter_map(|(shard, a)| a.err().map(|e| format!("shard {shard}: {e}")))
+                    .collect(),
+                Err(e) => vec![e],
+            };
+            if !unapplied.is_empty() {
+                redis::log(
+                    "warning",
+                    &format!(
+                        "committed registrations not confirmed: {}",
+                        unapplied.join("; ")
+                    ),
+                );
+            }
             gears_core::Reply::Status("OK".into())
         } else {
             gears_core::Reply::Array(errors.into_iter().map(gears_core::Reply::Error).collect())
-        }
+        };
+        g.mailbox().forget(&token);
+        reply
     }))
 }
 
@@ -574,15 +596,27 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
             Err(e)
         }
     };
+    answer_registrations(g, sender, REGISTERED, token.as_bytes(), answer);
+}
+
+/// Answers `sender` about the registrations of `token` (`receiver`: after
+/// the prepare, or after the commit).
+fn answer_registrations(
+    g: &Gears,
+    sender: &str,
+    receiver: &str,
+    token: &[u8],
+    answer: Result<(), String>,
+) {
     let Some(net) = g.net() else { return };
     let mut m = Writer::default();
-    m.bytes(token.as_bytes());
+    m.bytes(token);
     match &answer {
         Ok(()) => m.bytes(b""),
         Err(e) => m.bytes(e.as_bytes()),
     }
     m.bytes(&[answer.is_ok() as u8]);
-    net.send(sender, REGISTERED, m.0);
+    net.send(sender, receiver, m.0);
 }
 
 /// How long registrations prepared here wait for the decision of the shard
@@ -616,10 +650,10 @@ fn expire_prepared(g: &'static Gears, key: String) {
 /// session it replaces), save it and send it to this shard's replicas.
 pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
     let key = format!("{sender}/{}", String::from_utf8_lossy(token));
-    let Some(parked) = g.parked().remove(&key) else {
-        return;
-    };
-    let Ok(parked) = parked.downcast::<Parked>() else {
+    let parked = g.parked().remove(&key);
+    let Some(Ok(parked)) = parked.map(|p| p.downcast::<Parked>()) else {
+        let missing = Err("nothing was prepared here (expired?)".to_string());
+        answer_registrations(g, sender, COMMITTED, token, missing);
         return;
     };
     let Parked {
@@ -634,6 +668,7 @@ pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
     for blob in &blobs {
         redis::replicate(c"RG.INNERREGISTER", &[blob]);
     }
+    answer_registrations(g, sender, COMMITTED, token, Ok(()));
 }
 
 /// Some shard could not: what was prepared here goes.
@@ -643,7 +678,18 @@ pub fn received_cancel(g: &'static Gears, sender: &str, token: &[u8]) {
 }
 
 /// A shard's answer to registrations sent from here.
-pub fn received_registered(g: &'static Gears, sender: &str, mut payload: &[u8]) {
+pub fn received_registered(g: &'static Gears, sender: &str, payload: &[u8]) {
+    deliver_answer(g, sender, payload, 0);
+}
+
+/// A shard's answer after applying registrations sent from here.
+pub fn received_committed(g: &'static Gears, sender: &str, payload: &[u8]) {
+    deliver_answer(g, sender, payload, 1);
+}
+
+/// An answer about registrations, to the mailbox of their token: `step` 0
+/// for the prepare, 1 for the commit.
+fn deliver_answer(g: &Gears, sender: &str, mut payload: &[u8], step: usize) {
     let parsed = (|| -> Result<(String, String, bool), String> {
         Ok((
             text(&mut payload)?,
@@ -653,7 +699,7 @@ pub fn received_registered(g: &'static Gears, sender: &str, mut payload: &[u8]) 
     })();
     if let Ok((token, error, ok)) = parsed {
         let outcome = if ok { Ok(Vec::new()) } else { Err(error) };
-        g.mailbox().deliver(&token, 0, sender, outcome);
+        g.mailbox().deliver(&token, step, sender, outcome);
     }
 }
 

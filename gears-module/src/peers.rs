@@ -30,6 +30,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         distributed::COMMIT => Some(distributed::received_commit),
         distributed::CANCEL => Some(distributed::received_cancel),
         distributed::REGISTERED => Some(distributed::received_registered),
+        distributed::COMMITTED => Some(distributed::received_committed),
         distributed::UNREGISTER => Some(distributed::received_unregister),
         _ => None,
     }
