@@ -138,20 +138,13 @@ pub enum Record {
     Host(HostObject),
 }
 
-/// How deeply a reply may nest; deeper data (or a cycle) is an error, never
-/// a recursion that runs out of stack.
-pub const MAX_REPLY_DEPTH: usize = 1000;
+pub use crate::reply::{too_deep, MAX_REPLY_DEPTH};
 
 /// How deeply native records that cross shards may nest (Python values
 /// travel pickled, as one host payload): plenty for lists of records, and
 /// shallow enough for any thread's stack.
 pub const MAX_RECORD_DEPTH: usize = 64;
 pub const RECORD_TOO_DEEP: &str = "record nesting too deep to cross shards";
-
-/// The error of data nested deeper than [`MAX_REPLY_DEPTH`].
-pub fn too_deep() -> String {
-    format!("reply nesting too deep (more than {MAX_REPLY_DEPTH} levels, or a cycle)")
-}
 
 impl Record {
     pub fn is_error(&self) -> bool {

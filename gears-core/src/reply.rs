@@ -3,6 +3,15 @@
 //! Results are converted to [`Reply`] once, when an execution ends, so that the
 //! execution registry never has to touch host-language objects again.
 
+/// How deeply a reply may nest; deeper data (or a cycle) is an error, never
+/// a recursion that runs out of stack.
+pub const MAX_REPLY_DEPTH: usize = 1000;
+
+/// The error of data nested deeper than [`MAX_REPLY_DEPTH`].
+pub fn too_deep() -> String {
+    format!("reply nesting too deep (more than {MAX_REPLY_DEPTH} levels, or a cycle)")
+}
+
 /// A reply tree, independent of any Redis API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -114,7 +123,7 @@ impl Reply {
     }
 
     /// Reads what [`Reply::encode`] wrote; nesting deeper than
-    /// [`crate::record::MAX_REPLY_DEPTH`] is refused.
+    /// [`MAX_REPLY_DEPTH`] is refused.
     pub fn decode(input: &mut &[u8]) -> Result<Reply, String> {
         Reply::decode_at(input, 0)
     }
@@ -133,8 +142,8 @@ impl Reply {
         fn text(input: &mut &[u8]) -> Result<String, String> {
             String::from_utf8(bytes(input)?).map_err(|_| "bad utf-8 in reply".into())
         }
-        if depth > crate::record::MAX_REPLY_DEPTH {
-            return Err(crate::record::too_deep());
+        if depth > MAX_REPLY_DEPTH {
+            return Err(too_deep());
         }
         Ok(match take(input, 1)?[0] {
             0 => Reply::Null,

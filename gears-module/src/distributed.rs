@@ -8,6 +8,7 @@
 //! shard. A shard silent for `ExecutionMaxIdleTime` ends the run with an
 //! error.
 
+use crate::parked::Parked;
 use crate::redis;
 use crate::state::Gears;
 use gears_core::codec::{Reader, Writer};
@@ -513,13 +514,6 @@ pub fn register_everywhere(
     }))
 }
 
-/// Registrations another shard prepared here, waiting for its decision.
-struct Parked {
-    replaced: Option<String>,
-    ready: Vec<crate::registry::Prepared>,
-    blobs: Vec<Vec<u8>>,
-}
-
 /// Sends an RG.UNREGISTER applied here to every other shard.
 pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
     let mut m = Writer::default();
@@ -584,7 +578,7 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
                 "notice",
                 &format!("registrations prepared for {key}, waiting for its decision"),
             );
-            g.parked().insert(key.clone(), Box::new(parked));
+            g.parked().insert(key.clone(), parked);
             expire_prepared(g, key);
             Ok(())
         }
@@ -650,8 +644,7 @@ fn expire_prepared(g: &'static Gears, key: String) {
 /// session it replaces), save it and send it to this shard's replicas.
 pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
     let key = format!("{sender}/{}", String::from_utf8_lossy(token));
-    let parked = g.parked().remove(&key);
-    let Some(Ok(parked)) = parked.map(|p| p.downcast::<Parked>()) else {
+    let Some(parked) = g.parked().remove(&key) else {
         let missing = Err("nothing was prepared here (expired?)".to_string());
         answer_registrations(g, sender, COMMITTED, token, missing);
         return;
@@ -660,7 +653,7 @@ pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
         replaced,
         ready,
         blobs,
-    } = *parked;
+    } = parked;
     if let Some(old) = replaced {
         crate::registry::unregister_session(g, &old);
     }

@@ -4,6 +4,7 @@
 
 use crate::errors;
 use crate::hooks::check_hookable;
+use crate::parked::Prepared;
 use crate::redis;
 use crate::state::Gears;
 use crate::streams;
@@ -215,13 +216,6 @@ pub fn restore_all(
     }
     install(g, ready, on_registered);
     outcomes
-}
-
-/// A saved registration with its callbacks restored, not applied yet.
-pub struct Prepared {
-    pending: PendingRegistration,
-    session_desc: Option<String>,
-    session_requirements: Vec<String>,
 }
 
 /// Restores the callbacks of a saved registration (what can fail: they may

@@ -7,6 +7,7 @@
 
 use crate::mailbox::Mailbox;
 use crate::net::{Directory, Net};
+use crate::parked::Parked;
 use crate::tables::Tables;
 use crate::timer::Timer;
 use gears_cluster::Topology;
@@ -63,7 +64,7 @@ pub struct Gears {
     /// Records other shards sent for runs of this one.
     mailbox: Mailbox,
     /// Work other shards prepared here, waiting for their word, by token.
-    parked: Mutex<HashMap<String, Box<dyn std::any::Any + Send>>>,
+    parked: Mutex<HashMap<String, Parked>>,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -160,7 +161,7 @@ impl Gears {
     }
 
     /// Work other shards prepared here, waiting for their word.
-    pub fn parked(&self) -> MutexGuard<'_, HashMap<String, Box<dyn std::any::Any + Send>>> {
+    pub fn parked(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
