@@ -13,9 +13,8 @@
 //! reads input batches before taking the GIL.
 //!
 //! Modules depend one way, from the API Python sees down to the error
-//! types: `interpreter` → `api` → `register`/`runner`/`steps` →
-//! `callbacks`/`readers`/`script` → `aio` → `convert`/`traceback`/`args` →
-//! `runtime`/`command`/`host` → `errors`.
+//! types: ARCHITECTURE.md's layer table for this crate lists every module,
+//! and `cargo xtask lint` checks the imports against it.
 
 mod aio;
 pub mod alloc;

@@ -1,11 +1,17 @@
 //! `cargo xtask <command>`: set up the machine, build the module and drive it.
 //!
-//! - `run [--port N]`: build (release), start redis-server with the module on
-//!   127.0.0.1, print how to connect; Ctrl-C stops both.
-//! - `lint`: the architecture rules: crate dependencies, module cycles,
-//!   `#![forbid(unsafe_code)]` outside the FFI crates (see `lint.rs`).
+//! - `run [--port N] [--cluster N]`: build (release), start redis-server with
+//!   the module on 127.0.0.1 (or a cluster of N masters), print how to
+//!   connect; Ctrl-C stops it.
+//! - `lint`: the architecture rules: crate dependencies, ARCHITECTURE.md's
+//!   layers and module cycles, `unsafe` only where FFI is (see `lint/`).
 //! - `test`: lint, build, then formatting, clippy, unit and integration tests.
-//! - `bench`: end-to-end benchmarks against Redis's Lua in the same run.
+//! - `bench [--quick] [--module PATH] [--only NAME]`: end-to-end benchmarks
+//!   against Redis's Lua in the same run (`--only soak` for the soak).
+//! - `fuzz [--calls N] [--seed S]`: random commands and scripts against a
+//!   server, which must stay up and answer.
+//! - `setup`: install what is missing (redis-server, libclang-dev, Python
+//!   packages for the tests).
 
 #![forbid(unsafe_code)]
 
@@ -28,7 +34,7 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run [--port N] | lint | test | bench [--quick] [--module PATH] [--only NAME] | fuzz [--calls N] [--seed S] | setup>"
+                "usage: cargo xtask <run [--port N] [--cluster N] | lint | test | bench [--quick] [--module PATH] [--only NAME] | fuzz [--calls N] [--seed S] | setup>"
             );
             return ExitCode::from(2);
         }
