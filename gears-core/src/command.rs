@@ -2,6 +2,7 @@
 //! `call_next` and the `override_reply` of KeysReader registrations with
 //! `commands=[...]`.
 
+use crate::sync::LockExt;
 use crate::Reply;
 use std::sync::Mutex;
 
@@ -32,7 +33,7 @@ impl CommandCtx {
     /// Sets the reply the client gets instead of the command's own; only
     /// the first call wins.
     pub fn override_reply(&self, r: Reply) -> Result<(), AlreadyOverridden> {
-        let mut g = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.reply.lock_unpoisoned();
         if g.is_some() {
             return Err(AlreadyOverridden);
         }
@@ -41,7 +42,7 @@ impl CommandCtx {
     }
 
     pub fn take_override(&self) -> Option<Reply> {
-        self.reply.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.reply.lock_unpoisoned().take()
     }
 
     /// The rest of a hook chain (`None` outside command hooks).

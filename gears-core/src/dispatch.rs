@@ -14,6 +14,7 @@ use crate::identity::Identity;
 use crate::reader::Reader;
 use crate::registration::{Mode, Outcome, Registration};
 use crate::runner::PlanRunner;
+use crate::scope::on_drop;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -93,16 +94,6 @@ impl Running {
     /// Runs `f` with these registrations marked as running on this thread
     /// too (those not marked already).
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Unmark(usize);
-        impl Drop for Unmark {
-            fn drop(&mut self) {
-                RUNNING.with(|r| {
-                    let mut r = r.borrow_mut();
-                    let keep = r.len().saturating_sub(self.0);
-                    r.truncate(keep);
-                })
-            }
-        }
         // No allocation: this runs for every execution.
         let added = RUNNING.with(|r| {
             let mut r = r.borrow_mut();
@@ -114,7 +105,13 @@ impl Running {
             }
             r.len() - before
         });
-        let _unmark = Unmark(added);
+        let _unmark = on_drop(|| {
+            RUNNING.with(|r| {
+                let mut r = r.borrow_mut();
+                let keep = r.len().saturating_sub(added);
+                r.truncate(keep);
+            })
+        });
         f()
     }
 }
@@ -150,14 +147,10 @@ fn run_marked(
     command: Option<Arc<CommandCtx>>,
     may_wait: bool,
 ) {
-    struct Unmark;
-    impl Drop for Unmark {
-        fn drop(&mut self) {
-            RUNNING.with(|r| r.borrow_mut().pop());
-        }
-    }
     RUNNING.with(|r| r.borrow_mut().push(mark_of(reg)));
-    let _unmark = Unmark;
+    let _unmark = on_drop(|| {
+        RUNNING.with(|r| r.borrow_mut().pop());
+    });
     runner.run(exec, &reg.plan, reader, command, may_wait);
 }
 

@@ -2,6 +2,7 @@
 
 use crate::identity::Identity;
 use crate::plan::Plan;
+use crate::sync::LockExt;
 use crate::{HostValue, Reply};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -155,7 +156,7 @@ impl Execution {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain data behind; keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     pub fn status(&self) -> Status {
@@ -186,7 +187,7 @@ impl Execution {
     /// Installs the function that interrupts running user code (for Python,
     /// an asynchronous exception in the worker thread).
     pub fn set_interrupter(&self, f: Option<Box<dyn Fn() + Send + Sync>>) {
-        *self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) = f;
+        *self.interrupter.lock_unpoisoned() = f;
     }
 
     /// Moves `created` to `running`; false if the execution was aborted first.
@@ -241,7 +242,7 @@ impl Execution {
                 AbortOutcome::AbortedBeforeStart
             }
             None => {
-                if let Some(f) = &*self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) {
+                if let Some(f) = &*self.interrupter.lock_unpoisoned() {
                     f();
                 }
                 AbortOutcome::Stopping
@@ -381,7 +382,7 @@ impl Executions {
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     pub fn add(&self, e: Arc<Execution>) {
@@ -392,9 +393,7 @@ impl Executions {
         }
         let log = self.finished.clone();
         let id = e.id.clone();
-        e.on_finish(Box::new(move |_| {
-            log.lock().unwrap_or_else(|e| e.into_inner()).push_back(id)
-        }));
+        e.on_finish(Box::new(move |_| log.lock_unpoisoned().push_back(id)));
         self.evict();
     }
 
@@ -447,7 +446,7 @@ impl Executions {
         let max = self.max.load(Ordering::Relaxed);
         let mut g = self.lock();
         let mut excess = g.by_id.len().saturating_sub(max);
-        let mut log = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.finished.lock_unpoisoned();
         while excess > 0 {
             let Some(id) = log.pop_front() else { break };
             if g.by_id.contains_key(&id) {

@@ -100,6 +100,8 @@ pub mod record;
 pub mod registration;
 pub mod reply;
 pub mod runner;
+pub mod scope;
+pub mod sync;
 
 pub use command::{CallNext, CommandCtx};
 pub use dispatch::{Caller, Fired, Placement};

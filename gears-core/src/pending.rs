@@ -12,6 +12,7 @@
 //! driver [`Inbox::park`]s a continuation, which the first outcome to arrive
 //! (or an abort) starts.
 
+use crate::sync::{wait_unpoisoned, LockExt};
 use crate::Record;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -54,7 +55,7 @@ pub struct Inbox {
 
 impl Inbox {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     fn deliver(&self, ticket: Ticket, outcome: Result<Record, String>) {
@@ -93,7 +94,7 @@ impl Inbox {
     pub fn wait(&self) {
         let mut g = self.lock();
         while g.arrived.is_empty() && !g.aborted {
-            g = self.arrived.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = wait_unpoisoned(&self.arrived, g);
         }
     }
 

@@ -10,13 +10,14 @@
 use crate::execution::{step_infos, Execution, StepInfo};
 use crate::plan::Plan;
 use crate::pool::{PoolHandle, WorkerPool};
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock_unpoisoned()
 }
 
 /// Where and when a registration's executions run.
@@ -501,7 +502,7 @@ impl Registrations {
     /// A snapshot of all registrations, oldest first. Cheap: event handlers
     /// call it on every event.
     pub fn snapshot(&self) -> Arc<Vec<Arc<Registration>>> {
-        self.all.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.all.read_unpoisoned().clone()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -513,7 +514,7 @@ impl Registrations {
     }
 
     fn update(&self, f: impl FnOnce(&mut Vec<Arc<Registration>>)) {
-        let mut g = self.all.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.all.write_unpoisoned();
         let mut next = (**g).clone();
         f(&mut next);
         *g = Arc::new(next);

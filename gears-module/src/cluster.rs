@@ -6,6 +6,7 @@
 use crate::redis;
 use crate::state::Gears;
 use gears_cluster::{Shard, Topology};
+use gears_core::sync::RwLockExt;
 use gears_core::Reply;
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ pub fn refresh(g: &Gears) -> Result<(), String> {
     } else {
         Topology::default()
     };
-    let mut current = g.topology.write().unwrap_or_else(|e| e.into_inner());
+    let mut current = g.topology.write_unpoisoned();
     if *current != topology {
         if enabled {
             redis::log(

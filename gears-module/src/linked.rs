@@ -3,6 +3,8 @@
 //! `override_reply`, and the client waits for the queued ones.
 
 use gears_core::execution::Execution;
+use gears_core::scope::with_local;
+use gears_core::sync::LockExt;
 use gears_core::{CommandCtx, Reply};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -28,16 +30,13 @@ impl Linked {
     /// Makes the client wait for `exec` too (only when attached).
     pub fn hold(&self, exec: Arc<Execution>) {
         if self.ctx.is_some() {
-            self.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(exec);
+            self.held.lock_unpoisoned().push(exec);
         }
     }
 
     /// The executions the client waits for.
     pub fn held(&self) -> Vec<Arc<Execution>> {
-        std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.held.lock_unpoisoned())
     }
 
     /// The reply the client gets: an override if a step set one, else the
@@ -59,15 +58,7 @@ thread_local! {
 
 /// Runs `f` with `linked` as the command events see on this thread.
 pub fn with_linked<R>(linked: &Arc<Linked>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Arc<Linked>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            LINKED.with(|l| *l.borrow_mut() = prev);
-        }
-    }
-    let _restore = Restore(LINKED.with(|l| l.replace(Some(linked.clone()))));
-    f()
+    with_local(&LINKED, Some(linked.clone()), f)
 }
 
 /// The linked command running on this thread.

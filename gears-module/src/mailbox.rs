@@ -2,6 +2,7 @@
 //! boundary, until the run's worker takes them. They may come before the
 //! run even started here (messages of different shards are not ordered).
 
+use gears_core::sync::{wait_timeout_unpoisoned, LockExt};
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ pub struct Mailbox {
 
 impl Mailbox {
     fn lock(&self) -> MutexGuard<'_, Boxes> {
-        self.boxes.lock().unwrap_or_else(|e| e.into_inner())
+        self.boxes.lock_unpoisoned()
     }
 
     fn note(b: &mut Boxes, id: &str) {
@@ -124,11 +125,7 @@ impl Mailbox {
                     names.join(", ")
                 ));
             }
-            b = self
-                .arrived
-                .wait_timeout(b, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            b = wait_timeout_unpoisoned(&self.arrived, b, deadline - now);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::errors;
 use crate::redis::{self, Blocked};
 use crate::state::{self, Gears};
 use gears_core::execution::Execution;
+use gears_core::sync::LockExt;
 use gears_core::{Fired, Reply};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -119,7 +120,7 @@ pub fn reply_when_all_done(
         let (left, pending) = (left.clone(), pending.clone());
         e.on_finish(Box::new(move |_| {
             if left.fetch_sub(1, Ordering::SeqCst) == 1 {
-                let taken = pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let taken = pending.lock_unpoisoned().take();
                 if let Some((blocked, make)) = taken {
                     blocked.reply(&make());
                 }

@@ -13,6 +13,7 @@ use crate::timer::Timer;
 use gears_cluster::Topology;
 use gears_config::GearsConfig;
 use gears_core::registration::Registration;
+use gears_core::sync::{LockExt, RwLockExt};
 use gears_core::Engine;
 use gears_python::requirements::{Environment, Requirements};
 use once_cell::sync::OnceCell;
@@ -162,7 +163,7 @@ impl Gears {
 
     /// Work other shards prepared here, waiting for their word.
     pub fn parked(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
-        self.parked.lock().unwrap_or_else(|e| e.into_inner())
+        self.parked.lock_unpoisoned()
     }
 
     /// Records other shards sent for runs of this one.
@@ -172,7 +173,7 @@ impl Gears {
 
     /// The last message id seen from each (sender, run id).
     pub fn received_messages(&self) -> MutexGuard<'_, HashMap<(String, String), u64>> {
-        self.received.lock().unwrap_or_else(|e| e.into_inner())
+        self.received.lock_unpoisoned()
     }
 
     /// The requirements, if any was ever installed or loaded.
@@ -181,11 +182,11 @@ impl Gears {
     }
 
     pub fn config(&self) -> RwLockReadGuard<'_, GearsConfig> {
-        self.config.read().unwrap_or_else(|e| e.into_inner())
+        self.config.read_unpoisoned()
     }
 
     pub fn topology(&self) -> RwLockReadGuard<'_, Topology> {
-        self.topology.read().unwrap_or_else(|e| e.into_inner())
+        self.topology.read_unpoisoned()
     }
 
     /// Hands the limits of the configuration to the engine (at load and
@@ -209,10 +210,7 @@ impl Gears {
     }
 
     pub fn tables(&self) -> Arc<Tables> {
-        self.tables
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.tables.read_unpoisoned().clone()
     }
 
     pub fn set_tables(&self, t: Tables) {
@@ -220,7 +218,7 @@ impl Gears {
         self.any_streams
             .store(!t.streams.is_empty(), Ordering::SeqCst);
         self.any_hook.store(!t.hooked.is_empty(), Ordering::SeqCst);
-        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+        *self.tables.write_unpoisoned() = Arc::new(t);
     }
 
     /// Runs `f` on `reg`'s consumer of `key` in `db`. A new consumer reads
@@ -243,7 +241,7 @@ impl Gears {
     }
 
     pub fn consumers(&self) -> MutexGuard<'_, HashMap<ConsumerKey, Consumer>> {
-        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
+        self.consumers.lock_unpoisoned()
     }
 
     /// A fresh session id: 40 hex characters.

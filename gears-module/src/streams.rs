@@ -21,6 +21,7 @@ use gears_core::execution::{Execution, Status};
 use gears_core::prefix::PrefixIndex;
 use gears_core::record::KeyType;
 use gears_core::registration::{BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus};
+use gears_core::sync::LockExt;
 use gears_core::{Caller, Fired, Identity, Reader, Record, Reply};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,7 +144,7 @@ impl Reader for GroupReader {
             None if self.stream.reg.is_unregistered() => return Ok(None),
             None => {
                 let (records, info) = self.stream.read_batch(self.pending_first, self.batch)?;
-                *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+                *self.info.lock_unpoisoned() = info;
                 records
             }
         };
@@ -406,7 +407,7 @@ fn drain(g: &'static Gears, s: Stream, mut known: bool) {
                     return;
                 }
                 Ok((records, read)) => {
-                    *info.lock().unwrap_or_else(|e| e.into_inner()) = read;
+                    *info.lock_unpoisoned() = read;
                     records
                 }
                 Err(e) => vec![Record::Error(e)],
@@ -510,7 +511,7 @@ fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<Ba
     let Some(p) = params(&s.reg) else {
         return false;
     };
-    let info = std::mem::take(&mut *info.lock().unwrap_or_else(|e| e.into_inner()));
+    let info = std::mem::take(&mut *info.lock_unpoisoned());
     let reg = &s.reg;
     redis::with_lock(|_| {
         let aborted = exec.status() == Status::Aborted;

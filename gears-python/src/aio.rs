@@ -22,6 +22,8 @@ use crate::runtime::{runtime, EventLoop};
 use crate::traceback::error_text;
 use gears_core::pending::{Answer, Later, Resolver};
 use gears_core::plan::StepResult;
+use gears_core::scope::on_drop;
+use gears_core::sync::LockExt;
 use gears_core::Record;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -137,13 +139,7 @@ fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let lp = the_loop();
     let nested = lp.gate.held_here();
     lp.gate.enter_from_python(py);
-    struct Leave(&'static EventLoop);
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            self.0.gate.leave();
-        }
-    }
-    let _leave = Leave(lp);
+    let _leave = on_drop(|| lp.gate.leave());
     let token = if nested {
         Some(lp.session_set.bind(py).call1((session_here(py)?,))?)
     } else {
@@ -264,11 +260,7 @@ impl Answerer {
     }
 
     fn resolve(&self, outcome: StepResult<Record>) {
-        let taken = self
-            .resolver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let taken = self.resolver.lock_unpoisoned().take();
         if let Some(r) = taken {
             r.resolve(outcome);
         }
@@ -293,7 +285,7 @@ impl Answerer {
 
     /// Cancels `task` (on the loop thread) if the execution is aborted.
     fn cancel_with(&self, task: Py<PyAny>) {
-        let g = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.resolver.lock_unpoisoned();
         if let Some(r) = g.as_ref() {
             r.on_abort(Box::new(move || {
                 Python::with_gil(|py| {
@@ -328,7 +320,7 @@ pub(crate) struct GearsFuture {
 
 impl GearsFuture {
     fn set(&self, state: FutureState) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        *self.state.lock_unpoisoned() = state;
     }
 
     /// Continues with `outcome`: answers the waiting record, or keeps the
@@ -336,7 +328,7 @@ impl GearsFuture {
     /// the step. Continuing in the step itself, before returning, is 1.2's
     /// error; so is continuing twice.
     fn continue_with(&self, outcome: Result<Py<PyAny>, String>) -> PyResult<()> {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.state.lock_unpoisoned();
         match std::mem::replace(&mut *g, FutureState::Continued) {
             FutureState::Waiting(a) => {
                 drop(g);
@@ -369,7 +361,7 @@ impl GearsFuture {
     /// Its step returned it: the record waits for the answer, or gets the
     /// one that came early.
     fn returned(&self, py: Python<'_>, answerer: Answerer) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.state.lock_unpoisoned();
         match std::mem::replace(&mut *g, FutureState::Continued) {
             FutureState::Early(outcome) => {
                 drop(g);
@@ -412,23 +404,16 @@ thread_local! {
 /// Calls `f` as a step that may (or may not) wait; returns what it returned
 /// and the future it created.
 fn in_frame<R>(may_wait: bool, f: impl FnOnce() -> R) -> (R, Option<Py<GearsFuture>>) {
-    struct Restore(Option<Option<Frame>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(prev) = self.0.take() {
-                FRAME.with(|fr| *fr.borrow_mut() = prev);
-            }
-        }
-    }
     let prev = FRAME.with(|fr| {
         fr.replace(Some(Frame {
             may_wait,
             created: None,
         }))
     });
-    let mut restore = Restore(Some(prev));
+    let restore = on_drop(move || FRAME.with(|fr| *fr.borrow_mut() = prev));
     let out = f();
-    let mine = FRAME.with(|fr| fr.replace(restore.0.take().flatten()));
+    let mine = FRAME.with(|fr| fr.borrow_mut().take());
+    drop(restore);
     (out, mine.and_then(|m| m.created))
 }
 

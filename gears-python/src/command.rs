@@ -3,6 +3,7 @@
 //! `override_reply`), and whether its records may wait (`isAsyncAllow`).
 
 use gears_core::dispatch::Running;
+use gears_core::scope::on_drop;
 use gears_core::{CommandCtx, Identity};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -39,19 +40,13 @@ thread_local! {
 
 /// Runs `f` with `session` as this thread's context.
 pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Session>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(prev) = self.0.take() {
-                CURRENT.with(|c| *c.borrow_mut() = prev);
-                GENERATION.with(|g| g.set(g.get() + 1));
-            }
-        }
-    }
     let running = session.running.clone();
     let prev = CURRENT.with(|c| c.replace(session));
     GENERATION.with(|g| g.set(g.get() + 1));
-    let _restore = Restore(Some(prev));
+    let _restore = on_drop(move || {
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+        GENERATION.with(|g| g.set(g.get() + 1));
+    });
     running.enter(f)
 }
 

@@ -9,6 +9,7 @@ use crate::runtime::{self, runtime, EventLoop, Runtime};
 use crate::script::{with_script, ScriptOutcome};
 use crate::traceback::error_text;
 use crate::watchdog;
+use gears_core::sync::LockExt;
 use gears_core::Engine;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -180,7 +181,7 @@ const SCRIPT_CACHE_MAX_LEN: usize = 64 * 1024;
 /// The code object of `code`, compiled once while it stays in the cache.
 fn compiled<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyAny>> {
     let cache = &runtime().scripts;
-    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(code) {
+    if let Some(hit) = cache.lock_unpoisoned().get(code) {
         return Ok(hit.bind(py).clone());
     }
     let compiled = py
@@ -188,7 +189,7 @@ fn compiled<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyAny>> {
         .getattr("compile")?
         .call1((code, "<string>", "exec"))?;
     if code.len() <= SCRIPT_CACHE_MAX_LEN {
-        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = cache.lock_unpoisoned();
         if cache.len() >= SCRIPT_CACHE_ENTRIES {
             cache.clear();
         }

@@ -12,6 +12,7 @@
 //! a download, and never with the GIL held.
 
 use gears_core::codec::{Reader, Writer};
+use gears_core::sync::LockExt;
 use pyo3::prelude::*;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -207,7 +208,7 @@ impl Requirements {
     }
 
     fn all(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Requirement>>> {
-        self.all.lock().unwrap_or_else(|e| e.into_inner())
+        self.all.lock_unpoisoned()
     }
 
     /// Every requirement, by name.
@@ -235,7 +236,7 @@ impl Requirements {
     /// Downloads and installs `names` (network). Slow: call it from a
     /// background thread, without the Redis lock or the GIL.
     pub fn install(&self, names: &[String]) -> Result<(), InstallError> {
-        let _one = self.installing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.installing.lock_unpoisoned();
         for name in names {
             let fail = |detail: String| InstallError {
                 requirement: name.clone(),
@@ -304,7 +305,7 @@ impl Requirements {
     /// is an error. Returns the names installed.
     pub fn import(&self, bytes: &[u8], replace: bool) -> Result<Vec<String>, String> {
         let decoded = decode(bytes)?;
-        let _one = self.installing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.installing.lock_unpoisoned();
         if !replace {
             if let Some((name, _)) = decoded
                 .iter()

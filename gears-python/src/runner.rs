@@ -8,6 +8,7 @@ use crate::script::PendingRun;
 use gears_core::execution::{Execution, Kept};
 use gears_core::pipeline::Pipeline;
 use gears_core::plan::{Plan, StepKind};
+use gears_core::sync::LockExt;
 use gears_core::{CommandCtx, PlanRunner};
 use gears_core::{Reader, Record};
 use pyo3::prelude::*;
@@ -15,10 +16,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-extern "C" {
-    fn PyThread_get_thread_ident() -> std::os::raw::c_ulong;
-}
 
 /// The thread that drives an execution now and whether it is in Python:
 /// what an abort needs to interrupt it. A waiting execution changes threads.
@@ -33,9 +30,8 @@ struct Driver {
 impl Driver {
     /// This thread drives the execution from now on.
     fn here(&self) {
-        // SAFETY: a plain query of the calling thread's id.
-        let ident = unsafe { PyThread_get_thread_ident() };
-        self.ident.store(ident as u64, Ordering::SeqCst);
+        let ident = crate::watchdog::ident();
+        self.ident.store(ident, Ordering::SeqCst);
     }
 
     /// Runs `f` holding the GIL, with `in_python` raised so that an abort
@@ -304,7 +300,7 @@ fn park(run: Run) {
 }
 
 fn resume(slot: &Mutex<Option<Run>>) {
-    let Some(mut run) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some(mut run) = slot.lock_unpoisoned().take() else {
         return;
     };
     keep_thread_state();

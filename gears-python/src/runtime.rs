@@ -7,6 +7,8 @@
 
 use crate::errors::GearsError;
 use crate::host::RedisHost;
+use gears_core::scope::on_drop;
+use gears_core::sync::{wait_unpoisoned, LockExt};
 use gears_core::Engine;
 use once_cell::sync::OnceCell;
 use pyo3::prelude::*;
@@ -99,7 +101,7 @@ thread_local! {
 
 impl Gate {
     fn owner(&self) -> MutexGuard<'_, Option<std::thread::ThreadId>> {
-        self.owner.lock().unwrap_or_else(|e| e.into_inner())
+        self.owner.lock_unpoisoned()
     }
 
     /// Whether this thread holds the gate.
@@ -137,7 +139,7 @@ impl Gate {
         }
         let mut owner = self.owner();
         while owner.is_some() {
-            owner = self.free.wait(owner).unwrap_or_else(|e| e.into_inner());
+            owner = wait_unpoisoned(&self.free, owner);
         }
         *owner = Some(std::thread::current().id());
         GATE_DEPTH.with(|d| d.set(1));
@@ -162,16 +164,12 @@ impl Gate {
         if depth == 0 {
             return f();
         }
-        struct Back<'a>(&'a Gate, usize);
-        impl Drop for Back<'_> {
-            fn drop(&mut self) {
-                self.0.enter();
-                GATE_DEPTH.with(|d| d.set(self.1));
-            }
-        }
         GATE_DEPTH.with(|d| d.set(1));
         self.leave();
-        let _back = Back(self, depth);
+        let _back = on_drop(|| {
+            self.enter();
+            GATE_DEPTH.with(|d| d.set(depth));
+        });
         f()
     }
 }

@@ -9,6 +9,7 @@ use crate::traceback::error_text;
 use gears_core::execution::Execution;
 use gears_core::plan::Plan;
 use gears_core::registration::{OnRegistered, Registration};
+use gears_core::scope::on_drop;
 use gears_core::Reader;
 use pyo3::prelude::*;
 use std::cell::RefCell;
@@ -101,22 +102,18 @@ thread_local! {
 /// Runs `f` as the body of a script of `scope`; returns its result and what
 /// the body prepared.
 pub(crate) fn with_script<R>(scope: ScriptScope, f: impl FnOnce() -> R) -> (R, ScriptCtx) {
-    struct Clear;
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            // Also on panic: no script body is in progress any more.
-            if let Some(ctx) = SCRIPT.with(|s| s.borrow_mut().take()) {
-                Python::with_gil(|_py| drop(ctx));
-            }
-        }
-    }
     SCRIPT.with(|s| {
         *s.borrow_mut() = Some(ScriptCtx {
             scope,
             ..ScriptCtx::default()
         })
     });
-    let clear = Clear;
+    // Also on panic: no script body is in progress any more.
+    let clear = on_drop(|| {
+        if let Some(ctx) = SCRIPT.with(|s| s.borrow_mut().take()) {
+            Python::with_gil(|_py| drop(ctx));
+        }
+    });
     let out = f();
     let ctx = SCRIPT.with(|s| s.borrow_mut().take()).unwrap_or_default();
     drop(clear);

@@ -6,6 +6,7 @@
 
 use crate::errors::ForceStoppedError;
 use crate::runtime;
+use gears_core::scope::on_drop;
 use pyo3::prelude::*;
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +26,9 @@ static MAIN_BUSY: AtomicUsize = AtomicUsize::new(0);
 /// A pending call is queued and has not run yet.
 static SCHEDULED: AtomicBool = AtomicBool::new(false);
 
-fn ident() -> u64 {
+/// This thread's Python thread ident (what `PyThreadState_SetAsyncExc`
+/// takes).
+pub(crate) fn ident() -> u64 {
     // SAFETY: a plain query of the calling thread's id.
     unsafe { PyThread_get_thread_ident() as u64 }
 }
@@ -63,17 +66,13 @@ pub(crate) fn start() -> Result<(), String> {
 
 /// Runs `f`, marked as Python work of the main thread when it is on it.
 pub(crate) fn watched<R>(f: impl FnOnce() -> R) -> R {
-    struct Done;
-    impl Drop for Done {
-        fn drop(&mut self) {
-            MAIN_BUSY.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
     if MAIN_IDENT.load(Ordering::SeqCst) != ident() {
         return f();
     }
     MAIN_BUSY.fetch_add(1, Ordering::SeqCst);
-    let _done = Done;
+    let _done = on_drop(|| {
+        MAIN_BUSY.fetch_sub(1, Ordering::SeqCst);
+    });
     f()
 }
 

@@ -5,6 +5,7 @@ use crate::errors;
 use crate::redis;
 use crate::response::{arity, err, guarded, ok, text};
 use gears_config::{ErrorKind, Owner, SetOutcome, Value};
+use gears_core::sync::RwLockExt;
 use gears_core::Reply;
 use redis_module::{Context, RedisResult, RedisString};
 
@@ -39,7 +40,7 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 out.push(err(errors::config_value_missing(&key)));
                 continue;
             };
-            let mut cfg = g.config.write().unwrap_or_else(|e| e.into_inner());
+            let mut cfg = g.config.write_unpoisoned();
             out.push(match cfg.set(&key, &text(value)) {
                 Ok(SetOutcome::Ok) => ok(),
                 Ok(SetOutcome::SavedAsExtra) => {
