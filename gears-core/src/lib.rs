@@ -101,6 +101,7 @@ pub mod registration;
 pub mod reply;
 pub mod runner;
 pub mod scope;
+pub mod span;
 pub mod sync;
 
 pub use command::{CallNext, CommandCtx};

@@ -13,8 +13,9 @@ use crate::redis;
 use crate::state::Gears;
 use gears_core::codec::{Reader, Writer};
 use gears_core::plan::StepKind;
+use gears_core::span::Crossing;
 use gears_core::Identity;
-use gears_python::{Crossing, PendingRun};
+use gears_python::PendingRun;
 use std::time::Duration;
 
 /// The message that starts a run on another shard, and the one that brings

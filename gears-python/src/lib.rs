@@ -43,6 +43,6 @@ pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{check_packages, collect_garbage, exec_script, initialize, RUNTIME_PACKAGES};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};
 pub use runner::PyRunner;
-pub use runner::{submit, submit_spanning, Crossing};
+pub use runner::{submit, submit_spanning};
 pub use script::{PendingRegistration, PendingRun, ScriptOutcome};
 pub use traceback::error_text;

@@ -7,7 +7,8 @@ use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use crate::script::PendingRun;
 use gears_core::execution::{Execution, Kept};
 use gears_core::pipeline::Pipeline;
-use gears_core::plan::{Plan, StepKind};
+use gears_core::plan::Plan;
+use gears_core::span::{segments, Crossing, Segment};
 use gears_core::sync::LockExt;
 use gears_core::{CommandCtx, PlanRunner};
 use gears_core::{Reader, Record};
@@ -109,54 +110,12 @@ struct Run {
     span: Option<Span>,
 }
 
-/// What a run that spans the shards does where records cross shards: at
-/// a `repartition` each record goes to the shard owning its key, at a
-/// `collect` every record goes to the shard that started the run.
-pub trait Crossing: Send {
-    /// This shard's records reaching boundary `index` (a step of `kind`);
-    /// the records this shard goes on with (`None`: nothing more runs
-    /// here), or why the run can not go on. May block (no GIL held).
-    fn cross(
-        &mut self,
-        index: usize,
-        kind: StepKind,
-        records: Vec<Record>,
-    ) -> Result<Option<Vec<Record>>, String>;
-}
-
 /// The rest of a run that spans the shards.
 struct Span {
     /// The steps from each boundary to the next one (each starting with its
-    /// `collect` or `repartition` step), and the boundary's index.
-    segments: Vec<(usize, StepKind, Plan)>,
+    /// `collect` or `repartition` step).
+    segments: Vec<Segment>,
     crossing: Box<dyn Crossing>,
-}
-
-/// Splits `plan` at every `collect` and `repartition`: the steps before
-/// the first one, then each boundary with the steps up to the next one.
-fn segments(plan: &Plan) -> (Plan, Vec<(usize, StepKind, Plan)>) {
-    let cuts: Vec<usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.kind, StepKind::Collect | StepKind::Repartition))
-        .map(|(i, _)| i)
-        .collect();
-    let part = |from: usize, to: usize| Plan {
-        reader: plan.reader.clone(),
-        steps: plan.steps[from..to].to_vec(),
-        desc: plan.desc.clone(),
-    };
-    let first = part(0, cuts.first().copied().unwrap_or(plan.steps.len()));
-    let rest = cuts
-        .iter()
-        .enumerate()
-        .map(|(n, &at)| {
-            let end = cuts.get(n + 1).copied().unwrap_or(plan.steps.len());
-            (at, plan.steps[at].kind, part(at, end))
-        })
-        .collect();
-    (first, rest)
 }
 
 /// Starts a run that spans the shards on the worker pool: each segment of
@@ -367,7 +326,7 @@ fn across_shards(
         segments,
         mut crossing,
     } = span;
-    for (index, kind, plan) in &segments {
+    for Segment { index, kind, plan } in &segments {
         let mut records = std::mem::take(&mut pipe.results);
         records.extend(
             std::mem::take(&mut pipe.errors)
