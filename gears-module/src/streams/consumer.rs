@@ -1,121 +1,13 @@
-//! StreamReader: `run()` over one stream and registrations that consume
-//! streams through a consumer group.
-//!
-//! Each (registration, database, stream) has one consumer state. At most
-//! one execution per stream is in flight. A batch is read with XREADGROUP
-//! as the registration's owner (the consumer's pending entries first after
-//! a (re)start, a retry or an abort; new ones after), and only once its
-//! execution succeeded (or failed under `continue`) are its messages
-//! acknowledged and trimmed, never past an entry still pending. A failed
-//! batch stays pending in the group, so nothing is lost: `retry` reads it
-//! again, a restart reads it again.
-//!
-//! Draining is a loop, not a recursion: after a batch, the consumer reads
-//! on while a backlog is likely (a full batch, a batch of pending entries),
-//! so messages already in the stream are processed without waiting for the
-//! next XADD.
+//! The consumer-group state machine of StreamReader registrations: one
+//! state per (registration, database, stream), one execution in flight per
+//! stream, batches read with XREADGROUP, acknowledged (and trimmed) only
+//! after success, retries and pauses, drained in a loop.
 
-use crate::redis::{self, bulk_list};
-use crate::state::{Consumer, Gears};
-use gears_core::execution::{Execution, Status};
-use gears_core::prefix::PrefixIndex;
-use gears_core::record::KeyType;
-use gears_core::registration::{BatchOutcome, OnFailed, ReaderArgs, Registration, StreamStatus};
-use gears_core::sync::LockExt;
-use gears_core::{Caller, Fired, Identity, Reader, Record, Reply};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-pub const GROUP: &str = "__gears_consumer_group__";
-pub const CONSUMER: &str = "__gears_client__";
-
-fn call(who: &Identity, args: &[&[u8]]) -> Reply {
-    redis::call_as(who, &args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
-}
-
-/// Stream entries of an XREAD/XREADGROUP reply as records; also returns
-/// their ids.
-fn entries(reply: Reply, key: &[u8]) -> (Vec<Record>, Vec<Vec<u8>>) {
-    let mut records = Vec::new();
-    let mut ids = Vec::new();
-    let Reply::Array(streams) = reply else {
-        return (records, ids);
-    };
-    for s in streams {
-        let Reply::Array(mut pair) = s else { continue };
-        let Some(Reply::Array(items)) = pair.pop() else {
-            continue;
-        };
-        for item in items {
-            let Reply::Array(mut e) = item else { continue };
-            let fields = match e.pop() {
-                Some(Reply::Array(f)) => f,
-                _ => Vec::new(),
-            };
-            let Some(Reply::Bulk(id)) = e.pop() else {
-                continue;
-            };
-            let mut value = Vec::with_capacity(fields.len() / 2);
-            let mut it = fields.into_iter();
-            while let (Some(Reply::Bulk(f)), Some(Reply::Bulk(v))) = (it.next(), it.next()) {
-                value.push((f, Record::Str(v)));
-            }
-            ids.push(id.clone());
-            records.push(Record::Dict(vec![
-                (b"id".to_vec(), Record::Str(id)),
-                (b"key".to_vec(), Record::Str(key.to_vec())),
-                (b"value".to_vec(), Record::Dict(value)),
-            ]));
-        }
-    }
-    (records, ids)
-}
-
-/// `GB('StreamReader').run(key, fromId=...)`: every message after `from`.
-pub struct StreamRunReader {
-    who: Identity,
-    key: Vec<u8>,
-    from: Vec<u8>,
-    done: bool,
-}
-
-impl StreamRunReader {
-    pub fn new(who: Identity, key: Vec<u8>, from: Vec<u8>) -> StreamRunReader {
-        StreamRunReader {
-            who,
-            key,
-            from,
-            done: false,
-        }
-    }
-}
-
-impl Reader for StreamRunReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
-        if self.done {
-            return Ok(None);
-        }
-        let reply = call(
-            &self.who,
-            &[
-                b"XREAD", b"COUNT", b"1024", b"STREAMS", &self.key, &self.from,
-            ],
-        );
-        if let Reply::Error(e) = reply {
-            return Err(e);
-        }
-        let (records, ids) = entries(reply, &self.key);
-        match ids.last() {
-            Some(last) if records.len() == 1024 => self.from = last.clone(),
-            _ => self.done = true,
-        }
-        Ok((!records.is_empty()).then_some(records))
-    }
-}
+use super::*;
 
 /// The ids of one batch, and whether they were pending entries.
 #[derive(Default)]
-struct BatchInfo {
+pub(super) struct BatchInfo {
     ids: Vec<Vec<u8>>,
     from_pending: bool,
 }
@@ -123,7 +15,7 @@ struct BatchInfo {
 /// One batch of a registration through the consumer group: read already
 /// (`ready`), or read when its execution starts (on a worker, when a new
 /// message is known to be there).
-struct GroupReader {
+pub(super) struct GroupReader {
     stream: Stream,
     pending_first: bool,
     batch: usize,
@@ -158,10 +50,10 @@ impl Reader for GroupReader {
 
 /// A registration's consumer of one stream: what its batches need.
 #[derive(Clone)]
-struct Stream {
-    reg: Arc<Registration>,
-    db: i64,
-    key: Vec<u8>,
+pub(super) struct Stream {
+    pub(super) reg: Arc<Registration>,
+    pub(super) db: i64,
+    pub(super) key: Vec<u8>,
 }
 
 impl Stream {
@@ -175,7 +67,7 @@ impl Stream {
         Identity::module(self.db)
     }
 
-    fn consumer<R>(&self, g: &Gears, f: impl FnOnce(&mut Consumer) -> R) -> R {
+    pub(super) fn consumer<R>(&self, g: &Gears, f: impl FnOnce(&mut Consumer) -> R) -> R {
         g.consumer(&self.reg, self.db, &self.key, f)
     }
 
@@ -239,7 +131,7 @@ impl Stream {
     }
 }
 
-struct Params {
+pub(super) struct Params {
     batch: usize,
     duration_ms: u64,
     on_failed: OnFailed,
@@ -247,7 +139,7 @@ struct Params {
     trim: bool,
 }
 
-fn params(reg: &Registration) -> Option<Params> {
+pub(super) fn params(reg: &Registration) -> Option<Params> {
     match &reg.args {
         ReaderArgs::Stream {
             batch,
@@ -305,7 +197,7 @@ pub fn on_message(g: &'static Gears, reg: &Arc<Registration>, db: i64, key: &[u8
 }
 
 /// Arms the `duration` timer that flushes a partial batch, once.
-fn arm_flush(g: &'static Gears, c: &mut Consumer, s: &Stream, p: &Params) {
+pub(super) fn arm_flush(g: &'static Gears, c: &mut Consumer, s: &Stream, p: &Params) {
     if p.duration_ms > 0 && !c.timer {
         c.timer = true;
         arm(g, s.clone(), Duration::from_millis(p.duration_ms), false);
@@ -315,7 +207,7 @@ fn arm_flush(g: &'static Gears, c: &mut Consumer, s: &Stream, p: &Params) {
 /// After `delay`, starts a batch if the consumer is idle and has messages
 /// (duration timer) or, after a failure, reads its pending batch again
 /// (`retry`, per stream: two streams that failed are both retried).
-fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
+pub(super) fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
     g.timer.after(delay, move || {
         redis::with_lock(|_| {
             if s.reg.is_unregistered() {
@@ -351,7 +243,7 @@ fn arm(g: &'static Gears, s: Stream, delay: Duration, retry: bool) {
 
 /// Starts the registration's other consumers that got messages while it
 /// waited to retry `s`.
-fn resume_others(g: &'static Gears, s: &Stream) {
+pub(super) fn resume_others(g: &'static Gears, s: &Stream) {
     let waiting: Vec<Stream> = g
         .consumers()
         .iter_mut()
@@ -378,7 +270,7 @@ fn resume_others(g: &'static Gears, s: &Stream) {
 /// goes on). A loop: a sync registration over a long backlog does not
 /// recurse. With `known` (a message just arrived), a queued execution reads
 /// its first batch itself, on its worker.
-fn drain(g: &'static Gears, s: Stream, mut known: bool) {
+pub(super) fn drain(g: &'static Gears, s: Stream, mut known: bool) {
     let Some(p) = params(&s.reg) else { return };
     // A demoted master's timers and queued batches stop here.
     if !redis::is_master() {
@@ -449,7 +341,7 @@ fn drain(g: &'static Gears, s: Stream, mut known: bool) {
     });
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -457,19 +349,19 @@ fn now_ms() -> u64 {
 }
 
 /// The two numbers of a stream id `ms-seq`.
-fn id_parts(id: &[u8]) -> Option<(u64, u64)> {
+pub(super) fn id_parts(id: &[u8]) -> Option<(u64, u64)> {
     let (ms, seq) = std::str::from_utf8(id).ok()?.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// The id right after `id` (`ms-seq` → `ms-(seq+1)`).
-fn next_id(id: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn next_id(id: &[u8]) -> Option<Vec<u8>> {
     let (ms, seq) = id_parts(id)?;
     Some(format!("{ms}-{}", seq.checked_add(1)?).into_bytes())
 }
 
 /// The oldest entry of the group still pending (read, not acknowledged).
-fn oldest_pending(s: &Stream) -> Option<Vec<u8>> {
+pub(super) fn oldest_pending(s: &Stream) -> Option<Vec<u8>> {
     let reply = call(
         &s.module(),
         &[b"XPENDING", &s.key, GROUP.as_bytes(), b"-", b"+", b"1"],
@@ -488,7 +380,7 @@ fn oldest_pending(s: &Stream) -> Option<Vec<u8>> {
 
 /// Acknowledges `ids` and, with `trim`, deletes what came before the
 /// next entry, but never an entry still pending.
-fn ack(s: &Stream, ids: &[Vec<u8>], trim: bool) {
+pub(super) fn ack(s: &Stream, ids: &[Vec<u8>], trim: bool) {
     let Some(last) = ids.last() else { return };
     let mut args = vec![b"XACK".to_vec(), s.key.clone(), GROUP.as_bytes().to_vec()];
     args.extend(ids.iter().cloned());
@@ -507,7 +399,12 @@ fn ack(s: &Stream, ids: &[Vec<u8>], trim: bool) {
 
 /// Settles a finished batch (ack, pause, retry...); whether the consumer
 /// goes on reading now (it stays marked running) or stops.
-fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<BatchInfo>) -> bool {
+pub(super) fn finish_batch(
+    g: &'static Gears,
+    s: &Stream,
+    exec: &Execution,
+    info: &Mutex<BatchInfo>,
+) -> bool {
     let Some(p) = params(&s.reg) else {
         return false;
     };
@@ -564,83 +461,6 @@ fn finish_batch(g: &'static Gears, s: &Stream, exec: &Execution, info: &Mutex<Ba
     })
 }
 
-/// Starts consuming every existing stream that `regs` (StreamReader
-/// registrations) match in `db` (at registration, after a load, a
-/// promotion or an unpause): pending entries first, then the backlog.
-/// One pass over the database for all of them; none when every prefix is
-/// a literal key. Lock held.
-pub fn scan_existing(g: &'static Gears, regs: &[Arc<Registration>], db: i64) {
-    let mut index = PrefixIndex::new();
-    let mut literal = Vec::new();
-    let mut scan = false;
-    for reg in regs {
-        if let ReaderArgs::Stream { prefix, .. } = &reg.args {
-            index.insert(prefix, reg.clone());
-            match prefix.last() {
-                Some(b'*') => scan = true,
-                _ => literal.push(prefix.clone()),
-            }
-        }
-    }
-    if index.is_empty() {
-        return;
-    }
-    let module = Identity::module(db);
-    let keys = if scan {
-        stream_keys(&module)
-    } else {
-        redis::with_lock(|ctx| {
-            redis::reading(|| {
-                ctx.select_db(db);
-                literal
-                    .into_iter()
-                    .filter(|k| redis::key_type(ctx, k) == KeyType::Stream)
-                    .collect()
-            })
-        })
-    };
-    for key in keys {
-        for reg in index.matches(&key) {
-            let s = Stream {
-                reg,
-                db,
-                key: key.clone(),
-            };
-            let start = s.consumer(g, |c| {
-                c.pending_first = true;
-                c.backlog = true;
-                !std::mem::replace(&mut c.running, true)
-            });
-            if start {
-                drain(g, s, false);
-            }
-        }
-    }
-}
-
-/// Every stream of the database `module` acts in.
-fn stream_keys(module: &Identity) -> Vec<Vec<u8>> {
-    let mut cursor = b"0".to_vec();
-    let mut keys = Vec::new();
-    loop {
-        let reply = call(
-            module,
-            &[b"SCAN", &cursor, b"COUNT", b"1000", b"TYPE", b"stream"],
-        );
-        let Reply::Array(mut parts) = reply else {
-            break;
-        };
-        if let Some(found) = parts.pop() {
-            keys.extend(bulk_list(found));
-        }
-        match parts.pop() {
-            Some(Reply::Bulk(c)) if c != b"0" => cursor = c,
-            _ => break,
-        }
-    }
-    keys
-}
-
 /// Forgets `reg`'s consumer of a stream that was deleted, unless a batch
 /// of it is in flight (its end forgets nothing and the next XADD starts
 /// afresh).
@@ -655,20 +475,6 @@ pub fn forget_stream(g: &Gears, reg: &Registration, db: i64, key: &[u8]) {
 /// Forgets the consumers of an unregistered registration.
 pub fn forget(g: &Gears, reg: &Registration) {
     g.consumers().retain(|(id, _, _), _| id != &reg.id);
-}
-
-/// [`scan_existing`] in every database: after a load, a promotion or an
-/// unpause, streams of any database may have messages waiting. Lock held.
-pub fn scan_every_db(g: &'static Gears, regs: &[Arc<Registration>]) {
-    if !regs
-        .iter()
-        .any(|r| matches!(r.args, ReaderArgs::Stream { .. }))
-    {
-        return;
-    }
-    for db in 0..redis::database_count() {
-        scan_existing(g, regs, db);
-    }
 }
 
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS of a stream
