@@ -8,7 +8,16 @@
 # count, sort...) are written here in terms of the primitive ones, with the
 # same step layout RedisGears 1.2 shows in RG.GETEXECUTION.
 
+import asyncio as _asyncio
+import contextvars as _contextvars
 import copy as _copy
+import cProfile as _cProfile
+import io as _io
+import pstats as _pstats
+import sys as _sys
+import threading as _threading
+import types as _types
+
 try:
     # Loaded now, before REQUIREMENTS put their directory first on sys.path:
     # registrations are always saved and restored with this cloudpickle,
@@ -27,7 +36,19 @@ from redisgears import (
     hashtag,
     configGet,
     isInAtomicBlock,
+    call_next,
+    override_reply,
+    gearsFuture,
+    createFuture,
+    setFutureResults,
+    setFutureException,
+    runCoroutine,
+    isAsyncAllow,
 )
+
+
+# ---------------------------------------------------------------------------
+# Logging, configuration, atomic() and the names 1.2 scripts use.
 
 _PY_READERS = ('ShardsIDReader', 'KeysOnlyReader')
 _READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader',
@@ -87,17 +108,8 @@ class atomic(object):
         return False
 
 
-from redisgears import call_next, override_reply
 get_command = _not_yet('get_command')
 registerTE = _not_yet('registerTE')
-from redisgears import (
-    gearsFuture,
-    createFuture,
-    setFutureResults,
-    setFutureException,
-    runCoroutine,
-    isAsyncAllow,
-)
 
 # The names 1.2 scripts and client libraries (gearsclient, rgsync, redgrease)
 # take from the `redisgears` module itself.
@@ -111,6 +123,10 @@ redisgears.overrideReply = override_reply
 getGearsSession = _not_yet('getGearsSession')
 setGearsSession = _not_yet('setGearsSession')
 registerGearsThread = _not_yet('registerGearsThread')
+
+
+# ---------------------------------------------------------------------------
+# GearsBuilder.
 
 
 def _argc(op, args, n):
@@ -339,6 +355,7 @@ def _to_str_mapper(f):
     return f
 
 
+# ---------------------------------------------------------------------------
 # Restored registrations (RDB, AOF, replication) of one session share one
 # globals dict, as their functions did in the script that registered them:
 # each registration was saved on its own, with its own copy of the globals
@@ -347,7 +364,7 @@ _SESSION_GLOBALS = {}
 
 
 def _restore_callbacks(session, steps, on_registered):
-    import types
+    types = _types
     shared = _SESSION_GLOBALS.setdefault(session, {})
     shared['__gears_session__'] = session
     funcs = [s[2] for s in steps] + [on_registered]
@@ -384,15 +401,11 @@ def _forget_restored_sessions(session=None):
         _SESSION_GLOBALS.pop(session, None)
 
 
+# ---------------------------------------------------------------------------
 # The event loop of coroutines, on its own thread. A step's coroutine runs
 # its first steps on the step's thread (see the native `aio`), so the loop
 # takes calls from any thread: call_soon and timers asked for elsewhere are
 # handed to the loop thread.
-
-import asyncio as _asyncio
-import contextvars as _contextvars
-import threading as _threading
-import types as _types
 
 # The session (user, database, command) of the coroutine a task or callback
 # belongs to. Tasks copy the context they are created in, so the tasks a
@@ -520,27 +533,31 @@ def _spawn_loop(loop):
     ready.wait()
 
 
+# ---------------------------------------------------------------------------
 # A thread started by user code acts as the code that started it (same
-# user, same database); a thread of nobody's could do anything.
+# user, same database); a thread of nobody's could do anything. `start()`
+# wraps the thread's `run` (an instance attribute wins over the class's,
+# subclasses' own `run` included) in the starter's session: only public
+# API, no CPython internals.
 _thread_start = _threading.Thread.start
-_thread_bootstrap_inner = _threading.Thread._bootstrap_inner
 
 
 def _start_in_session(self):
-    self._gears_session = _native.current_session()
+    session = _native.current_session()
+    run = self.run
+
+    def run_in_session():
+        return session.run(run, ())
+
+    self.run = run_in_session
     return _thread_start(self)
 
 
-def _bootstrap_in_session(self):
-    session = getattr(self, '_gears_session', None)
-    if session is None:
-        return _thread_bootstrap_inner(self)
-    return session.run(_thread_bootstrap_inner, (self,))
-
-
 _threading.Thread.start = _start_in_session
-_threading.Thread._bootstrap_inner = _bootstrap_in_session
 
+
+# ---------------------------------------------------------------------------
+# Coroutines: driven on the step's thread until they wait, then on the loop.
 
 # Tasks the loop runs; asyncio itself keeps only weak references to them.
 _TASKS = set()
@@ -626,6 +643,7 @@ def _run_coroutine(session, coro, f, delay):
     _start_task(session, run())
 
 
+# ---------------------------------------------------------------------------
 # ProfileExecutions: one cProfile profiler per session, found through the
 # globals of the function being called (scripts' globals name their session).
 _PROFILERS = {}
@@ -638,17 +656,15 @@ def _profiler_of(f):
         return None
     p = _PROFILERS.get(session)
     if p is None:
-        import cProfile
-        p = _PROFILERS[session] = cProfile.Profile()
+        p = _PROFILERS[session] = _cProfile.Profile()
     return p
 
 
 def _profile_stats(session):
     # As 1.2: sorted by tottime, then callers and callees. A profiler that
     # never ran makes pstats raise.
-    import cProfile, io, pstats
-    out = io.StringIO()
-    stats = pstats.Stats(_PROFILERS.get(session) or cProfile.Profile(), stream=out)
+    out = _io.StringIO()
+    stats = _pstats.Stats(_PROFILERS.get(session) or _cProfile.Profile(), stream=out)
     stats.sort_stats('tottime')
     stats.print_stats()
     stats.print_callers()
@@ -660,11 +676,11 @@ def _profile_reset(session):
     _PROFILERS.pop(session, None)
 
 
+# ---------------------------------------------------------------------------
 # Libraries written for 1.2 (redgrease) import the runtime's globals from
 # `__main__`, where 1.2 defined them.
 def _publish_in_main():
-    import sys
-    main = sys.modules.get('__main__')
+    main = _sys.modules.get('__main__')
     if main is not None:
         for name, value in list(globals().items()):
             if not name.startswith('_'):

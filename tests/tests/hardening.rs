@@ -648,6 +648,17 @@ fn threads_and_on_registered_act_as_their_user() {
         admin.cmd(&["SELECT", db]);
         assert_eq!(admin.cmd(&["EXISTS", "elsewhere"]).int(), 0, "db {db}");
     }
+    // So does a Thread subclass with its own run(), such as Timer.
+    let r = c.py(
+        "import threading\n\
+         class Worker(threading.Thread):\n    def run(self):\n        execute('set', 'app:subclass', 'db2')\n\
+         def step(x):\n    t = Worker()\n    t.start()\n    t.join()\n    u = threading.Timer(0.01, lambda: execute('set', 'app:timer', 'db2'))\n    u.start()\n    u.join()\n    return 'done'\n\
+         GB('ShardsIDReader').map(step).run()",
+    );
+    assert_eq!(r.results(), ["done"]);
+    admin.cmd(&["SELECT", "2"]);
+    assert_eq!(admin.cmd(&["GET", "app:subclass"]), bulk("db2"));
+    assert_eq!(admin.cmd(&["GET", "app:timer"]), bulk("db2"));
     // onRegistered runs as the registration's owner.
     let r = c.py(
         "def init():\n    execute('set', 'app:init', '1')\n    execute('set', 'not-mine', '1')\n\
