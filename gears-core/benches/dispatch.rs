@@ -3,6 +3,8 @@
 //! registration history and statistics, eviction) around a runner that does
 //! nothing.
 
+#![allow(clippy::unwrap_used)] // a benchmark or test: a failure should stop it
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use gears_core::execution::{Execution, Executions};
 use gears_core::plan::Plan;

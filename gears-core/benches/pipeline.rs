@@ -1,6 +1,8 @@
 //! Throughput of the core's record pipeline with native callbacks, so that
 //! the cost of the engine itself (not of Python) is visible.
 
+#![allow(clippy::unwrap_used)] // a benchmark or test: a failure should stop it
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use gears_core::pending::{Answer, Later};
 use gears_core::pipeline::Pipeline;

@@ -64,7 +64,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             aof_rewrite: durability::aof_rewrite,
             time_event: timeevents::loaded,
         },
-    );
+    )?;
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
     let config = gears_config::GearsConfig::from_args(&args)
         .map_err(|e| format!("could not load the module: {e}"))?;

@@ -3,6 +3,8 @@
 //! the check that lets it be rendered only when read), and turning a
 //! Python result into a reply.
 
+#![allow(clippy::unwrap_used)] // a benchmark or test: a failure should stop it
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use gears_core::record::{KeyEntry, KeyValue};
 use gears_core::Record;

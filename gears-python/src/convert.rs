@@ -167,9 +167,9 @@ impl LazyStr {
         let mut budget = LAZY_STR_BUDGET;
         // SAFETY: the GIL is held (`obj` is bound to it); `obj` is a live
         // object this function owns one reference to.
-        if unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) } == 1
-            && unsafe { frozen(obj.as_ptr(), &mut budget, 0) }
-        {
+        let unshared = unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) } == 1;
+        // SAFETY: as above; `frozen` only reads the object graph.
+        if unshared && unsafe { frozen(obj.as_ptr(), &mut budget, 0) } {
             Ok(LazyStr(obj.unbind()))
         } else {
             Err(obj)

@@ -1,6 +1,8 @@
 //! The Python runtime in-process, with a fake Redis behind `RedisHost`.
 //! (The interpreter can start only once per process: one test function.)
 
+#![allow(clippy::unwrap_used)] // a benchmark or test: a failure should stop it
+
 use gears_core::engine::VecReader;
 use gears_core::record::{KeyEntry, KeyValue};
 use gears_core::registration::{Mode, ReaderArgs};

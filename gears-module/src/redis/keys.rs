@@ -53,10 +53,10 @@ pub fn key_type(ctx: LockedCtx, name: &[u8]) -> KeyType {
 /// Opens `name` for reading: its type and, with `string`, a string key's
 /// value.
 pub(super) fn read_key(ctx: LockedCtx, name: &[u8], string: bool) -> (KeyType, Option<Vec<u8>>) {
+    let s = LockedString::new(ctx, name);
     // SAFETY: lock held by the caller (a `LockedCtx` exists); the key is
     // opened for reading and closed here, after its value was copied out of
     // the DMA pointer (valid while the key is open and unmodified).
-    let s = LockedString::new(ctx, name);
     unsafe {
         let k = raw::RedisModule_OpenKey.unwrap()(ctx.0, s.ptr(), raw::REDISMODULE_READ as i32);
         let mut out = (KeyType::Empty, None);
