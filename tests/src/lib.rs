@@ -213,23 +213,79 @@ impl Client {
 
 static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
-/// The path of the built module.
+/// The path of the module the tests load: `GEARS_MODULE` when set (an
+/// explicit choice, such as another build to compare), else the release
+/// build of this checkout, which must be newer than every source it is
+/// built from: `cargo test -p gears-tests` does not rebuild it, and a stale
+/// module would test old code without a word.
 pub fn module_path() -> PathBuf {
-    if let Ok(p) = std::env::var("GEARS_MODULE") {
-        let p = PathBuf::from(p);
-        return p.canonicalize().unwrap_or(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    static CHECKED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("GEARS_MODULE") {
+                let p = PathBuf::from(p);
+                return Ok(p.canonicalize().unwrap_or(p));
+            }
+            let root = workspace_root();
+            let module = root.join("target/release/libgears_module.so");
+            let built = std::fs::metadata(&module)
+                .and_then(|m| m.modified())
+                .map_err(|_| {
+                    "the module is not built: run `cargo xtask test`, or \
+                     `cargo build --release -p gears-module` first"
+                        .to_string()
+                })?;
+            match newest_source(&root) {
+                Some((changed, path)) if changed > built => Err(format!(
+                    "{} is older than {}: run `cargo build --release -p gears-module` \
+                     (or `cargo xtask test`), or set GEARS_MODULE to the module to test",
+                    module.display(),
+                    path.display()
+                )),
+                _ => Ok(module),
+            }
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .unwrap()
-        .join("target");
-    for profile in ["release", "debug"] {
-        let p = root.join(profile).join("libgears_module.so");
-        if p.exists() {
-            return p;
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The most recently changed file the module is built from (the sources,
+/// build scripts and manifests of its crates, the workspace's manifest and
+/// lock file).
+fn newest_source(root: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    fn walk(path: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf)>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(t) = std::fs::metadata(path).and_then(|m| m.modified()) {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                *newest = Some((t, path.to_path_buf()));
+            }
         }
     }
-    panic!("the module is not built: run `cargo xtask test` (or build gears-module first)");
+    let mut newest = None;
+    walk(&root.join("Cargo.toml"), &mut newest);
+    walk(&root.join("Cargo.lock"), &mut newest);
+    for krate in [
+        "gears-core",
+        "gears-python",
+        "gears-module",
+        "gears-config",
+        "gears-cluster",
+    ] {
+        for part in ["src", "build.rs", "Cargo.toml"] {
+            walk(&root.join(krate).join(part), &mut newest);
+        }
+    }
+    newest
 }
 
 fn free_port() -> u16 {
