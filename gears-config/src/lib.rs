@@ -156,20 +156,33 @@ pub struct Settings {
     pub maxexecutions: i64,
     pub maxexecutionsperregistration: i64,
     pub maxqueuedexecutions: i64,
-    pub dropeventswhenqueuefull: i64,
-    pub profileexecutions: i64,
+    pub dropeventswhenqueuefull: Flag,
+    pub profileexecutions: Flag,
     pub executionthreads: i64,
     pub executionmaxidletime: i64,
     pub sendmsgretries: i64,
-    pub pythonattempttraceback: i64,
+    pub pythonattempttraceback: Flag,
     pub pythoninstallreqmaxidletime: i64,
-    pub createvenv: i64,
-    pub downloaddeps: i64,
-    pub forcedownloaddepsonenterprise: i64,
-    pub overridepythonallocators: i64,
+    pub createvenv: Flag,
+    pub downloaddeps: Flag,
+    pub forcedownloaddepsonenterprise: Flag,
+    pub overridepythonallocators: Flag,
     pub pythoninstallationdir: String,
     pub dependenciesurl: String,
     pub dependenciessha256: String,
+}
+
+/// An option that switches something on or off. 1.2 takes any integer
+/// from 0 and shows it back as given (`RG.CONFIGGET ProfileExecutions`
+/// after setting 2 answers 2), so the number is kept; anything but 0 is on.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Flag(pub i64);
+
+impl Flag {
+    pub fn on(self) -> bool {
+        self.0 != 0
+    }
 }
 
 /// A value as `RG.CONFIGGET` and `configGet()` return it.
@@ -362,15 +375,15 @@ mod tests {
         let s = c.settings();
         assert_eq!(s.maxexecutions, 1000);
         assert_eq!(s.maxexecutionsperregistration, 100);
-        assert_eq!(s.profileexecutions, 0);
+        assert_eq!(s.profileexecutions, Flag(0));
         assert_eq!(s.executionthreads, 3);
         assert_eq!(s.executionmaxidletime, 5000);
         assert_eq!(s.sendmsgretries, 3);
-        assert_eq!(s.pythonattempttraceback, 1);
+        assert_eq!(s.pythonattempttraceback, Flag(1));
         assert_eq!(s.pythoninstallreqmaxidletime, 30000);
-        assert_eq!(s.createvenv, 0);
-        assert_eq!(s.downloaddeps, 0);
-        assert_eq!(s.overridepythonallocators, 1);
+        assert_eq!(s.createvenv, Flag(0));
+        assert_eq!(s.downloaddeps, Flag(0));
+        assert_eq!(s.overridepythonallocators, Flag(1));
         assert_eq!(s.pythoninstallationdir, "/var/opt/redislabs/modules/rg");
         assert_eq!(c.get("MaxExecutions"), Some(Value::Int(1000)));
     }
@@ -428,7 +441,7 @@ mod tests {
         // A rejected change leaves the old value in place.
         assert_eq!(c.settings().maxexecutions, 7);
         assert_eq!(c.set("PythonAttemptTraceback", "0"), Ok(SetOutcome::Ok));
-        assert_eq!(c.settings().pythonattempttraceback, 0);
+        assert!(!c.settings().pythonattempttraceback.on());
     }
 
     #[test]

@@ -6,9 +6,9 @@
 
 /// Appends fields.
 #[derive(Default, Debug)]
-pub struct Writer(pub Vec<u8>);
+pub struct Encoder(pub Vec<u8>);
 
-impl Writer {
+impl Encoder {
     pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
@@ -25,9 +25,9 @@ impl Writer {
 
 /// Reads fields from the front of a buffer.
 #[derive(Debug)]
-pub struct Reader<'a>(pub &'a [u8]);
+pub struct Decoder<'a>(pub &'a [u8]);
 
-impl<'a> Reader<'a> {
+impl<'a> Decoder<'a> {
     /// The next `n` bytes as they are.
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
@@ -60,9 +60,9 @@ impl<'a> Reader<'a> {
 /// was read (for decoders that pass a `&mut &[u8]` along).
 pub fn read<'a, T>(
     input: &mut &'a [u8],
-    f: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+    f: impl FnOnce(&mut Decoder<'a>) -> Option<T>,
 ) -> Option<T> {
-    let mut r = Reader(input);
+    let mut r = Decoder(input);
     let out = f(&mut r)?;
     *input = r.rest();
     Some(out)
@@ -74,21 +74,21 @@ mod tests {
 
     #[test]
     fn fields_round_trip_and_short_input_is_none() {
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(7);
         w.str("héllo");
         w.bytes(b"\0\xff");
-        let mut r = Reader(&w.0);
+        let mut r = Decoder(&w.0);
         assert_eq!(r.u64(), Some(7));
         assert_eq!(r.text().as_deref(), Some("héllo"));
         assert_eq!(r.bytes(), Some(&b"\0\xff"[..]));
         assert!(r.rest().is_empty());
         assert_eq!(r.u64(), None);
-        let mut huge = Writer::default();
+        let mut huge = Encoder::default();
         huge.u64(u64::MAX);
-        assert_eq!(Reader(&huge.0).bytes(), None);
-        let mut bad = Writer::default();
+        assert_eq!(Decoder(&huge.0).bytes(), None);
+        let mut bad = Encoder::default();
         bad.bytes(b"\xff\xfe");
-        assert_eq!(Reader(&bad.0).text(), None);
+        assert_eq!(Decoder(&bad.0).text(), None);
     }
 }

@@ -6,7 +6,7 @@
 //! Layout: a version byte, then length-prefixed fields (lengths and numbers
 //! as little-endian u64).
 
-use crate::codec::{self, Writer};
+use crate::codec::{self, Encoder};
 use crate::registration::{Mode, OnFailed, ReaderArgs, Registration, Registrations, Session};
 
 /// The version this build writes. It reads this one and version 1 (which
@@ -39,7 +39,7 @@ pub struct Snapshot {
     pub registrations: Vec<Saved>,
 }
 
-/// The optional fields of the saved form, over [`codec::Writer`].
+/// The optional fields of the saved form, over [`codec::Encoder`].
 trait WriteOptions {
     fn bool(&mut self, b: bool);
     fn opt_str(&mut self, s: &Option<String>);
@@ -47,7 +47,7 @@ trait WriteOptions {
     fn opt_list(&mut self, l: &Option<Vec<String>>);
 }
 
-impl WriteOptions for Writer {
+impl WriteOptions for Encoder {
     fn bool(&mut self, b: bool) {
         self.u64(b as u64);
     }
@@ -74,12 +74,12 @@ impl WriteOptions for Writer {
     }
 }
 
-/// [`codec::Reader`] with this format's errors.
-struct Reader<'a>(codec::Reader<'a>);
+/// [`codec::Decoder`] with this format's errors.
+struct SavedDecoder<'a>(codec::Decoder<'a>);
 
 const TRUNCATED: &str = "truncated registration data";
 
-impl<'a> Reader<'a> {
+impl<'a> SavedDecoder<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         self.0.take(n).ok_or_else(|| TRUNCATED.into())
     }
@@ -125,7 +125,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn write_args(w: &mut Writer, args: &ReaderArgs) {
+fn write_args(w: &mut Encoder, args: &ReaderArgs) {
     match args {
         ReaderArgs::Keys {
             prefix,
@@ -175,7 +175,7 @@ fn write_args(w: &mut Writer, args: &ReaderArgs) {
     }
 }
 
-fn read_args(r: &mut Reader) -> Result<ReaderArgs, String> {
+fn read_args(r: &mut SavedDecoder) -> Result<ReaderArgs, String> {
     Ok(match r.u64()? {
         0 => ReaderArgs::Keys {
             prefix: r.bytes()?,
@@ -205,7 +205,7 @@ fn read_args(r: &mut Reader) -> Result<ReaderArgs, String> {
     })
 }
 
-fn write_saved(w: &mut Writer, r: &Registration, session: Option<&Session>) {
+fn write_saved(w: &mut Encoder, r: &Registration, session: Option<&Session>) {
     w.str(&r.id);
     w.opt_str(&r.desc);
     w.str(r.mode.name());
@@ -221,7 +221,7 @@ fn write_saved(w: &mut Writer, r: &Registration, session: Option<&Session>) {
     ));
 }
 
-fn read_saved(r: &mut Reader, version: u8) -> Result<Saved, String> {
+fn read_saved(r: &mut SavedDecoder, version: u8) -> Result<Saved, String> {
     let mut saved = Saved {
         id: r.str()?,
         desc: r.opt_str()?,
@@ -241,7 +241,7 @@ fn read_saved(r: &mut Reader, version: u8) -> Result<Saved, String> {
     Ok(saved)
 }
 
-fn check_version(r: &mut Reader) -> Result<u8, String> {
+fn check_version(r: &mut SavedDecoder) -> Result<u8, String> {
     match r.take(1)?[0] {
         v @ (1 | FORMAT_VERSION) => Ok(v),
         v => Err(format!(
@@ -252,13 +252,13 @@ fn check_version(r: &mut Reader) -> Result<u8, String> {
 
 /// One registration with its session, for `RG.INNERREGISTER`.
 pub fn encode_registration(r: &Registration, session: Option<&Session>) -> Vec<u8> {
-    let mut w = Writer(vec![FORMAT_VERSION]);
+    let mut w = Encoder(vec![FORMAT_VERSION]);
     write_saved(&mut w, r, session);
     w.0
 }
 
 pub fn decode_registration(bytes: &[u8]) -> Result<Saved, String> {
-    let mut r = Reader(codec::Reader(bytes));
+    let mut r = SavedDecoder(codec::Decoder(bytes));
     let version = check_version(&mut r)?;
     let saved = read_saved(&mut r, version)?;
     if !r.0.rest().is_empty() {
@@ -270,7 +270,7 @@ pub fn decode_registration(bytes: &[u8]) -> Result<Saved, String> {
 /// Every session and registration of `regs`, for RDB aux data.
 pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
     let sessions: Vec<Session> = regs.sessions();
-    let mut w = Writer(vec![FORMAT_VERSION]);
+    let mut w = Encoder(vec![FORMAT_VERSION]);
     w.u64(sessions.len() as u64);
     for s in &sessions {
         w.str(&s.id);
@@ -291,7 +291,7 @@ pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
 }
 
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
-    let mut r = Reader(codec::Reader(bytes));
+    let mut r = SavedDecoder(codec::Decoder(bytes));
     let version = check_version(&mut r)?;
     let mut snap = Snapshot::default();
     for _ in 0..r.u64()? {

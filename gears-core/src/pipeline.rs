@@ -608,12 +608,12 @@ mod tests {
         }
     }
 
-    /// A callback that answers later: it parks every resolver it takes in a
+    /// A callback that answers later: it holds every resolver it takes in a
     /// shared list, for the test to answer in any order.
     #[derive(Clone, Default)]
     struct Deferred(Arc<std::sync::Mutex<Vec<(Record, Resolver)>>>);
     impl Deferred {
-        fn park(&self, r: Record, l: &Later) -> StepResult<Answer<Record>> {
+        fn hold(&self, r: Record, l: &Later) -> StepResult<Answer<Record>> {
             match l.defer() {
                 Some(res) => {
                     self.0.lock().unwrap().push((r, res));
@@ -628,11 +628,11 @@ mod tests {
     }
     impl Callable for Deferred {
         fn map(&self, r: Record, l: &Later) -> StepResult<Answer<Record>> {
-            self.park(r, l)
+            self.hold(r, l)
         }
         fn filter(&self, r: &Record, l: &Later) -> StepResult<Answer<bool>> {
             let Record::Long(i) = r else { unreachable!() };
-            self.park(Record::Long(*i), l).map(|_| Answer::Later)
+            self.hold(Record::Long(*i), l).map(|_| Answer::Later)
         }
         fn accumulate(
             &self,
@@ -645,7 +645,7 @@ mod tests {
                 _ => 0,
             };
             let Record::Long(i) = r else { unreachable!() };
-            self.park(Record::Long(a + i), l)
+            self.hold(Record::Long(a + i), l)
         }
     }
 
@@ -706,11 +706,11 @@ mod tests {
         assert_eq!(p.waiting(), 4);
         assert!(!p.finish());
         // Answered from last to first: the results still come in order.
-        let mut parked = d.take();
-        while let Some((r, res)) = parked.pop() {
+        let mut held = d.take();
+        while let Some((r, res)) = held.pop() {
             res.resolve(Ok(r));
             p.absorb();
-            if !parked.is_empty() {
+            if !held.is_empty() {
                 assert!(p.results.is_empty(), "the first record holds the rest");
             }
         }
@@ -727,10 +727,10 @@ mod tests {
             Some(Arc::new(d.clone())),
         )]);
         p.push_batch(nums(3));
-        let mut parked = d.take().into_iter();
-        let (_, r0) = parked.next().unwrap();
-        let (_, r1) = parked.next().unwrap();
-        let (_, r2) = parked.next().unwrap();
+        let mut held = d.take().into_iter();
+        let (_, r0) = held.next().unwrap();
+        let (_, r1) = held.next().unwrap();
+        let (_, r2) = held.next().unwrap();
         r0.resolve(Ok(Record::Long(1)));
         r1.resolve(Ok(Record::Long(0)));
         drop(r2);
@@ -790,9 +790,9 @@ mod tests {
         p.push_batch(nums(4));
         assert_eq!(p.waiting(), 1, "one accumulator call at a time");
         for _ in 0..4 {
-            let mut parked = d.take();
-            assert_eq!(parked.len(), 1);
-            let (v, res) = parked.pop().unwrap();
+            let mut held = d.take();
+            assert_eq!(held.len(), 1);
+            let (v, res) = held.pop().unwrap();
             assert!(!p.finish());
             res.resolve(Ok(v));
             p.absorb();
@@ -822,12 +822,12 @@ mod tests {
         p.push_batch(nums(n + 5));
         assert_eq!(p.waiting(), n as usize);
         assert!(p.blocked());
-        let mut parked = d.take().into_iter();
-        let (v, first) = parked.next().unwrap();
+        let mut held = d.take().into_iter();
+        let (v, first) = held.next().unwrap();
         first.resolve(Ok(v));
         p.absorb();
         assert_eq!(p.waiting(), n as usize, "one answered, one more let in");
-        for (v, res) in parked.chain(d.take()) {
+        for (v, res) in held.chain(d.take()) {
             res.resolve(Ok(v));
         }
         while !p.finish() {

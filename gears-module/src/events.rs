@@ -90,7 +90,7 @@ fn dispatch_keys(g: &'static Gears, n: &Notification<'_>) {
         // The registration's owner only hears of keys it may read.
         let who = Identity::new(reg.owner.clone(), n.db);
         let visible = redis::with_lock(|ctx| {
-            redis::reading(|| {
+            redis::without_key_miss_events(|| {
                 ctx.select_db(n.db);
                 if !redis::read_filter(ctx, &who, false)(n.key) {
                     return false;

@@ -55,7 +55,7 @@ impl KeysReader {
 
 /// The record of `key` (database selected) for an event, read now.
 pub fn key_record(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
-    redis::reading(|| key_record_now(ctx, key, event, read_value))
+    redis::without_key_miss_events(|| key_record_now(ctx, key, event, read_value))
 }
 
 fn key_record_now(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> Record {
@@ -162,7 +162,7 @@ impl Reader for KeysReader {
         }
         let read_value = self.spec.read_value;
         let keys: Found = with_lock(|ctx| {
-            redis::reading(|| {
+            redis::without_key_miss_events(|| {
                 ctx.select_db(self.who.db);
                 let readable = read_filter(ctx, &self.who, !self.spec.no_scan);
                 // Keys with the value read while scanning (strings), or

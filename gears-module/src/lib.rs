@@ -24,9 +24,9 @@ mod keys;
 mod linked;
 mod mailbox;
 mod net;
-mod parked;
 mod peers;
 mod plans;
+mod prepared;
 mod redis;
 mod registry;
 mod requirements;
@@ -84,7 +84,7 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     gears_python::initialize(
         Arc::new(host::ModuleHost(g)),
         g.engine.clone(),
-        (s.overridepythonallocators != 0).then(redis::allocator),
+        s.overridepythonallocators.on().then(redis::allocator),
     )
     .map_err(|e| format!("could not start Python: {e}"))?;
     redis::subscribe(ctx);

@@ -4,7 +4,7 @@
 
 use crate::errors;
 use crate::hooks::check_hookable;
-use crate::parked::Prepared;
+use crate::prepared::Prepared;
 use crate::redis;
 use crate::state::Gears;
 use crate::streams;

@@ -7,7 +7,7 @@
 
 use crate::mailbox::Mailbox;
 use crate::net::{Directory, Net};
-use crate::parked::Parked;
+use crate::prepared::AwaitingDecision;
 use crate::tables::Tables;
 use crate::timer::Timer;
 use gears_cluster::Topology;
@@ -65,7 +65,7 @@ pub struct Gears {
     /// Records other shards sent for runs of this one.
     mailbox: Mailbox,
     /// Work other shards prepared here, waiting for their word, by token.
-    parked: Mutex<HashMap<String, Parked>>,
+    awaiting_decision: Mutex<HashMap<String, AwaitingDecision>>,
 }
 
 static GEARS: OnceCell<Gears> = OnceCell::new();
@@ -118,7 +118,7 @@ impl Gears {
             net: OnceCell::new(),
             received: Mutex::default(),
             mailbox: Mailbox::default(),
-            parked: Mutex::default(),
+            awaiting_decision: Mutex::default(),
         };
         g.apply_limits();
         Gears {
@@ -137,7 +137,7 @@ impl Gears {
                 // A virtualenv is named after the server's log file, as in 1.2.
                 let env = Environment::new(
                     std::path::Path::new(&s.pythoninstallationdir),
-                    s.createvenv != 0,
+                    s.createvenv.on(),
                     &crate::redis::log_file_name().unwrap_or_else(|| "redis".into()),
                 )?;
                 env.activate()?;
@@ -162,8 +162,8 @@ impl Gears {
     }
 
     /// Work other shards prepared here, waiting for their word.
-    pub fn parked(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
-        self.parked.lock_unpoisoned()
+    pub fn awaiting_decision(&self) -> MutexGuard<'_, HashMap<String, AwaitingDecision>> {
+        self.awaiting_decision.lock_unpoisoned()
     }
 
     /// Records other shards sent for runs of this one.
@@ -203,10 +203,10 @@ impl Gears {
             .store(s.maxqueuedexecutions.max(1) as usize, Ordering::Relaxed);
         self.engine
             .profile
-            .store(s.profileexecutions != 0, Ordering::Relaxed);
+            .store(s.profileexecutions.on(), Ordering::Relaxed);
         self.engine
             .drop_when_full
-            .store(s.dropeventswhenqueuefull != 0, Ordering::Relaxed);
+            .store(s.dropeventswhenqueuefull.on(), Ordering::Relaxed);
     }
 
     pub fn tables(&self) -> Arc<Tables> {

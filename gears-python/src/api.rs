@@ -1,7 +1,7 @@
 //! The `redisgears` Python module: the native half of the runtime API.
 
+use crate::acting;
 use crate::args::{bytes_of, flag, text_of};
-use crate::command;
 use crate::convert::{py_to_reply, reply_to_py};
 use crate::errors::{self as e, ForceStoppedError, GearsError, GearsFlatError};
 use crate::host::{KeysReaderSpec, LogLevel};
@@ -57,7 +57,7 @@ fn execute<'py>(
     };
     let argv = argv_of(args, Some(cmd.to_str()?))?;
     let h = host();
-    let who = command::identity();
+    let who = acting::identity();
     // Never wait for the Redis lock while holding the GIL.
     let reply = py.allow_threads(move || waiting_for_redis(|| h.call(&who, &argv)));
     reply_or_raise(py, reply)
@@ -68,7 +68,7 @@ fn execute<'py>(
 #[pyfunction]
 #[pyo3(signature = (*args))]
 fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-    let ctx = command::current();
+    let ctx = acting::command();
     let Some(next) = ctx.as_deref().and_then(|c| c.next()) else {
         return Err(GearsError::new_err(e::NO_HOOK_CTX));
     };
@@ -80,7 +80,7 @@ fn call_next<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Bound
 /// `override_reply(value)`: the reply the client of the linked command gets.
 #[pyfunction]
 fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
-    let Some(ctx) = command::current() else {
+    let Some(ctx) = acting::command() else {
         return Err(GearsError::new_err(e::NO_COMMAND_CTX));
     };
     let reply = py_to_reply(value).map_err(GearsError::new_err)?;
@@ -103,24 +103,24 @@ fn log(message: &str, level: &str) -> PyResult<()> {
 /// waiting for it, to keep the lock order) until the block ends.
 #[pyfunction]
 fn atomic_enter(py: Python<'_>) -> PyResult<()> {
-    if crate::command::in_atomic() {
+    if crate::acting::in_atomic() {
         return Err(GearsError::new_err(e::ALREADY_ATOMIC));
     }
     let h = host();
     py.allow_threads(move || waiting_for_redis(|| h.lock()));
-    crate::command::enter_atomic();
+    crate::acting::enter_atomic();
     Ok(())
 }
 
 #[pyfunction]
 fn atomic_exit() {
-    crate::command::leave_atomic();
+    crate::acting::leave_atomic();
 }
 
 #[pyfunction]
 #[pyo3(name = "isInAtomicBlock")]
 fn is_in_atomic_block() -> bool {
-    crate::command::in_atomic()
+    crate::acting::in_atomic()
 }
 
 #[pyfunction]
@@ -154,7 +154,7 @@ fn make_reader(
             let pattern = bytes_of(arg, e::PATTERN_NOT_STRING)?;
             let no_scan = flag(kwargs.get_item("noScan")?, false, e::NOSCAN_NOT_BOOL)?;
             let read_value = flag(kwargs.get_item("readValue")?, true, e::READVALUE_NOT_BOOL)?;
-            let who = command::identity();
+            let who = acting::identity();
             let spec = KeysReaderSpec {
                 pattern,
                 no_scan,
@@ -174,7 +174,7 @@ fn make_reader(
                 None => "0-0".to_owned(),
                 Some(v) => text_of(&v, e::FROMID_NOT_STRING)?,
             };
-            Ok(host().stream_reader(command::identity(), key.into_bytes(), from.into_bytes()))
+            Ok(host().stream_reader(acting::identity(), key.into_bytes(), from.into_bytes()))
         }
         "CommandReader" => Err(GearsError::new_err(e::READER_CANNOT_RUN)),
         _ => Err(GearsError::new_err(e::UNKNOWN_RUN_READER)),
@@ -229,7 +229,7 @@ fn run<'py>(
     };
     plan.validate().map_err(GearsError::new_err)?;
     let execution = Arc::new(
-        Execution::new(engine().next_execution_id(), &plan, false).acting_as(command::identity()),
+        Execution::new(engine().next_execution_id(), &plan, false).acting_as(acting::identity()),
     );
     let pending = PendingRun {
         execution,
@@ -287,7 +287,7 @@ pub fn remote_run(
             .downcast_bound::<PyDict>(py)
             .map_err(|e| e.to_string())?;
         let (source, plan) =
-            command::in_session(command::Session::of(identity.clone()), || -> PyResult<_> {
+            acting::run_as(acting::Acting::of(identity.clone()), || -> PyResult<_> {
                 let source = make_reader(&reader, arg.bind(py), kwargs)?;
                 let plan = Plan {
                     reader: reader.clone(),
@@ -329,7 +329,7 @@ fn register_time_event(
     }
     let key = bytes_of(key, e::TIME_EVENT_KEY)?;
     let payload = crate::persist::save_callable(py, callback)?;
-    let (h, who) = (host(), command::identity());
+    let (h, who) = (host(), acting::identity());
     let period_ms = ((seconds * 1000.0) as u64).max(1);
     py.allow_threads(move || {
         waiting_for_redis(|| h.create_time_event(&who, &key, period_ms, payload))

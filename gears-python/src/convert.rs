@@ -51,7 +51,7 @@ pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
 
 /// What [`encode_records`] wrote.
 pub fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, String> {
-    let mut r = gears_core::codec::Reader(bytes);
+    let mut r = gears_core::codec::Decoder(bytes);
     let n = r.u64().ok_or("truncated records")?;
     let mut bytes = r.rest();
     let unpickle = |b: &[u8]| -> Result<HostObject, String> {

@@ -1,9 +1,9 @@
 //! Starting the interpreter inside the Redis process, running script
 //! bodies, and starting the executions they prepare.
 
+use crate::acting::{run_as, Acting};
 use crate::alloc::Allocator;
 use crate::api;
-use crate::command::{in_session, Session};
 use crate::host::{RedisHost, ScriptScope};
 use crate::runtime::{self, runtime, EventLoop, Runtime};
 use crate::script::{with_script, ScriptOutcome};
@@ -206,9 +206,9 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
     }
     let scope: ScriptScope = scope.into();
     let session_name = scope.session.clone();
-    let session = Session::of(scope.identity.clone());
+    let acting = Acting::of(scope.identity.clone());
     let (result, ctx) = with_script(scope, || {
-        in_session(session, || {
+        run_as(acting, || {
             watchdog::watched(|| {
                 Python::with_gil(|py| -> Result<(), String> {
                     let compiled = compiled(py, code).map_err(|e| error_text(py, &e))?;

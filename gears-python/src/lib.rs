@@ -16,12 +16,12 @@
 //! types: ARCHITECTURE.md's layer table for this crate lists every module,
 //! and `cargo xtask lint` checks the imports against it.
 
+mod acting;
 mod aio;
 pub mod alloc;
 mod api;
 mod args;
 mod callbacks;
-mod command;
 pub mod convert;
 mod errors;
 mod host;

@@ -148,7 +148,7 @@ impl TimeCallback {
     /// Calls it with `who` as the identity of its `execute()` calls.
     pub fn call(&self, who: Identity) -> Result<(), String> {
         // An `atomic()` block left open goes with the call.
-        crate::command::in_session(crate::command::Session::of(who), || {
+        crate::acting::run_as(crate::acting::Acting::of(who), || {
             Python::with_gil(|py| {
                 self.0
                     .bind(py)

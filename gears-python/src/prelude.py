@@ -407,23 +407,23 @@ def _forget_restored_sessions(session=None):
 # takes calls from any thread: call_soon and timers asked for elsewhere are
 # handed to the loop thread.
 
-# The session (user, database, command) of the coroutine a task or callback
-# belongs to. Tasks copy the context they are created in, so the tasks a
+# Who the coroutine a task or callback belongs to acts as (user, database,
+# command). Tasks copy the context they are created in, so the tasks a
 # coroutine starts (gather, wait_for, create_task) and the callbacks it
-# schedules run in its session too.
-_SESSION = _contextvars.ContextVar('gears_session')
+# schedules act as it does.
+_ACTING = _contextvars.ContextVar('gears_acting')
 
 
-def _in_session(callback, *args):
-    session = _SESSION.get(None)
-    if session is None:
+def _in_acting(callback, *args):
+    acting = _ACTING.get(None)
+    if acting is None:
         return callback(*args)
-    return session.run(callback, args)
+    return acting.run(callback, args)
 
 
-def _with_session(session):
+def _with_acting(acting):
     context = _contextvars.copy_context()
-    context.run(_SESSION.set, session)
+    context.run(_ACTING.set, acting)
     return context
 
 
@@ -439,7 +439,7 @@ class _ForeignTimer(object):
     def _arm(self, when, callback, args, context):
         if not self._cancelled:
             self._handle = _asyncio.SelectorEventLoop.call_at(
-                self._loop, when, _in_session, callback, *args, context=context)
+                self._loop, when, _in_acting, callback, *args, context=context)
 
     def cancel(self):
         self._cancelled = True
@@ -483,11 +483,11 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
 
     def _foreign_context(self, context):
         # Scheduled from another thread (a coroutine's first steps, a step):
-        # the callback, or the task, runs in that thread's session.
+        # the callback, or the task, acts as that thread does.
         if context is None:
-            return _with_session(_native.current_session())
-        if context.get(_SESSION) is None:
-            context.run(_SESSION.set, _native.current_session())
+            return _with_acting(_native.current_acting())
+        if context.get(_ACTING) is None:
+            context.run(_ACTING.set, _native.current_acting())
         return context
 
     def call_soon(self, callback, *args, context=None):
@@ -496,11 +496,11 @@ class _GearsLoop(_asyncio.SelectorEventLoop):
         return self.call_soon_threadsafe(callback, *args, context=self._foreign_context(context))
 
     def _call_soon(self, callback, args, context):
-        return super()._call_soon(_in_session, (callback,) + tuple(args), context)
+        return super()._call_soon(_in_acting, (callback,) + tuple(args), context)
 
     def call_at(self, when, callback, *args, context=None):
         if self._on_loop_thread():
-            return super().call_at(when, _in_session, callback, *args, context=context)
+            return super().call_at(when, _in_acting, callback, *args, context=context)
         timer = _ForeignTimer(self)
         self.call_soon_threadsafe(timer._arm, when, callback, args, self._foreign_context(context))
         return timer
@@ -537,23 +537,23 @@ def _spawn_loop(loop):
 # A thread started by user code acts as the code that started it (same
 # user, same database); a thread of nobody's could do anything. `start()`
 # wraps the thread's `run` (an instance attribute wins over the class's,
-# subclasses' own `run` included) in the starter's session: only public
+# subclasses' own `run` included) to act as the starter: only public
 # API, no CPython internals.
 _thread_start = _threading.Thread.start
 
 
-def _start_in_session(self):
-    session = _native.current_session()
+def _start_acting_as_starter(self):
+    acting = _native.current_acting()
     run = self.run
 
-    def run_in_session():
-        return session.run(run, ())
+    def run_acting():
+        return acting.run(run, ())
 
-    self.run = run_in_session
+    self.run = run_acting
     return _thread_start(self)
 
 
-_threading.Thread.start = _start_in_session
+_threading.Thread.start = _start_acting_as_starter
 
 
 # ---------------------------------------------------------------------------
@@ -564,21 +564,21 @@ _TASKS = set()
 _FRESH = object()
 
 
-def _start_task(session, coro):
-    # Runs `coro` as a task of the loop (we are on its thread) in `session`,
+def _start_task(acting, coro):
+    # Runs `coro` as a task of the loop (we are on its thread) in `acting`,
     # kept until it ends.
-    task = _asyncio.get_running_loop().create_task(coro, context=_with_session(session))
+    task = _asyncio.get_running_loop().create_task(coro, context=_with_acting(acting))
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
     return task
 
 
 @_types.coroutine
-def _driven(session, coro, yielded=_FRESH):
-    # Drives `coro` inside `session`, from the value it last yielded (its
+def _driven(acting, coro, yielded=_FRESH):
+    # Drives `coro` inside `acting`, from the value it last yielded (its
     # first steps ran on its step's thread) or from its start.
     if yielded is _FRESH:
-        done, yielded = session.send(coro, None)
+        done, yielded = acting.send(coro, None)
         if done:
             return yielded
     while True:
@@ -588,22 +588,22 @@ def _driven(session, coro, yielded=_FRESH):
             coro.close()
             raise
         except BaseException as e:
-            done, yielded = session.throw(coro, e)
+            done, yielded = acting.throw(coro, e)
         else:
-            done, yielded = session.send(coro, sent)
+            done, yielded = acting.send(coro, sent)
         if done:
             return yielded
 
 
-def _continue_on_loop(session, coro, first, answerer):
+def _continue_on_loop(acting, coro, first, answerer):
     async def finish():
         try:
-            value = await _driven(session, coro, first)
+            value = await _driven(acting, coro, first)
         except BaseException as e:
             answerer.fail(e)
         else:
             answerer.ok(value)
-    answerer.cancel_with(_start_task(session, finish()))
+    answerer.cancel_with(_start_task(acting, finish()))
 
 
 def _settle_future(f, ok, value):
@@ -628,19 +628,19 @@ def _settle_future(f, ok, value):
     f.set_exception(value)
 
 
-def _run_coroutine(session, coro, f, delay):
+def _run_coroutine(acting, coro, f, delay):
     async def run():
         if delay > 0:
             await _asyncio.sleep(delay)
         try:
-            value = await _driven(session, coro)
+            value = await _driven(acting, coro)
         except BaseException as e:
             if f is not None:
                 _settle_future(f, False, e)
         else:
             if f is not None:
                 _settle_future(f, True, value)
-    _start_task(session, run())
+    _start_task(acting, run())
 
 
 # ---------------------------------------------------------------------------

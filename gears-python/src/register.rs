@@ -142,7 +142,7 @@ pub(crate) fn register(
     let scope = in_body.clone().unwrap_or_else(|| ScriptScope {
         session: id.clone(),
         replacing: None,
-        identity: crate::command::identity(),
+        identity: crate::acting::identity(),
     });
     let mode = match opt(kwargs, "mode")? {
         None => Mode::Async,

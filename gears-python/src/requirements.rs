@@ -11,7 +11,7 @@
 //! thread calls [`Requirements::install`]: never the Redis main thread for
 //! a download, and never with the GIL held.
 
-use gears_core::codec::{Reader, Writer};
+use gears_core::codec::{Decoder, Encoder};
 use gears_core::sync::LockExt;
 use pyo3::prelude::*;
 use std::collections::BTreeMap;
@@ -282,7 +282,7 @@ impl Requirements {
     /// Every requirement with its wheels, for the RDB.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let all = self.list();
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(all.len() as u64);
         for r in &all {
@@ -294,7 +294,7 @@ impl Requirements {
     /// One requirement with its wheels (RG.PYEXPORTREQ, replication).
     pub fn export(&self, name: &str) -> Option<Result<Vec<u8>, String>> {
         let r = self.get(name)?;
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         Some(write_requirement(&mut w, &r).map(|_| w.0))
@@ -360,7 +360,7 @@ fn wheels_in(dir: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn write_requirement(w: &mut Writer, r: &Requirement) -> Result<(), String> {
+fn write_requirement(w: &mut Encoder, r: &Requirement) -> Result<(), String> {
     w.bytes(r.name.as_bytes());
     w.u64(r.wheels.len() as u64);
     for file in &r.wheels {
@@ -380,7 +380,7 @@ fn bad(what: &str) -> String {
 type Decoded = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 fn decode(bytes: &[u8]) -> Result<Decoded, String> {
-    let mut r = Reader(bytes);
+    let mut r = Decoder(bytes);
     if r.u64().ok_or_else(|| bad("version"))? != FORMAT_VERSION {
         return Err(bad("version"));
     }
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn garbage_and_hostile_wheel_names_are_refused() {
         assert_eq!(decode(b"xx").unwrap_err(), bad("version"));
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg");
@@ -424,11 +424,11 @@ mod tests {
         w.bytes(b"../../etc/evil.whl");
         w.bytes(b"data");
         assert_eq!(decode(&w.0).unwrap_err(), bad("wheel name"));
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(u64::MAX);
         assert_eq!(decode(&w.0).unwrap_err(), bad("requirement name"));
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg");
@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_requirement_round_trips() {
-        let mut w = Writer::default();
+        let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
         w.u64(1);
         w.bytes(b"pkg==1.0");

@@ -1,7 +1,7 @@
 //! Running one execution: [`PyRunner`], the gears-core [`PlanRunner`] of
 //! Python plans.
 
-use crate::command::{in_session, Session};
+use crate::acting::{run_as, Acting};
 use crate::convert::LazyStr;
 use crate::errors::{ForceStoppedError, EXECUTION_ABORTED, EXECUTION_PANICKED};
 use crate::script::PendingRun;
@@ -101,7 +101,7 @@ impl PlanRunner for PyRunner {
 struct Run {
     exec: Arc<Execution>,
     pipe: Pipeline,
-    session: Session,
+    acting: Acting,
     driver: Arc<Driver>,
     started: Instant,
     read: Duration,
@@ -190,7 +190,7 @@ fn run_with(
 ) {
     let started = Instant::now();
     keep_thread_state();
-    let session = Session {
+    let acting = Acting {
         command,
         identity: exec.identity.clone(),
         may_wait,
@@ -200,14 +200,14 @@ fn run_with(
     // generator left suspended in one), the Redis lock goes with the
     // execution; an execution nested in another one's `atomic()` block (a
     // sync registration its write triggered) leaves that block alone.
-    let outcome = in_session(session.clone(), || {
+    let outcome = run_as(acting.clone(), || {
         crate::watchdog::watched(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 let (pipe, driver, read) = drive(exec, plan, reader, may_wait)?;
                 let mut run = Run {
                     exec: exec.clone(),
                     pipe,
-                    session,
+                    acting,
                     driver,
                     started,
                     read,
@@ -265,7 +265,7 @@ fn resume(slot: &Mutex<Option<Run>>) {
     keep_thread_state();
     run.driver.here();
     run.exec.set_waiting(false);
-    let outcome = in_session(run.session.clone(), || {
+    let outcome = run_as(run.acting.clone(), || {
         catch_unwind(AssertUnwindSafe(|| settle(&mut run)))
     });
     match outcome {
@@ -284,16 +284,14 @@ fn complete(run: Run, failure: Option<&str>) {
         started,
         read,
         span,
-        session,
+        acting,
     } = run;
     let pipe = match (span, failure) {
         // The later segments run as the execution's user, as the first one.
-        (Some(span), None) => {
-            match in_session(session, || across_shards(&exec, pipe, &driver, span)) {
-                Some(pipe) => pipe,
-                None => return end(&exec, Vec::new(), Vec::new(), started, read),
-            }
-        }
+        (Some(span), None) => match run_as(acting, || across_shards(&exec, pipe, &driver, span)) {
+            Some(pipe) => pipe,
+            None => return end(&exec, Vec::new(), Vec::new(), started, read),
+        },
         (span, _) => {
             Python::with_gil(|_py| drop(span.map(|s| s.segments)));
             pipe

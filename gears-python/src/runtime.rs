@@ -70,10 +70,10 @@ pub(crate) struct EventLoop {
     pub(crate) run_coroutine: Py<PyAny>,
     pub(crate) settle_future: Py<PyAny>,
     /// The `set` and `reset` methods of the `contextvars.ContextVar`
-    /// holding the session of the coroutine (or task, or callback) running
-    /// on the loop.
-    pub(crate) session_set: Py<PyAny>,
-    pub(crate) session_reset: Py<PyAny>,
+    /// holding who the coroutine (or task, or callback) running on the
+    /// loop acts as.
+    pub(crate) acting_set: Py<PyAny>,
+    pub(crate) acting_reset: Py<PyAny>,
     /// Who may run asyncio code now.
     pub(crate) gate: Gate,
 }
@@ -203,8 +203,8 @@ impl EventLoop {
             continue_on_loop: get("_continue_on_loop")?,
             run_coroutine: get("_run_coroutine")?,
             settle_future: get("_settle_future")?,
-            session_set: get("_SESSION")?.bind(py).getattr("set")?.unbind(),
-            session_reset: get("_SESSION")?.bind(py).getattr("reset")?.unbind(),
+            acting_set: get("_ACTING")?.bind(py).getattr("set")?.unbind(),
+            acting_reset: get("_ACTING")?.bind(py).getattr("reset")?.unbind(),
             gate: Gate::default(),
         })
     }

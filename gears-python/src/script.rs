@@ -59,7 +59,7 @@ impl OnRegistered for PyOnRegistered {
     fn call(&self, reg: &Registration) {
         let owner = gears_core::Identity::new(reg.owner.clone(), 0);
         // An `atomic()` block left open goes with the call.
-        crate::command::in_session(crate::command::Session::of(owner), || {
+        crate::acting::run_as(crate::acting::Acting::of(owner), || {
             Python::with_gil(|py| {
                 let func = self.0.bind(py);
                 let failure = match crate::profiling::around(py, func, || func.call0()) {

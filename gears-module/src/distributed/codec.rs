@@ -6,7 +6,7 @@ use super::*;
 
 /// The next field of a message ([`codec`] layout).
 pub(super) fn take<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
-    let mut r = Reader(input);
+    let mut r = Decoder(input);
     let field = r.bytes().ok_or("bad message")?;
     *input = r.rest();
     Ok(field)

@@ -46,7 +46,7 @@ pub fn ask_execution(
         ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let shards = others(g);
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(token.as_bytes());
     m.bytes(id.as_bytes());
     for s in &shards {
@@ -82,7 +82,7 @@ pub fn received_get_execution(g: &'static Gears, sender: &str, mut payload: &[u8
         crate::plans::execution_entry(g, &e).encode(&mut answer);
     }
     let Some(net) = g.net() else { return };
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(token.as_bytes());
     m.bytes(&answer);
     net.send(sender, EXECUTION_ENTRY, m.0);

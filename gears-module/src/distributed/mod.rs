@@ -13,10 +13,10 @@
 //! shard. A shard silent for `ExecutionMaxIdleTime` ends the run with an
 //! error.
 
-use crate::parked::Parked;
+use crate::prepared::AwaitingDecision;
 use crate::redis;
 use crate::state::Gears;
-use gears_core::codec::{Reader, Writer};
+use gears_core::codec::{Decoder, Encoder};
 use gears_core::plan::StepKind;
 use gears_core::span::Crossing;
 use gears_core::Identity;

@@ -85,7 +85,7 @@ pub fn register_everywhere(
         "register-{}",
         SHARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(token.as_bytes());
     m.bytes(replaced.as_deref().unwrap_or("").as_bytes());
     m.bytes(&[replaced.is_some() as u8]);
@@ -144,7 +144,7 @@ pub fn register_everywhere(
 
 /// Sends an RG.UNREGISTER applied here to every other shard.
 pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(id.as_bytes());
     m.bytes(&[abort_pending as u8]);
     to_others(g, UNREGISTER, &m.0);
@@ -196,7 +196,7 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         .collect::<Result<Vec<_>, _>>();
     let answer = match outcome {
         Ok(ready) => {
-            let parked = Parked {
+            let waiting = AwaitingDecision {
                 replaced,
                 ready,
                 blobs,
@@ -206,7 +206,7 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
                 "notice",
                 &format!("registrations prepared for {key}, waiting for its decision"),
             );
-            g.parked().insert(key.clone(), parked);
+            g.awaiting_decision().insert(key.clone(), waiting);
             expire_prepared(g, key);
             Ok(())
         }
@@ -231,7 +231,7 @@ pub(super) fn answer_registrations(
     answer: Result<(), String>,
 ) {
     let Some(net) = g.net() else { return };
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(token);
     match &answer {
         Ok(()) => m.bytes(b""),
@@ -255,7 +255,7 @@ pub(super) fn decision_deadline(g: &Gears) -> Duration {
 pub(super) fn expire_prepared(g: &'static Gears, key: String) {
     let deadline = decision_deadline(g);
     g.timer.after(deadline, move || {
-        if g.parked().remove(&key).is_some() {
+        if g.awaiting_decision().remove(&key).is_some() {
             redis::log(
                 "warning",
                 &format!(
@@ -272,16 +272,16 @@ pub(super) fn expire_prepared(g: &'static Gears, key: String) {
 /// session it replaces), save it and send it to this shard's replicas.
 pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
     let key = format!("{sender}/{}", String::from_utf8_lossy(token));
-    let Some(parked) = g.parked().remove(&key) else {
+    let Some(waiting) = g.awaiting_decision().remove(&key) else {
         let missing = Err("nothing was prepared here (expired?)".to_string());
         answer_registrations(g, sender, COMMITTED, token, missing);
         return;
     };
-    let Parked {
+    let AwaitingDecision {
         replaced,
         ready,
         blobs,
-    } = parked;
+    } = waiting;
     if let Some(old) = replaced {
         crate::registry::unregister_session(g, &old);
     }
@@ -295,7 +295,7 @@ pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
 /// Some shard could not: what was prepared here goes.
 pub fn received_cancel(g: &'static Gears, sender: &str, token: &[u8]) {
     let key = format!("{sender}/{}", String::from_utf8_lossy(token));
-    g.parked().remove(&key);
+    g.awaiting_decision().remove(&key);
 }
 
 /// A shard's answer to registrations sent from here.
@@ -340,7 +340,7 @@ pub fn received_unregister(g: &'static Gears, sender: &str, mut payload: &[u8]) 
 /// RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS applied here, for every
 /// other shard.
 pub fn share_pause(g: &Gears, id: &str, pause: bool, db: i64) {
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(id.as_bytes());
     m.bytes(if pause {
         b"pause".as_slice()

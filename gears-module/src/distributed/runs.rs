@@ -37,7 +37,7 @@ impl Spanning {
 
     fn send(&self, to: &str, index: usize, kind: &str, outcome: Result<Vec<u8>, String>) {
         let Some(net) = self.g.net() else { return };
-        let mut m = Writer::default();
+        let mut m = Encoder::default();
         m.bytes(self.id.as_bytes());
         m.bytes(index.to_string().as_bytes());
         match outcome {
@@ -158,12 +158,12 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     let exec = run.execution.clone();
     let me = g.topology().my_id.clone().unwrap_or_default();
     let mut shards = others(g);
-    let mut message = Writer::default();
+    let mut message = Encoder::default();
     message.bytes(exec.id.as_bytes());
     message.bytes(exec.identity.user.as_deref().unwrap_or("").as_bytes());
     message.bytes(&[exec.identity.user.is_some() as u8]);
     message.bytes(exec.identity.db.to_string().as_bytes());
-    let mut list = Writer::default();
+    let mut list = Encoder::default();
     for s in &shards {
         list.bytes(s.as_bytes());
     }
@@ -217,7 +217,7 @@ pub fn received_run(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     // The others must not wait for this shard: each is told why it has
     // nothing.
     let me = g.topology().my_id.clone().unwrap_or_default();
-    let mut m = Writer::default();
+    let mut m = Encoder::default();
     m.bytes(id.as_bytes());
     m.bytes(format!("shard {me}: {failed}").as_bytes());
     to_others(g, FAILED, &m.0);

@@ -38,7 +38,7 @@ thread_local! {
     /// Set while the module reads keys for its own records: the key misses
     /// those reads raise are not events (a registration on key misses would
     /// otherwise trigger itself, or another one, forever).
-    pub(super) static READING: Cell<u32> = const { Cell::new(0) };
+    pub(super) static QUIET_READS: Cell<u32> = const { Cell::new(0) };
     /// The context of the command or notification the main thread serves
     /// now (per thread: only the main thread sets it): what
     /// `RedisModule_Yield` measures `busy-reply-threshold` from.
@@ -52,9 +52,9 @@ thread_local! {
 }
 
 /// Runs `f` (the module's own key reads) without raising key-miss events.
-pub fn reading<R>(f: impl FnOnce() -> R) -> R {
-    READING.with(|r| r.set(r.get() + 1));
-    let _done = on_drop(|| READING.with(|r| r.set(r.get() - 1)));
+pub fn without_key_miss_events<R>(f: impl FnOnce() -> R) -> R {
+    QUIET_READS.with(|r| r.set(r.get() + 1));
+    let _done = on_drop(|| QUIET_READS.with(|r| r.set(r.get() - 1)));
     f()
 }
 

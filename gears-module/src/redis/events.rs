@@ -187,7 +187,7 @@ pub(super) unsafe fn deliver(
     let Some((event, key, db)) = notification(ctx, event, key) else {
         return raw::REDISMODULE_OK as c_int;
     };
-    if event == "keymiss" && READING.with(|r| r.get()) > 0 {
+    if event == "keymiss" && QUIET_READS.with(|r| r.get()) > 0 {
         return raw::REDISMODULE_OK as c_int;
     }
     let callback = pick(&layer.callbacks);

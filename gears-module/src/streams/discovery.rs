@@ -30,7 +30,7 @@ pub fn scan_existing(g: &'static Gears, regs: &[Arc<Registration>], db: i64) {
         stream_keys(&module)
     } else {
         redis::with_lock(|ctx| {
-            redis::reading(|| {
+            redis::without_key_miss_events(|| {
                 ctx.select_db(db);
                 literal
                     .into_iter()

@@ -44,11 +44,11 @@ pub(super) fn gears_future(py: Python<'_>) -> PyResult<Py<GearsFuture>> {
     })
 }
 
-/// The session of the code running here, for a thread it starts (see
+/// Who the code running here acts as, for a thread it starts (see
 /// the prelude's `threading.Thread` patch).
 #[pyfunction]
-pub(super) fn current_session(py: Python<'_>) -> PyResult<Py<StepSession>> {
-    session_here(py)
+pub(super) fn current_acting(py: Python<'_>) -> PyResult<Py<StepActing>> {
+    acting_here(py)
 }
 
 /// `isAsyncAllow()`: whether the execution running here may wait (not
@@ -56,7 +56,7 @@ pub(super) fn current_session(py: Python<'_>) -> PyResult<Py<StepSession>> {
 #[pyfunction]
 #[pyo3(name = "isAsyncAllow")]
 pub(super) fn is_async_allow() -> bool {
-    command::may_wait()
+    acting::may_wait()
 }
 
 /// `createFuture()`: a future of the gears loop, for a coroutine to await.
@@ -104,7 +104,7 @@ pub(super) fn set_future_exception(f: &Bound<'_, PyAny>, ex: Bound<'_, PyAny>) -
 }
 
 /// `runCoroutine(cr, f=None, delay=0)`: runs `cr` on the loop after `delay`
-/// seconds, in the caller's session; resolves `f` with its outcome.
+/// seconds, acting as the caller; resolves `f` with its outcome.
 #[pyfunction]
 #[pyo3(name = "runCoroutine", signature = (cr, f=None, delay=None))]
 pub(super) fn run_coroutine(
@@ -123,11 +123,11 @@ pub(super) fn run_coroutine(
     if !(0.0..1e9).contains(&delay) {
         return Err(GearsError::new_err(e::BAD_DELAY));
     }
-    let session = Bound::new(
+    let acting = Bound::new(
         py,
-        StepSession(Session {
+        StepActing(Acting {
             may_wait: true,
-            ..command::session()
+            ..acting::current()
         }),
     )?;
     if let Some(f) = &f {
@@ -136,17 +136,13 @@ pub(super) fn run_coroutine(
     let f = f.unwrap_or_else(|| py.None().into_bound(py));
     let lp = the_loop();
     let delay = pyo3::types::PyFloat::new(py, delay).into_any();
-    lp.soon(
-        py,
-        &lp.run_coroutine,
-        vec![session.into_any(), cr, f, delay],
-    )
+    lp.soon(py, &lp.run_coroutine, vec![acting.into_any(), cr, f, delay])
 }
 
 pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GearsFuture>()?;
     m.add_function(wrap_pyfunction!(gate_enter, m)?)?;
-    m.add_function(wrap_pyfunction!(current_session, m)?)?;
+    m.add_function(wrap_pyfunction!(current_acting, m)?)?;
     m.add_function(wrap_pyfunction!(gate_leave, m)?)?;
     m.add_function(wrap_pyfunction!(gears_future, m)?)?;
     m.add_function(wrap_pyfunction!(is_async_allow, m)?)?;

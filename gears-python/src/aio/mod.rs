@@ -4,7 +4,7 @@
 //! that returns a coroutine drives it right where the step runs, until it
 //! first waits: a coroutine that awaits nothing ends there, without a trip
 //! to the loop (as Python 3.12's eager tasks do). Only a coroutine that
-//! waits is handed to the loop, which resumes it with the step's session
+//! waits is handed to the loop, which resumes it acting as the step
 //! (identity, command context) restored around each resumption, so
 //! `execute`, `call_next` and `override_reply` act for the right client.
 //! While it waits, the coroutine holds no worker thread, no GIL and no Redis
@@ -19,7 +19,7 @@
 //! records); `functions` is what Python calls (`createFuture`,
 //! `setFutureResults`, `runCoroutine`, the gate).
 
-use crate::command::{self, Session};
+use crate::acting::{self, Acting};
 use crate::convert::host;
 use crate::errors::{self as e, GearsError};
 use crate::runtime::{runtime, EventLoop};
@@ -96,17 +96,17 @@ fn no_wait_in_atomic<'py>(
     stepped: Stepped<'py>,
     atomic_before: bool,
 ) -> PyResult<Stepped<'py>> {
-    if !matches!(stepped, Stepped::Yielded(_)) || !command::in_atomic() {
+    if !matches!(stepped, Stepped::Yielded(_)) || !acting::in_atomic() {
         return Ok(stepped);
     }
     let py = coro.py();
     let err = GearsError::new_err(e::AWAIT_IN_ATOMIC);
     let again = throw(coro, err.value(py).as_any())?;
-    if matches!(again, Stepped::Yielded(_)) && command::in_atomic() {
+    if matches!(again, Stepped::Yielded(_)) && acting::in_atomic() {
         // It swallowed the error and waits again, still in the block.
         let _ = coro.call_method0("close");
         if !atomic_before {
-            command::leave_atomic();
+            acting::leave_atomic();
         }
         return Err(GearsError::new_err(e::AWAIT_IN_ATOMIC));
     }
@@ -115,14 +115,14 @@ fn no_wait_in_atomic<'py>(
 
 thread_local! {
     /// This thread's context as a Python object, for the generation of the
-    /// context it stands for (see `command::generation`). Per thread by
+    /// context it stands for (see `acting::generation`). Per thread by
     /// nature: the context is.
-    static HERE: RefCell<Option<(u64, Py<StepSession>)>> = const { RefCell::new(None) };
+    static HERE: RefCell<Option<(u64, Py<StepActing>)>> = const { RefCell::new(None) };
 }
 
-/// This thread's context as a [`StepSession`] (made once per context).
-fn session_here(py: Python<'_>) -> PyResult<Py<StepSession>> {
-    let generation = command::generation();
+/// This thread's context as a [`StepActing`] (made once per context).
+fn acting_here(py: Python<'_>) -> PyResult<Py<StepActing>> {
+    let generation = acting::generation();
     if let Some(s) = HERE.with(|h| {
         h.borrow()
             .as_ref()
@@ -131,17 +131,17 @@ fn session_here(py: Python<'_>) -> PyResult<Py<StepSession>> {
     }) {
         return Ok(s);
     }
-    let s = Py::new(py, StepSession(command::session()))?;
+    let s = Py::new(py, StepActing(acting::current()))?;
     HERE.with(|h| *h.borrow_mut() = Some((generation, s.clone_ref(py))));
     Ok(s)
 }
 
 /// Runs a fresh coroutine on this thread until it first waits, with the
 /// gears loop as the running loop. The tasks and callbacks it schedules
-/// run in this thread's session: from a step's thread, the loop takes the
-/// session along when it schedules them (`_GearsLoop._foreign_context`);
+/// act as this thread: from a step's thread, the loop takes who it acts as
+/// along when it schedules them (`_GearsLoop._foreign_context`);
 /// inside code the gate already admitted (the loop's own callbacks, another
-/// coroutine's first steps), the session is set in the context here.
+/// coroutine's first steps), it is set in the context here.
 fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     let py = coro.py();
     let lp = the_loop();
@@ -149,18 +149,18 @@ fn start_coroutine<'py>(coro: &Bound<'py, PyAny>) -> PyResult<Stepped<'py>> {
     lp.gate.enter_from_python(py);
     let _leave = on_drop(|| lp.gate.leave());
     let token = if nested {
-        Some(lp.session_set.bind(py).call1((session_here(py)?,))?)
+        Some(lp.acting_set.bind(py).call1((acting_here(py)?,))?)
     } else {
         None
     };
     let previous = lp.get_running.bind(py).call0()?;
     lp.set_running.bind(py).call1((lp.event_loop.bind(py),))?;
-    let atomic_before = command::in_atomic();
+    let atomic_before = acting::in_atomic();
     let out = send(coro, &py.None().into_bound(py))
         .and_then(|s| no_wait_in_atomic(coro, s, atomic_before));
     lp.set_running.bind(py).call1((previous,))?;
     if let Some(token) = token {
-        lp.session_reset.bind(py).call1((token,))?;
+        lp.acting_reset.bind(py).call1((token,))?;
     }
     out
 }
@@ -170,18 +170,18 @@ fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
     unsafe { pyo3::ffi::PyCoro_CheckExact(obj.as_ptr()) != 0 }
 }
 
-/// The session a coroutine resumes in, on the loop thread.
+/// Who a coroutine acts as when it resumes, on the loop thread.
 #[pyclass(frozen)]
-pub(crate) struct StepSession(Session);
+pub(crate) struct StepActing(Acting);
 
-impl StepSession {
+impl StepActing {
     fn resume<'py>(
         &self,
         coro: &Bound<'py, PyAny>,
         input: Result<Bound<'py, PyAny>, Bound<'py, PyAny>>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
-        let atomic_before = command::in_atomic();
-        command::in_session(self.0.clone(), || {
+        let atomic_before = acting::in_atomic();
+        acting::run_as(self.0.clone(), || {
             let stepped = match &input {
                 Ok(value) => send(coro, value),
                 Err(exc) => throw(coro, exc),
@@ -196,15 +196,15 @@ impl StepSession {
 }
 
 #[pymethods]
-impl StepSession {
-    /// Runs `callback(*args)` in this session (a task step or a callback
-    /// the loop runs for a coroutine of this session).
+impl StepActing {
+    /// Runs `callback(*args)` acting as this (a task step or a callback the
+    /// loop runs for a coroutine that acts so).
     fn run<'py>(
         &self,
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        command::in_session(self.0.clone(), || callback.call1(args))
+        acting::run_as(self.0.clone(), || callback.call1(args))
     }
 
     fn send<'py>(
@@ -473,12 +473,12 @@ pub(crate) fn call_step<'py>(
             let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
             let handed = (|| -> PyResult<()> {
                 let answerer = Bound::new(py, Answerer::new(resolver, wants))?;
-                let session = session_here(py)?.into_bound(py);
+                let acting = acting_here(py)?.into_bound(py);
                 let lp = the_loop();
                 lp.soon(
                     py,
                     &lp.continue_on_loop,
-                    vec![session.into_any(), out, first, answerer.into_any()],
+                    vec![acting.into_any(), out, first, answerer.into_any()],
                 )
             })();
             // On failure the resolver went with the answerer: the record

@@ -1,10 +1,10 @@
-//! Registrations restored from their saved form but not applied yet, and
-//! the ones another shard prepared here, waiting for its decision (the
-//! middle of a two-phase registration: prepared on PREPARE, applied on
-//! COMMIT, dropped on CANCEL or when they expire).
+//! Registrations restored from their saved form but not applied yet
+//! ([`Prepared`]), and the ones another shard prepared here, awaiting its
+//! decision (the middle of a two-phase registration: prepared on PREPARE,
+//! applied on COMMIT, dropped on CANCEL or when they expire).
 //!
 //! Data only: `registry` makes and applies them, `distributed` decides,
-//! `state` keeps the waiting ones. Nothing here talks to Redis.
+//! `state` keeps the ones awaiting a decision. Nothing here talks to Redis.
 
 use gears_python::PendingRegistration;
 
@@ -16,7 +16,7 @@ pub struct Prepared {
 }
 
 /// Registrations another shard prepared here, waiting for its decision.
-pub struct Parked {
+pub struct AwaitingDecision {
     /// The session they replace (`REPLACE_WITH`), removed on commit.
     pub replaced: Option<String>,
     pub ready: Vec<Prepared>,

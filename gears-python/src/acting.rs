@@ -1,6 +1,8 @@
-//! The context of the execution (or script body) running on this thread:
-//! who its commands run as, the client command it may act on (`call_next`,
-//! `override_reply`), and whether its records may wait (`isAsyncAllow`).
+//! Who the code running on this thread acts as ([`Acting`]): the identity
+//! its commands run as, the client command it may act on (`call_next`,
+//! `override_reply`), whether its records may wait (`isAsyncAllow`), and
+//! whether it is inside `atomic()`. (A *session*, elsewhere, is 1.2's group
+//! of registrations made by one script.)
 
 use gears_core::dispatch::Running;
 use gears_core::scope::on_drop;
@@ -11,21 +13,21 @@ use std::sync::Arc;
 /// What an execution's steps (and its coroutines, wherever they resume)
 /// act with.
 #[derive(Default, Clone)]
-pub(crate) struct Session {
+pub(crate) struct Acting {
     pub(crate) command: Option<Arc<CommandCtx>>,
     pub(crate) identity: Identity,
     pub(crate) may_wait: bool,
-    /// The registrations running where the session started (the
+    /// The registrations running where this started acting (the
     /// self-trigger guard).
     pub(crate) running: Running,
 }
 
-impl Session {
-    /// A session acting as `identity`, with no command, that may not wait.
-    pub(crate) fn of(identity: Identity) -> Session {
-        Session {
+impl Acting {
+    /// Acting as `identity`, with no command, without waiting.
+    pub(crate) fn of(identity: Identity) -> Acting {
+        Acting {
             identity,
-            ..Session::default()
+            ..Acting::default()
         }
     }
 }
@@ -35,13 +37,13 @@ thread_local! {
     /// and `call_next` run on the thread of the execution that set it.
     /// Outside any context (a thread of the runtime's own, before it
     /// enters one), Python acts as nobody: every permission check fails.
-    static CURRENT: RefCell<Session> = RefCell::new(Session::of(Identity::nobody()));
+    static CURRENT: RefCell<Acting> = RefCell::new(Acting::of(Identity::nobody()));
 }
 
-/// Runs `f` with `session` as this thread's context.
-pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
-    let running = session.running.clone();
-    let prev = CURRENT.with(|c| c.replace(session));
+/// Runs `f` acting as `acting` on this thread.
+pub(crate) fn with_acting<R>(acting: Acting, f: impl FnOnce() -> R) -> R {
+    let running = acting.running.clone();
+    let prev = CURRENT.with(|c| c.replace(acting));
     GENERATION.with(|g| g.set(g.get() + 1));
     let _restore = on_drop(move || {
         CURRENT.with(|c| *c.borrow_mut() = prev);
@@ -50,19 +52,19 @@ pub(crate) fn with_context<R>(session: Session, f: impl FnOnce() -> R) -> R {
     running.enter(f)
 }
 
-/// Runs `f` in `session`, as [`with_context`]; an `atomic()` block that `f`
+/// Runs `f` acting as `acting`, as [`with_acting`]; an `atomic()` block that `f`
 /// opened and left open is released when it returns (one this thread was
 /// in already belongs to whoever opened it).
-pub(crate) fn in_session<R>(session: Session, f: impl FnOnce() -> R) -> R {
+pub(crate) fn run_as<R>(acting: Acting, f: impl FnOnce() -> R) -> R {
     let atomic_before = in_atomic();
-    let out = with_context(session, f);
+    let out = with_acting(acting, f);
     if !atomic_before {
         leave_atomic();
     }
     out
 }
 
-pub(crate) fn current() -> Option<Arc<CommandCtx>> {
+pub(crate) fn command() -> Option<Arc<CommandCtx>> {
     CURRENT.with(|c| c.borrow().command.clone())
 }
 
@@ -78,7 +80,7 @@ pub(crate) fn generation() -> u64 {
 }
 
 /// This thread's context, to take along to where a coroutine resumes.
-pub(crate) fn session() -> Session {
+pub(crate) fn current() -> Acting {
     CURRENT.with(|c| c.borrow().clone())
 }
 
