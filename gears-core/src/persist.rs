@@ -7,6 +7,7 @@
 //! as little-endian u64).
 
 use crate::codec::{self, Encoder};
+use crate::error::{Error, Form};
 use crate::registration::{Mode, OnFailed, ReaderArgs, Registration, Registrations, Session};
 
 /// The version this build writes. It reads this one and version 1 (which
@@ -77,46 +78,46 @@ impl WriteOptions for Encoder {
 /// [`codec::Decoder`] with this format's errors.
 struct SavedDecoder<'a>(codec::Decoder<'a>);
 
-const TRUNCATED: &str = "truncated registration data";
+const TRUNCATED: Error = Error::Truncated(Form::Registration);
 
 impl<'a> SavedDecoder<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        self.0.take(n).ok_or_else(|| TRUNCATED.into())
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        self.0.take(n).ok_or(TRUNCATED)
     }
-    fn u64(&mut self) -> Result<u64, String> {
-        self.0.u64().ok_or_else(|| TRUNCATED.into())
+    fn u64(&mut self) -> Result<u64, Error> {
+        self.0.u64().ok_or(TRUNCATED)
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+    fn bytes(&mut self) -> Result<Vec<u8>, Error> {
         Ok(self.0.bytes().ok_or(TRUNCATED)?.to_vec())
     }
-    fn str(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?).map_err(|_| "invalid text in registration data".into())
+    fn str(&mut self) -> Result<String, Error> {
+        String::from_utf8(self.bytes()?).map_err(|_| Error::BadText(Form::Registration))
     }
-    fn bool(&mut self) -> Result<bool, String> {
+    fn bool(&mut self) -> Result<bool, Error> {
         Ok(self.u64()? != 0)
     }
-    fn opt_str(&mut self) -> Result<Option<String>, String> {
+    fn opt_str(&mut self) -> Result<Option<String>, Error> {
         Ok(if self.bool()? {
             Some(self.str()?)
         } else {
             None
         })
     }
-    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, String> {
+    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, Error> {
         Ok(if self.bool()? {
             Some(self.bytes()?)
         } else {
             None
         })
     }
-    fn opt_list(&mut self) -> Result<Option<Vec<String>>, String> {
+    fn opt_list(&mut self) -> Result<Option<Vec<String>>, Error> {
         if !self.bool()? {
             return Ok(None);
         }
         let n = self.u64()?;
         // Each entry takes at least its length: a bound before allocating.
         if n > self.0.rest().len() as u64 / 8 {
-            return Err(TRUNCATED.into());
+            return Err(TRUNCATED);
         }
         (0..n)
             .map(|_| self.str())
@@ -175,7 +176,7 @@ fn write_args(w: &mut Encoder, args: &ReaderArgs) {
     }
 }
 
-fn read_args(r: &mut SavedDecoder) -> Result<ReaderArgs, String> {
+fn read_args(r: &mut SavedDecoder) -> Result<ReaderArgs, Error> {
     Ok(match r.u64()? {
         0 => ReaderArgs::Keys {
             prefix: r.bytes()?,
@@ -188,7 +189,10 @@ fn read_args(r: &mut SavedDecoder) -> Result<ReaderArgs, String> {
             prefix: r.bytes()?,
             batch: r.u64()? as usize,
             duration_ms: r.u64()?,
-            on_failed: OnFailed::parse(&r.str()?).ok_or("unknown onFailedPolicy")?,
+            on_failed: OnFailed::parse(&r.str()?).ok_or(Error::UnknownValue {
+                field: "onFailedPolicy",
+                value: String::new(),
+            })?,
             retry_interval_s: r.u64()?,
             trim: r.bool()?,
         },
@@ -201,7 +205,12 @@ fn read_args(r: &mut SavedDecoder) -> Result<ReaderArgs, String> {
             keyprefix: r.opt_bytes()?,
             inorder: r.bool()?,
         },
-        other => return Err(format!("unknown reader kind {other}")),
+        other => {
+            return Err(Error::UnknownValue {
+                field: "reader kind",
+                value: other.to_string(),
+            })
+        }
     })
 }
 
@@ -221,11 +230,14 @@ fn write_saved(w: &mut Encoder, r: &Registration, session: Option<&Session>) {
     ));
 }
 
-fn read_saved(r: &mut SavedDecoder, version: u8) -> Result<Saved, String> {
+fn read_saved(r: &mut SavedDecoder, version: u8) -> Result<Saved, Error> {
     let mut saved = Saved {
         id: r.str()?,
         desc: r.opt_str()?,
-        mode: Mode::parse(&r.str()?).ok_or("unknown registration mode")?,
+        mode: Mode::parse(&r.str()?).ok_or(Error::UnknownValue {
+            field: "registration mode",
+            value: String::new(),
+        })?,
         args: read_args(r)?,
         session: r.str()?,
         session_desc: r.opt_str()?,
@@ -241,12 +253,13 @@ fn read_saved(r: &mut SavedDecoder, version: u8) -> Result<Saved, String> {
     Ok(saved)
 }
 
-fn check_version(r: &mut SavedDecoder) -> Result<u8, String> {
+fn check_version(r: &mut SavedDecoder) -> Result<u8, Error> {
     match r.take(1)?[0] {
         v @ (1 | FORMAT_VERSION) => Ok(v),
-        v => Err(format!(
-            "registration data of format version {v}, this module reads versions 1 and {FORMAT_VERSION}"
-        )),
+        v => Err(Error::UnsupportedVersion {
+            found: v,
+            newest: FORMAT_VERSION,
+        }),
     }
 }
 
@@ -257,12 +270,12 @@ pub fn encode_registration(r: &Registration, session: Option<&Session>) -> Vec<u
     w.0
 }
 
-pub fn decode_registration(bytes: &[u8]) -> Result<Saved, String> {
+pub fn decode_registration(bytes: &[u8]) -> Result<Saved, Error> {
     let mut r = SavedDecoder(codec::Decoder(bytes));
     let version = check_version(&mut r)?;
     let saved = read_saved(&mut r, version)?;
     if !r.0.rest().is_empty() {
-        return Err("trailing bytes after registration data".into());
+        return Err(Error::TrailingBytes(Form::Registration));
     }
     Ok(saved)
 }
@@ -290,7 +303,7 @@ pub fn encode_snapshot(regs: &Registrations) -> Vec<u8> {
     w.0
 }
 
-pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, Error> {
     let mut r = SavedDecoder(codec::Decoder(bytes));
     let version = check_version(&mut r)?;
     let mut snap = Snapshot::default();
@@ -307,7 +320,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
         snap.registrations.push(read_saved(&mut r, version)?);
     }
     if !r.0.rest().is_empty() {
-        return Err("trailing bytes after registration data".into());
+        return Err(Error::TrailingBytes(Form::Registration));
     }
     Ok(snap)
 }
@@ -412,8 +425,13 @@ mod tests {
         let mut bytes = encode_snapshot(&regs);
         assert_eq!(decode_snapshot(&bytes).unwrap(), Snapshot::default());
         bytes[0] = 9;
-        let err = decode_snapshot(&bytes).unwrap_err();
-        assert!(err.contains("format version 9"), "{err}");
+        assert_eq!(
+            decode_snapshot(&bytes).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: 9,
+                newest: FORMAT_VERSION
+            }
+        );
         regs.add(reg(
             "x",
             "s",

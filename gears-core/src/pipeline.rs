@@ -993,7 +993,7 @@ mod tests {
         };
         assert_eq!(
             plan.validate().unwrap_err(),
-            "map step is missing its callback"
+            crate::Error::MissingCallback("map")
         );
     }
 }

@@ -235,10 +235,10 @@ pub struct Plan {
 
 impl Plan {
     /// Checks that every step that needs a callback has one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::Error> {
         for s in &self.steps {
             if s.kind.takes_callback() && s.callback.is_none() {
-                return Err(format!("{} step is missing its callback", s.kind.name()));
+                return Err(crate::Error::MissingCallback(s.kind.name()));
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! move them between shards; host objects bring their own through
 //! [`HostValue::encode`].
 
+use crate::error::{Error, Form};
 use std::any::Any;
 use std::fmt;
 
@@ -20,12 +21,12 @@ pub trait HostValue: Send + Sync + fmt::Debug + 'static {
     fn to_reply(&self) -> crate::Reply;
     /// Like [`HostValue::to_reply`], or why the object has no reply (nested
     /// deeper than [`MAX_REPLY_DEPTH`], cyclic...).
-    fn try_reply(&self) -> Result<crate::Reply, String> {
+    fn try_reply(&self) -> Result<crate::Reply, Error> {
         Ok(self.to_reply())
     }
     /// Bytes that `decode` on another shard turns back into the object.
-    fn encode(&self) -> Result<Vec<u8>, String> {
-        Err("this record type can not be sent to another shard".into())
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        Err(Error::NotSendable)
     }
 }
 
@@ -144,7 +145,6 @@ pub use crate::reply::{too_deep, MAX_REPLY_DEPTH};
 /// travel pickled, as one host payload): plenty for lists of records, and
 /// shallow enough for any thread's stack.
 pub const MAX_RECORD_DEPTH: usize = 64;
-pub const RECORD_TOO_DEEP: &str = "record nesting too deep to cross shards";
 
 impl Record {
     pub fn is_error(&self) -> bool {
@@ -154,18 +154,21 @@ impl Record {
     /// The reply a native record gets (host objects answer for themselves);
     /// a record that has none replies its error.
     pub fn to_reply(&self) -> crate::Reply {
-        self.try_reply().unwrap_or_else(crate::Reply::Error)
+        self.try_reply()
+            .unwrap_or_else(|e| crate::Reply::Error(e.to_string()))
     }
 
     /// The reply of a record, or why it has none (see [`MAX_REPLY_DEPTH`]).
-    pub fn try_reply(&self) -> Result<crate::Reply, String> {
+    pub fn try_reply(&self) -> Result<crate::Reply, Error> {
         self.reply_at(0)
     }
 
-    fn reply_at(&self, depth: usize) -> Result<crate::Reply, String> {
+    fn reply_at(&self, depth: usize) -> Result<crate::Reply, Error> {
         use crate::Reply;
         if depth > MAX_REPLY_DEPTH {
-            return Err(too_deep());
+            return Err(Error::ReplyTooDeep {
+                limit: MAX_REPLY_DEPTH,
+            });
         }
         let inner = |r: &Record| r.reply_at(depth + 1);
         Ok(match self {
@@ -195,7 +198,7 @@ impl Record {
             Record::Dict(d) => Reply::Array(
                 d.iter()
                     .map(|(k, v)| Ok(Reply::Array(vec![Reply::Bulk(k.clone()), inner(v)?])))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, Error>>()?,
             ),
             Record::Error(e) => Reply::Error(e.clone()),
             Record::Host(h) => h.try_reply()?,
@@ -206,7 +209,7 @@ impl Record {
     ///
     /// Layout: one tag byte, then the payload; lengths and integers are
     /// little-endian u64/i64. Host records are encoded by the host.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         fn bytes(out: &mut Vec<u8>, b: &[u8]) {
             out.extend_from_slice(&(b.len() as u64).to_le_bytes());
             out.extend_from_slice(b);
@@ -253,7 +256,7 @@ impl Record {
                     v.encode(out)?;
                 }
             }
-            Record::Key(_) => return Err("key records are read locally only".into()),
+            Record::Key(_) => return Err(Error::KeyRecordLocal),
         }
         Ok(())
     }
@@ -263,31 +266,32 @@ impl Record {
     /// refused (the bytes come from another shard).
     pub fn decode(
         input: &mut &[u8],
-        host: &dyn Fn(&[u8]) -> Result<HostObject, String>,
-    ) -> Result<Record, String> {
+        host: &dyn Fn(&[u8]) -> Result<HostObject, Error>,
+    ) -> Result<Record, Error> {
         Record::decode_at(input, host, 0)
     }
 
     fn decode_at(
         input: &mut &[u8],
-        host: &dyn Fn(&[u8]) -> Result<HostObject, String>,
+        host: &dyn Fn(&[u8]) -> Result<HostObject, Error>,
         depth: usize,
-    ) -> Result<Record, String> {
+    ) -> Result<Record, Error> {
         if depth > MAX_RECORD_DEPTH {
-            return Err(RECORD_TOO_DEEP.into());
+            return Err(Error::RecordTooDeep);
         }
         use crate::codec::read;
-        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-            read(input, |r| r.take(n)).ok_or_else(|| "truncated record".into())
+        const TRUNCATED: Error = Error::Truncated(Form::Record);
+        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
+            read(input, |r| r.take(n)).ok_or(TRUNCATED)
         }
-        fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
-            read(input, |r| r.u64()).ok_or_else(|| "truncated record".into())
+        fn u64_of(input: &mut &[u8]) -> Result<u64, Error> {
+            read(input, |r| r.u64()).ok_or(TRUNCATED)
         }
-        fn bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
-            read(input, |r| r.bytes()).ok_or_else(|| "truncated record".into())
+        fn bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], Error> {
+            read(input, |r| r.bytes()).ok_or(TRUNCATED)
         }
-        fn text(input: &mut &[u8]) -> Result<String, String> {
-            String::from_utf8(bytes(input)?.to_vec()).map_err(|_| "bad utf-8 in record".into())
+        fn text(input: &mut &[u8]) -> Result<String, Error> {
+            String::from_utf8(bytes(input)?.to_vec()).map_err(|_| Error::BadText(Form::Record))
         }
         let tag = take(input, 1)?[0];
         Ok(match tag {
@@ -318,7 +322,7 @@ impl Record {
                 }
                 Record::Dict(d)
             }
-            t => return Err(format!("unknown record tag {t}")),
+            t => return Err(Error::UnknownTag(Form::Record, u64::from(t))),
         })
     }
 }
@@ -332,7 +336,7 @@ mod tests {
         let mut buf = Vec::new();
         r.encode(&mut buf).unwrap();
         let mut input = &buf[..];
-        let back = Record::decode(&mut input, &|_| Err("no host".into())).unwrap();
+        let back = Record::decode(&mut input, &|_| Err(Error::Host("no host".into()))).unwrap();
         assert!(input.is_empty());
         back
     }
@@ -356,20 +360,20 @@ mod tests {
         Record::Str(b"hello".to_vec()).encode(&mut buf).unwrap();
         for cut in 0..buf.len() {
             let mut input = &buf[..cut];
-            assert!(Record::decode(&mut input, &|_| Err("x".into())).is_err());
+            assert!(Record::decode(&mut input, &|_| Err(Error::Host("x".into()))).is_err());
         }
         let mut bad: &[u8] = &[99];
         assert_eq!(
-            Record::decode(&mut bad, &|_| Err("x".into())).unwrap_err(),
-            "unknown record tag 99"
+            Record::decode(&mut bad, &|_| Err(Error::Host("x".into()))).unwrap_err(),
+            Error::UnknownTag(Form::Record, 99)
         );
         // Lists nested past the bound (hostile bytes from a peer) are an
         // error, not a stack overflow.
         let deep = [4u8, 1, 0, 0, 0, 0, 0, 0, 0].repeat(100_000);
         let mut input = deep.as_slice();
         assert_eq!(
-            Record::decode(&mut input, &|_| Err("x".into())).unwrap_err(),
-            RECORD_TOO_DEEP
+            Record::decode(&mut input, &|_| Err(Error::Host("x".into()))).unwrap_err(),
+            Error::RecordTooDeep
         );
     }
 

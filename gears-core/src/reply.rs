@@ -3,13 +3,19 @@
 //! Results are converted to [`Reply`] once, when an execution ends, so that the
 //! execution registry never has to touch host-language objects again.
 
+use crate::error::{Error, Form};
+
 /// How deeply a reply may nest; deeper data (or a cycle) is an error, never
 /// a recursion that runs out of stack.
 pub const MAX_REPLY_DEPTH: usize = 1000;
 
-/// The error of data nested deeper than [`MAX_REPLY_DEPTH`].
+/// The text of data nested deeper than [`MAX_REPLY_DEPTH`]
+/// ([`Error::ReplyTooDeep`]).
 pub fn too_deep() -> String {
-    format!("reply nesting too deep (more than {MAX_REPLY_DEPTH} levels, or a cycle)")
+    Error::ReplyTooDeep {
+        limit: MAX_REPLY_DEPTH,
+    }
+    .to_string()
 }
 
 /// A reply tree, independent of any Redis API.
@@ -124,26 +130,29 @@ impl Reply {
 
     /// Reads what [`Reply::encode`] wrote; nesting deeper than
     /// [`MAX_REPLY_DEPTH`] is refused.
-    pub fn decode(input: &mut &[u8]) -> Result<Reply, String> {
+    pub fn decode(input: &mut &[u8]) -> Result<Reply, Error> {
         Reply::decode_at(input, 0)
     }
 
-    fn decode_at(input: &mut &[u8], depth: usize) -> Result<Reply, String> {
+    fn decode_at(input: &mut &[u8], depth: usize) -> Result<Reply, Error> {
         use crate::codec::read;
-        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-            read(input, |r| r.take(n)).ok_or_else(|| "truncated reply".into())
+        const TRUNCATED: Error = Error::Truncated(Form::Reply);
+        fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
+            read(input, |r| r.take(n)).ok_or(TRUNCATED)
         }
-        fn u64_of(input: &mut &[u8]) -> Result<u64, String> {
-            read(input, |r| r.u64()).ok_or_else(|| "truncated reply".into())
+        fn u64_of(input: &mut &[u8]) -> Result<u64, Error> {
+            read(input, |r| r.u64()).ok_or(TRUNCATED)
         }
-        fn bytes(input: &mut &[u8]) -> Result<Vec<u8>, String> {
-            read(input, |r| r.bytes().map(<[u8]>::to_vec)).ok_or_else(|| "truncated reply".into())
+        fn bytes(input: &mut &[u8]) -> Result<Vec<u8>, Error> {
+            read(input, |r| r.bytes().map(<[u8]>::to_vec)).ok_or(TRUNCATED)
         }
-        fn text(input: &mut &[u8]) -> Result<String, String> {
-            String::from_utf8(bytes(input)?).map_err(|_| "bad utf-8 in reply".into())
+        fn text(input: &mut &[u8]) -> Result<String, Error> {
+            String::from_utf8(bytes(input)?).map_err(|_| Error::BadText(Form::Reply))
         }
         if depth > MAX_REPLY_DEPTH {
-            return Err(too_deep());
+            return Err(Error::ReplyTooDeep {
+                limit: MAX_REPLY_DEPTH,
+            });
         }
         Ok(match take(input, 1)?[0] {
             0 => Reply::Null,
@@ -159,7 +168,7 @@ impl Reply {
                 }
                 Reply::Array(items)
             }
-            t => return Err(format!("unknown reply tag {t}")),
+            t => return Err(Error::UnknownTag(Form::Reply, u64::from(t))),
         })
     }
 }

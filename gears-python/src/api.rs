@@ -227,7 +227,8 @@ fn run<'py>(
         steps: make_steps(steps)?,
         desc,
     };
-    plan.validate().map_err(GearsError::new_err)?;
+    plan.validate()
+        .map_err(|e| GearsError::new_err(e.to_string()))?;
     let execution = Arc::new(
         Execution::new(engine().next_execution_id(), &plan, false).acting_as(acting::identity()),
     );

@@ -1,6 +1,7 @@
 //! Conversions between native records, Python objects and replies.
 
 use crate::errors::{GearsError, FOREIGN_RECORD};
+use gears_core::error::{Error, Form};
 use gears_core::record::{too_deep, KeyEntry, KeyValue, MAX_REPLY_DEPTH};
 use gears_core::{HostObject, HostValue, Record, Reply};
 use pyo3::prelude::*;
@@ -18,30 +19,31 @@ impl HostValue for PyValue {
     }
 
     fn to_reply(&self) -> Reply {
-        self.try_reply().unwrap_or_else(Reply::Error)
+        self.try_reply()
+            .unwrap_or_else(|e| Reply::Error(e.to_string()))
     }
 
-    fn try_reply(&self) -> Result<Reply, String> {
-        Python::with_gil(|py| py_to_reply(self.0.bind(py)))
+    fn try_reply(&self) -> Result<Reply, Error> {
+        Python::with_gil(|py| py_to_reply(self.0.bind(py))).map_err(Error::Host)
     }
 
-    fn encode(&self) -> Result<Vec<u8>, String> {
+    fn encode(&self) -> Result<Vec<u8>, Error> {
         Python::with_gil(|py| pickle(self.0.bind(py)))
     }
 }
 
 /// The bytes another shard turns back into `obj` (cloudpickle).
-fn pickle(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, String> {
+fn pickle(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     let py = obj.py();
     py.import("cloudpickle")
         .and_then(|cp| cp.call_method1("dumps", (obj,)))
         .and_then(|b| Ok(b.downcast::<PyBytes>()?.as_bytes().to_vec()))
-        .map_err(|e| crate::traceback::error_text(py, &e))
+        .map_err(|e| Error::Host(crate::traceback::error_text(py, &e)))
 }
 
 /// Records as they travel between shards ([`Record::encode`], Python
 /// objects pickled).
-pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
+pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, Error> {
     let mut out = (records.len() as u64).to_le_bytes().to_vec();
     for r in records {
         r.encode(&mut out)?;
@@ -50,16 +52,16 @@ pub fn encode_records(records: &[Record]) -> Result<Vec<u8>, String> {
 }
 
 /// What [`encode_records`] wrote.
-pub fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, String> {
+pub fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, Error> {
     let mut r = gears_core::codec::Decoder(bytes);
-    let n = r.u64().ok_or("truncated records")?;
+    let n = r.u64().ok_or(Error::Truncated(Form::RecordList))?;
     let mut bytes = r.rest();
-    let unpickle = |b: &[u8]| -> Result<HostObject, String> {
+    let unpickle = |b: &[u8]| -> Result<HostObject, Error> {
         Python::with_gil(|py| {
             py.import("cloudpickle")
                 .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, b),)))
                 .map(|o| Box::new(PyValue(o.unbind())) as HostObject)
-                .map_err(|e| crate::traceback::error_text(py, &e))
+                .map_err(|e| Error::Host(crate::traceback::error_text(py, &e)))
         })
     };
     let mut out = Vec::with_capacity((n as usize).min(1 << 16));
@@ -182,8 +184,15 @@ impl HostValue for LazyStr {
         self
     }
 
-    fn encode(&self) -> Result<Vec<u8>, String> {
-        Python::with_gil(|py| pickle(self.0.bind(py).str().map_err(|e| e.to_string())?.as_any()))
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        Python::with_gil(|py| {
+            let text = self
+                .0
+                .bind(py)
+                .str()
+                .map_err(|e| Error::Host(e.to_string()))?;
+            pickle(text.as_any())
+        })
     }
 
     fn to_reply(&self) -> Reply {

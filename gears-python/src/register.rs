@@ -180,7 +180,8 @@ pub(crate) fn register(
         steps: make_steps(steps)?,
         desc: desc.clone(),
     };
-    plan.validate().map_err(GearsError::new_err)?;
+    plan.validate()
+        .map_err(|e| GearsError::new_err(e.to_string()))?;
     // Saved now: a callback that can not be saved fails register() at once.
     let payload = crate::persist::save(steps.py(), steps, on_registered.as_ref())?;
     let reg = Registration::new(id.clone(), desc, mode, args, plan, scope.session.clone())

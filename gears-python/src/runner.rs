@@ -536,7 +536,7 @@ fn collect(mut pipe: Pipeline) -> (Vec<Kept>, Vec<String>) {
             // record.
             r => match r.try_reply() {
                 Ok(reply) => results.push(reply.into()),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             },
         }
     }

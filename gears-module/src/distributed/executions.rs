@@ -64,7 +64,7 @@ pub fn ask_execution(
                 Ok(bytes) if bytes.is_empty() => None,
                 Ok(bytes) => Some(
                     gears_core::Reply::decode(&mut bytes.as_slice())
-                        .unwrap_or_else(gears_core::Reply::Error),
+                        .unwrap_or_else(|e| gears_core::Reply::Error(e.to_string())),
                 ),
                 Err(e) => Some(gears_core::Reply::Error(e)),
             })

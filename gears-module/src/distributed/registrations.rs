@@ -154,6 +154,7 @@ pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
 /// this shard's replicas and AOF like any other.
 pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
     let outcome = gears_core::persist::decode_registration(payload)
+        .map_err(String::from)
         .and_then(|saved| crate::registry::restore(g, saved, true));
     match outcome {
         Ok(()) => redis::replicate(c"RG.INNERREGISTER", &[payload]),
@@ -192,7 +193,11 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     };
     let outcome = blobs
         .iter()
-        .map(|b| gears_core::persist::decode_registration(b).and_then(crate::registry::prepare))
+        .map(|b| {
+            gears_core::persist::decode_registration(b)
+                .map_err(String::from)
+                .and_then(crate::registry::prepare)
+        })
         .collect::<Result<Vec<_>, _>>();
     let answer = match outcome {
         Ok(ready) => {

@@ -59,7 +59,9 @@ impl Spanning {
         let mut got = self.g.mailbox().wait(&self.id, index, from, self.idle)?;
         let mut records = Vec::new();
         for (shard, outcome) in got.drain(..) {
-            match outcome.and_then(|b| gears_python::convert::decode_records(&b)) {
+            match outcome
+                .and_then(|b| gears_python::convert::decode_records(&b).map_err(String::from))
+            {
                 Ok(more) => records.extend(more),
                 Err(e) => records.push(gears_core::Record::Error(format!("shard {shard}: {e}"))),
             }
@@ -123,7 +125,7 @@ impl Crossing for Spanning {
                         &to,
                         index,
                         REPARTITIONED,
-                        gears_python::convert::encode_records(&list),
+                        gears_python::convert::encode_records(&list).map_err(String::from),
                     );
                 }
                 mine.extend(self.gather(index, &others)?);
@@ -141,7 +143,7 @@ impl Crossing for Spanning {
                     &initiator,
                     index,
                     COLLECTED,
-                    gears_python::convert::encode_records(&records),
+                    gears_python::convert::encode_records(&records).map_err(String::from),
                 );
                 Ok(None)
             }
