@@ -1,113 +1,314 @@
-//! The RedisGears 1.2 error texts the module replies with, in one place.
-//! Imports nothing of the crate.
+//! The RedisGears 1.2 error texts the module replies with, one variant
+//! each (`Display` is the text a client sees), in one place. Imports
+//! nothing of the crate. Call sites that still carry a `String` (replies,
+//! error records) take the text through `From<Error> for String`.
 
-pub const INTERNAL: &str = "ERR internal error in the gears module (see the Redis log)";
+use std::fmt;
 
-pub fn wrong_arity(command: &str) -> String {
-    format!("ERR wrong number of arguments for '{command}' command")
-}
-
-/// A non-sync execution would block a client that cannot be blocked.
-pub const NO_ASYNC_HERE: &str = "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.";
-
-// RG.PYEXECUTE.
-pub const PYEXECUTE_NOT_HERE: &str =
-    "Can not run gears inside a multi exec, lua, or when blocking is not allowed";
-/// A requirement pip could not install (details in the log), 1.2's texts.
-pub const REQUIREMENTS_FAILED: &str =
-    "Could not satisfy requirements (look at redis log file for more information)";
-pub const NO_SUCH_REQUIREMENT: &str = "requirement does not exists";
-
-// Messages between shards (1.2's texts).
-pub const BAD_MSG_ID: &str = "bad msg id given";
-pub const NO_SUCH_RECEIVER: &str = "can not find the callback requested";
-
-// RG.PYPROFILE.
-pub const WRONG_PROFILE_SUBCOMMAND: &str = "Wrong subcommand given to RG.PYPROFILE";
-pub const NO_SUCH_SESSION_TO_PROFILE: &str = "session does not exists";
-pub const SCRIPT_NOT_UTF8: &str = "the script is not valid UTF-8";
-pub const BAD_SESSION_ID: &str =
-    "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']";
-pub const ID_MISSING: &str = "ID is missing";
-pub const DESCRIPTION_MISSING: &str = "DESCRIPTION is missing";
-pub const REPLACE_WITH_MISSING: &str = "REPLACE_WITH is missing";
-pub fn unknown_argument(arg: &str) -> String {
-    format!("Unknown arguments were given: {arg}")
-}
-pub fn session_exists(session: &str) -> String {
-    format!("Session {session} already exists")
-}
-pub fn no_session_to_replace(old: &str) -> String {
-    format!("Can not replace with {old}, session does not exists.")
-}
-pub fn cannot_replace_existing(session: &str, old: &str) -> String {
-    format!("Can not replace an existing session {session} with {old}")
+/// What a command hook is checked for: a hook (`register(hook=...)`,
+/// "override") or a KeysReader `commands=[...]` ("hook").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooking {
+    Override,
+    Hook,
 }
 
-// Executions.
-pub const NO_SUCH_PLAN: &str = "execution plan does not exist";
-pub const NO_SUCH_EXECUTION: &str = "execution does not exist";
-pub const STILL_RUNNING: &str = "execution is still running";
-pub const DROP_RUNNING: &str = "can not drop a not yet finished execution, abort it first.";
-pub const NO_CLUSTER: &str = "no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead";
-pub const UNKNOWN_SUBCOMMAND: &str = "unknown subcommand";
-
-// RG.CONFIGGET / RG.CONFIGSET.
-pub fn unsupported_config(key: &str) -> String {
-    format!("(error) Unsupported config parameter: {key}")
-}
-pub fn config_value_missing(key: &str) -> String {
-    format!("(error) Value was not given to {key}")
-}
-/// How RG.CONFIGSET shows most configuration errors.
-pub fn config_error(message: &str) -> String {
-    format!("(error) {message}")
-}
-
-// Registrations.
-pub fn unknown_option(tok: &str) -> String {
-    format!("Unknown option {tok}")
-}
-pub fn no_such_session(id: &str) -> String {
-    format!("Session {id} does not exists")
-}
-pub const NOT_REGISTERED: &str = "execution is not registered";
-pub const NOTHING_TO_PAUSE: &str = "ERR no registration to pause";
-pub fn no_registration_on_shard(id: &str, shard: &str) -> String {
-    format!("Execution {id} does not exists on shard {shard}")
-}
-pub fn reader_cannot(reader: &str, verb: &str) -> String {
-    format!("Reader {reader} does not support {verb}")
-}
-pub const NO_SUCH_TRIGGER: &str = "ERR subcommand not found";
-pub const TRIGGER_TAKEN: &str = "trigger already registered";
-pub const OVERRIDE_NON_SYNC_SAME_SESSION: &str =
-    "Can not override a none sync registration which already created on this session";
-pub const OVERRIDE_NON_SYNC: &str = "Can not override a none sync registration";
-
-// Hooks. `what` is "override" for hooks, "hook" for KeysReader `commands`.
-/// An unknown command: hooks say so, KeysReader `commands` report what
-/// 1.2's `COMMAND INFO` check saw.
-pub fn no_such_command(what: &str) -> &'static str {
-    if what == "hook" {
-        "bad reply on COMMAND command"
-    } else {
-        "Can not override an unexisting command"
+impl fmt::Display for Hooking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hooking::Override => "override",
+            Hooking::Hook => "hook",
+        })
     }
 }
-pub fn command_not_scriptable(what: &str) -> String {
-    format!("Can not {what} a command which are not allowed inside a script")
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    Internal,
+    WrongArity(String),
+    /// A non-sync execution would block a client that cannot be blocked.
+    NoAsyncHere,
+    // RG.PYEXECUTE.
+    PyexecuteNotHere,
+    /// A requirement pip could not install (details in the log).
+    RequirementsFailed,
+    NoSuchRequirement,
+    // Messages between shards.
+    BadMsgId,
+    NoSuchReceiver,
+    // RG.PYPROFILE.
+    WrongProfileSubcommand,
+    NoSuchSessionToProfile,
+    ScriptNotUtf8,
+    BadSessionId,
+    IdMissing,
+    DescriptionMissing,
+    ReplaceWithMissing,
+    UnknownArgument(String),
+    SessionExists(String),
+    NoSessionToReplace(String),
+    CannotReplaceExisting {
+        session: String,
+        old: String,
+    },
+    // Executions.
+    NoSuchPlan,
+    NoSuchExecution,
+    StillRunning,
+    DropRunning,
+    NoCluster,
+    UnknownSubcommand,
+    // RG.CONFIGGET / RG.CONFIGSET.
+    UnsupportedConfig(String),
+    ConfigValueMissing(String),
+    /// How RG.CONFIGSET shows most configuration errors.
+    Config(String),
+    // Registrations.
+    UnknownOption(String),
+    NoSuchSession(String),
+    NotRegistered,
+    NothingToPause,
+    NoRegistrationOnShard {
+        id: String,
+        shard: String,
+    },
+    ReaderCannot {
+        reader: String,
+        verb: &'static str,
+    },
+    NoSuchTrigger,
+    TriggerTaken,
+    OverrideNonSyncSameSession,
+    OverrideNonSync,
+    // Hooks.
+    /// An unknown command: hooks say so, KeysReader `commands` report what
+    /// 1.2's `COMMAND INFO` check saw.
+    NoSuchCommand(Hooking),
+    CommandNotScriptable(Hooking),
+    MovableKeysByPrefix(Hooking),
+    NotBusy,
+    HookOneResult,
+    ClusterOnly(&'static str),
+    InternalCommand(&'static str),
 }
-pub fn movable_keys_by_prefix(what: &str) -> String {
-    format!("Can not {what} a command with moveable keys by key prefix")
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match self {
+            Internal => f.write_str("ERR internal error in the gears module (see the Redis log)"),
+            WrongArity(command) => {
+                write!(f, "ERR wrong number of arguments for '{command}' command")
+            }
+            NoAsyncHere => f.write_str(
+                "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.",
+            ),
+            PyexecuteNotHere => f.write_str(
+                "Can not run gears inside a multi exec, lua, or when blocking is not allowed",
+            ),
+            RequirementsFailed => f.write_str(
+                "Could not satisfy requirements (look at redis log file for more information)",
+            ),
+            NoSuchRequirement => f.write_str("requirement does not exists"),
+            BadMsgId => f.write_str("bad msg id given"),
+            NoSuchReceiver => f.write_str("can not find the callback requested"),
+            WrongProfileSubcommand => f.write_str("Wrong subcommand given to RG.PYPROFILE"),
+            NoSuchSessionToProfile => f.write_str("session does not exists"),
+            ScriptNotUtf8 => f.write_str("the script is not valid UTF-8"),
+            BadSessionId => {
+                f.write_str("ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']")
+            }
+            IdMissing => f.write_str("ID is missing"),
+            DescriptionMissing => f.write_str("DESCRIPTION is missing"),
+            ReplaceWithMissing => f.write_str("REPLACE_WITH is missing"),
+            UnknownArgument(arg) => write!(f, "Unknown arguments were given: {arg}"),
+            SessionExists(session) => write!(f, "Session {session} already exists"),
+            NoSessionToReplace(old) => {
+                write!(f, "Can not replace with {old}, session does not exists.")
+            }
+            CannotReplaceExisting { session, old } => {
+                write!(f, "Can not replace an existing session {session} with {old}")
+            }
+            NoSuchPlan => f.write_str("execution plan does not exist"),
+            NoSuchExecution => f.write_str("execution does not exist"),
+            StillRunning => f.write_str("execution is still running"),
+            DropRunning => f.write_str("can not drop a not yet finished execution, abort it first."),
+            NoCluster => {
+                f.write_str("no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead")
+            }
+            UnknownSubcommand => f.write_str("unknown subcommand"),
+            UnsupportedConfig(key) => write!(f, "(error) Unsupported config parameter: {key}"),
+            ConfigValueMissing(key) => write!(f, "(error) Value was not given to {key}"),
+            Config(message) => write!(f, "(error) {message}"),
+            UnknownOption(tok) => write!(f, "Unknown option {tok}"),
+            NoSuchSession(id) => write!(f, "Session {id} does not exists"),
+            NotRegistered => f.write_str("execution is not registered"),
+            NothingToPause => f.write_str("ERR no registration to pause"),
+            NoRegistrationOnShard { id, shard } => {
+                write!(f, "Execution {id} does not exists on shard {shard}")
+            }
+            ReaderCannot { reader, verb } => write!(f, "Reader {reader} does not support {verb}"),
+            NoSuchTrigger => f.write_str("ERR subcommand not found"),
+            TriggerTaken => f.write_str("trigger already registered"),
+            OverrideNonSyncSameSession => f.write_str(
+                "Can not override a none sync registration which already created on this session",
+            ),
+            OverrideNonSync => f.write_str("Can not override a none sync registration"),
+            NoSuchCommand(Hooking::Hook) => f.write_str("bad reply on COMMAND command"),
+            NoSuchCommand(Hooking::Override) => {
+                f.write_str("Can not override an unexisting command")
+            }
+            CommandNotScriptable(what) => write!(
+                f,
+                "Can not {what} a command which are not allowed inside a script"
+            ),
+            MovableKeysByPrefix(what) => {
+                write!(f, "Can not {what} a command with moveable keys by key prefix")
+            }
+            NotBusy => f.write_str(
+                "NOTBUSY No gears Python code is running on the main thread right now.",
+            ),
+            HookOneResult => f.write_str("Command hook must return exactly one result"),
+            ClusterOnly(name) => write!(
+                f,
+                "ERR {name} is only used between the shards of a cluster, and this server is not in one"
+            ),
+            InternalCommand(name) => write!(
+                f,
+                "ERR {name} is internal to the gears module and can not be called directly"
+            ),
+        }
+    }
 }
-pub const NOT_BUSY: &str = "NOTBUSY No gears Python code is running on the main thread right now.";
-pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
-pub fn cluster_only(name: &str) -> String {
-    format!(
-        "ERR {name} is only used between the shards of a cluster, and this server is not in one"
-    )
+
+impl std::error::Error for Error {}
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
 }
-pub fn internal_command(name: &str) -> String {
-    format!("ERR {name} is internal to the gears module and can not be called directly")
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, with RedisGears 1.2's text for it (from its
+    /// documentation and the internals digest).
+    fn texts() -> Vec<(Error, &'static str)> {
+        use Error::*;
+        let s = String::from;
+        vec![
+            (Internal, "ERR internal error in the gears module (see the Redis log)"),
+            (WrongArity(s("rg.pyimportreq")), "ERR wrong number of arguments for 'rg.pyimportreq' command"),
+            (NoAsyncHere, "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading."),
+            (PyexecuteNotHere, "Can not run gears inside a multi exec, lua, or when blocking is not allowed"),
+            (RequirementsFailed, "Could not satisfy requirements (look at redis log file for more information)"),
+            (NoSuchRequirement, "requirement does not exists"),
+            (BadMsgId, "bad msg id given"),
+            (NoSuchReceiver, "can not find the callback requested"),
+            (WrongProfileSubcommand, "Wrong subcommand given to RG.PYPROFILE"),
+            (NoSuchSessionToProfile, "session does not exists"),
+            (ScriptNotUtf8, "the script is not valid UTF-8"),
+            (BadSessionId, "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']"),
+            (IdMissing, "ID is missing"),
+            (DescriptionMissing, "DESCRIPTION is missing"),
+            (ReplaceWithMissing, "REPLACE_WITH is missing"),
+            (UnknownArgument(s("FOO")), "Unknown arguments were given: FOO"),
+            (SessionExists(s("s1")), "Session s1 already exists"),
+            (NoSessionToReplace(s("old")), "Can not replace with old, session does not exists."),
+            (CannotReplaceExisting { session: s("s1"), old: s("s0") }, "Can not replace an existing session s1 with s0"),
+            (NoSuchPlan, "execution plan does not exist"),
+            (NoSuchExecution, "execution does not exist"),
+            (StillRunning, "execution is still running"),
+            (DropRunning, "can not drop a not yet finished execution, abort it first."),
+            (NoCluster, "no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead"),
+            (UnknownSubcommand, "unknown subcommand"),
+            (UnsupportedConfig(s("Foo")), "(error) Unsupported config parameter: Foo"),
+            (ConfigValueMissing(s("MaxExecutions")), "(error) Value was not given to MaxExecutions"),
+            (Config(s("bad value")), "(error) bad value"),
+            (UnknownOption(s("X")), "Unknown option X"),
+            (NoSuchSession(s("s9")), "Session s9 does not exists"),
+            (NotRegistered, "execution is not registered"),
+            (NothingToPause, "ERR no registration to pause"),
+            (NoRegistrationOnShard { id: s("0-1"), shard: s("abc") }, "Execution 0-1 does not exists on shard abc"),
+            (ReaderCannot { reader: s("CommandReader"), verb: "pause" }, "Reader CommandReader does not support pause"),
+            (NoSuchTrigger, "ERR subcommand not found"),
+            (TriggerTaken, "trigger already registered"),
+            (OverrideNonSyncSameSession, "Can not override a none sync registration which already created on this session"),
+            (OverrideNonSync, "Can not override a none sync registration"),
+            (NoSuchCommand(Hooking::Override), "Can not override an unexisting command"),
+            (NoSuchCommand(Hooking::Hook), "bad reply on COMMAND command"),
+            (CommandNotScriptable(Hooking::Override), "Can not override a command which are not allowed inside a script"),
+            (MovableKeysByPrefix(Hooking::Hook), "Can not hook a command with moveable keys by key prefix"),
+            (NotBusy, "NOTBUSY No gears Python code is running on the main thread right now."),
+            (HookOneResult, "Command hook must return exactly one result"),
+            (ClusterOnly("RG.HELLO"), "ERR RG.HELLO is only used between the shards of a cluster, and this server is not in one"),
+            (InternalCommand("RG.INNERHOOK"), "ERR RG.INNERHOOK is internal to the gears module and can not be called directly"),
+        ]
+    }
+
+    /// Does not compile when a variant is added without a case here (and,
+    /// so, in `texts`).
+    fn covered(e: &Error) -> bool {
+        use Error::*;
+        match e {
+            Internal
+            | WrongArity(_)
+            | NoAsyncHere
+            | PyexecuteNotHere
+            | RequirementsFailed
+            | NoSuchRequirement
+            | BadMsgId
+            | NoSuchReceiver
+            | WrongProfileSubcommand
+            | NoSuchSessionToProfile
+            | ScriptNotUtf8
+            | BadSessionId
+            | IdMissing
+            | DescriptionMissing
+            | ReplaceWithMissing
+            | UnknownArgument(_)
+            | SessionExists(_)
+            | NoSessionToReplace(_)
+            | CannotReplaceExisting { .. }
+            | NoSuchPlan
+            | NoSuchExecution
+            | StillRunning
+            | DropRunning
+            | NoCluster
+            | UnknownSubcommand
+            | UnsupportedConfig(_)
+            | ConfigValueMissing(_)
+            | Config(_)
+            | UnknownOption(_)
+            | NoSuchSession(_)
+            | NotRegistered
+            | NothingToPause
+            | NoRegistrationOnShard { .. }
+            | ReaderCannot { .. }
+            | NoSuchTrigger
+            | TriggerTaken
+            | OverrideNonSyncSameSession
+            | OverrideNonSync
+            | NoSuchCommand(_)
+            | CommandNotScriptable(_)
+            | MovableKeysByPrefix(_)
+            | NotBusy
+            | HookOneResult
+            | ClusterOnly(_)
+            | InternalCommand(_) => true,
+        }
+    }
+
+    #[test]
+    fn every_variant_shows_the_text_of_1_2() {
+        let all = texts();
+        // One case per variant (NoSuchCommand has one per hooking kind).
+        assert_eq!(all.len(), 46);
+        for (e, text) in all {
+            assert!(covered(&e));
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! listed by KeysReader registrations run for real at once, with the client
 //! linked to the executions their events trigger.
 
-use crate::errors;
+use crate::errors::{Error, Hooking};
 use crate::linked::{with_linked, Linked};
 use crate::redis::{self, CommandFilter};
 use crate::state::{self, Gears};
@@ -24,15 +24,15 @@ use std::sync::Arc;
 
 /// Checks that `command` may be hooked (`what` is "override" for hooks and
 /// "hook" for KeysReader `commands`), with 1.2's errors.
-pub fn check_hookable(command: &str, by_prefix: bool, what: &str) -> Result<(), String> {
+pub fn check_hookable(command: &str, by_prefix: bool, what: Hooking) -> Result<(), Error> {
     let Some(info) = redis::command_info(command) else {
-        return Err(errors::no_such_command(what).into());
+        return Err(Error::NoSuchCommand(what));
     };
     if info.flags.iter().any(|f| f == "noscript") {
-        return Err(errors::command_not_scriptable(what));
+        return Err(Error::CommandNotScriptable(what));
     }
     if by_prefix && info.flags.iter().any(|f| f == "movablekeys") {
-        return Err(errors::movable_keys_by_prefix(what));
+        return Err(Error::MovableKeysByPrefix(what));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! applying it once the script succeeded, removing registrations, and
 //! keeping the event tables in step with the registry.
 
-use crate::errors;
+use crate::errors::{Error, Hooking};
 use crate::hooks::check_hookable;
 use crate::prepared::Prepared;
 use crate::redis;
@@ -25,18 +25,18 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), St
         ReaderArgs::Trigger { name, .. }
             if regs.trigger(name).is_some_and(|r| stays(&r, scope)) =>
         {
-            return Err(errors::TRIGGER_TAKEN.into());
+            return Err(Error::TriggerTaken.into());
         }
         ReaderArgs::Hook {
             command, keyprefix, ..
         } => {
-            check_hookable(command, keyprefix.is_some(), "override")?;
+            check_hookable(command, keyprefix.is_some(), Hooking::Override)?;
             if let Some(newest) = regs.hooks(command).first() {
                 if newest.mode != Mode::Sync {
                     return Err(if newest.session == scope.session {
-                        errors::OVERRIDE_NON_SYNC_SAME_SESSION.into()
+                        Error::OverrideNonSyncSameSession.into()
                     } else {
-                        errors::OVERRIDE_NON_SYNC.into()
+                        Error::OverrideNonSync.into()
                     });
                 }
             }
@@ -47,7 +47,7 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), St
             ..
         } => {
             for c in commands {
-                check_hookable(c, prefix.as_slice() != b"*", "hook")?;
+                check_hookable(c, prefix.as_slice() != b"*", Hooking::Hook)?;
             }
         }
         _ => {}

@@ -3,6 +3,7 @@
 //! AOF as `RG.PYIMPORTREQ UPGRADE <data>`, and shown, exported and imported
 //! by the RG.PY*REQ commands.
 
+use crate::errors::Error;
 use crate::redis;
 use crate::state::Gears;
 use gears_core::Reply;
@@ -11,7 +12,7 @@ use gears_python::requirements::{Requirement, Requirements, FORMAT_VERSION};
 /// Installs `names` with pip (network: call without the Redis lock), then
 /// records them. A failure is logged with pip's output; the error is 1.2's
 /// text.
-pub fn install(g: &Gears, names: &[String], error_text: &str) -> Result<(), String> {
+pub fn install(g: &Gears, names: &[String], error_text: Error) -> Result<(), String> {
     let reqs = g.requirements().map_err(|e| {
         redis::log("warning", &format!("REQUIREMENTS: {e}"));
         error_text.to_string()

@@ -3,7 +3,7 @@
 //! to answer a client once executions finish.
 
 use crate::access;
-use crate::errors;
+use crate::errors::Error;
 use crate::redis::{self, Blocked};
 use crate::state::{self, Gears};
 use gears_core::execution::Execution;
@@ -44,9 +44,9 @@ pub fn guarded(ctx: &Context, args: Vec<RedisString>, f: Handler) -> RedisResult
         })) {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Response::Now(e),
-            Err(_) => Response::Now(err(errors::INTERNAL)),
+            Err(_) => Response::Now(err(Error::Internal)),
         },
-        None => Response::Now(err(errors::INTERNAL)),
+        None => Response::Now(err(Error::Internal)),
     };
     if let Response::Now(r) = r {
         redis::reply(ctx, &r);
@@ -92,7 +92,7 @@ pub fn arity(args: &[RedisString], ok: impl Fn(usize) -> bool) -> Result<(), Fai
         .map(text)
         .unwrap_or_default()
         .to_ascii_lowercase();
-    Err(err(errors::wrong_arity(&name)))
+    Err(err(Error::WrongArity(name.to_string())))
 }
 
 pub fn text(s: &RedisString) -> String {
@@ -147,7 +147,7 @@ pub fn respond_fired(
     fired: Result<Fired, gears_core::dispatch::CannotBlock>,
     make: fn(&Execution) -> Reply,
 ) -> Result<Response, Failure> {
-    match fired.map_err(|_| err(errors::NO_ASYNC_HERE))? {
+    match fired.map_err(|_| err(Error::NoAsyncHere))? {
         Fired::Finished(e) | Fired::Refused(e) => Ok(Response::Now(make(&e))),
         Fired::Queued(e) => Ok(reply_when_done(ctx, &e, make)),
     }
@@ -164,7 +164,7 @@ pub fn fired_reply(e: &Execution, one: bool) -> Reply {
         return Reply::Array(results);
     }
     if results.len() != 1 {
-        return err(errors::HOOK_ONE_RESULT);
+        return err(Error::HookOneResult);
     }
     results.pop().unwrap_or(Reply::Null)
 }

@@ -1,7 +1,7 @@
 //! RG.CONFIGGET, RG.CONFIGSET, RG.INFOCLUSTER and RG.REFRESHCLUSTER.
 
 use crate::cluster;
-use crate::errors;
+use crate::errors::Error;
 use crate::redis;
 use crate::response::{arity, err, guarded, ok, text};
 use gears_config::{ErrorKind, Owner, SetOutcome, Value};
@@ -24,7 +24,7 @@ pub fn config_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             let k = text(k);
             cfg.get(&k)
                 .map(config_value)
-                .unwrap_or_else(|| err(errors::unsupported_config(&k)))
+                .unwrap_or_else(|| err(Error::UnsupportedConfig(k.to_string())))
         });
         Ok(Reply::Array(values.collect()).into())
     })
@@ -37,7 +37,7 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         for pair in args[1..].chunks(2) {
             let key = text(&pair[0]);
             let Some(value) = pair.get(1) else {
-                out.push(err(errors::config_value_missing(&key)));
+                out.push(err(Error::ConfigValueMissing(key.to_string())));
                 continue;
             };
             let mut cfg = g.config.write_unpoisoned();
@@ -49,7 +49,7 @@ pub fn config_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 // 1.2's Python options word their bad values without the
                 // "(error)" the engine's options carry.
                 Err(e) if e.1 == ErrorKind::BadValue(Owner::Python) => err(e.0),
-                Err(e) => err(errors::config_error(&e.0)),
+                Err(e) => err(Error::Config(e.0.to_string())),
             });
         }
         // Apply what changed: MaxExecutions evicts at once.

@@ -3,7 +3,7 @@
 //! RG.ABORTEXECUTION.
 
 use crate::distributed;
-use crate::errors;
+use crate::errors::Error;
 use crate::plans;
 use crate::redis;
 use crate::redis::Blocked;
@@ -14,7 +14,7 @@ use gears_core::Reply;
 use redis_module::{Context, RedisResult, RedisString};
 use std::sync::Arc;
 
-fn find(g: &Gears, id: &str, missing: &str) -> Result<Arc<Execution>, Failure> {
+fn find(g: &Gears, id: &str, missing: Error) -> Result<Arc<Execution>, Failure> {
     g.engine.executions.get(id).ok_or_else(|| err(missing))
 }
 
@@ -47,9 +47,9 @@ fn get_execution_impl(
     if let Some(mode) = args.get(2) {
         match text(mode).to_ascii_uppercase().as_str() {
             "SHARD" => {}
-            "CLUSTER" if !g.topology().is_cluster() => return Err(err(errors::NO_CLUSTER)),
+            "CLUSTER" if !g.topology().is_cluster() => return Err(err(Error::NoCluster)),
             "CLUSTER" => {}
-            _ => return Err(err(errors::UNKNOWN_SUBCOMMAND)),
+            _ => return Err(err(Error::UnknownSubcommand)),
         }
     }
     let id = text(&args[1]);
@@ -57,7 +57,7 @@ fn get_execution_impl(
         .get(2)
         .is_some_and(|m| text(m).eq_ignore_ascii_case("CLUSTER"));
     if !cluster {
-        let e = find(g, &id, errors::NO_SUCH_PLAN)?;
+        let e = find(g, &id, Error::NoSuchPlan)?;
         return Ok(Reply::Array(vec![plans::execution_entry(g, &e)]).into());
     }
     // Every shard's part: this one's now, the others' through messages.
@@ -67,7 +67,7 @@ fn get_execution_impl(
         .get(&id)
         .map(|e| plans::execution_entry(g, &e));
     let Some(asked) = distributed::ask_execution(g, &id) else {
-        let e = local.ok_or_else(|| err(errors::NO_SUCH_PLAN))?;
+        let e = local.ok_or_else(|| err(Error::NoSuchPlan))?;
         return Ok(Reply::Array(vec![e]).into());
     };
     let blocked = Blocked::new(ctx);
@@ -75,7 +75,7 @@ fn get_execution_impl(
         let mut entries: Vec<Reply> = local.into_iter().collect();
         entries.extend(asked());
         let reply = if entries.is_empty() {
-            err(errors::NO_SUCH_PLAN)
+            err(Error::NoSuchPlan)
         } else {
             Reply::Array(entries)
         };
@@ -91,9 +91,9 @@ pub fn get_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn get_results(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 2)?;
-        let e = find(g, &text(&args[1]), errors::NO_SUCH_PLAN)?;
+        let e = find(g, &text(&args[1]), Error::NoSuchPlan)?;
         if !e.status().finished() {
-            return Err(err(errors::STILL_RUNNING));
+            return Err(err(Error::StillRunning));
         }
         Ok(e.results_reply().into())
     })
@@ -102,12 +102,12 @@ pub fn get_results(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn get_results_blocking(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 2)?;
-        let e = find(g, &text(&args[1]), errors::NO_SUCH_PLAN)?;
+        let e = find(g, &text(&args[1]), Error::NoSuchPlan)?;
         if e.status().finished() {
             return Ok(e.results_reply().into());
         }
         if !redis::can_block(ctx) {
-            return Err(err(errors::STILL_RUNNING));
+            return Err(err(Error::StillRunning));
         }
         Ok(reply_when_done(ctx, &e, |e| e.results_reply()))
     })
@@ -122,8 +122,8 @@ pub fn drop_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 distributed::share_drop(g, &id);
                 Ok(ok().into())
             }
-            Err(DropError::NotFound) => Err(err(errors::NO_SUCH_PLAN)),
-            Err(DropError::Running) => Err(err(errors::DROP_RUNNING)),
+            Err(DropError::NotFound) => Err(err(Error::NoSuchPlan)),
+            Err(DropError::Running) => Err(err(Error::DropRunning)),
         }
     })
 }
@@ -135,7 +135,7 @@ pub fn pykill(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 1)?;
         if !redis::yielding() {
-            return Err(err(errors::NOT_BUSY));
+            return Err(err(Error::NotBusy));
         }
         g.kill_requested
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -146,7 +146,7 @@ pub fn pykill(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn abort_execution(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 2)?;
-        let e = find(g, &text(&args[1]), errors::NO_SUCH_EXECUTION)?;
+        let e = find(g, &text(&args[1]), Error::NoSuchExecution)?;
         distributed::share_abort(g, &e.id);
         match e.abort() {
             AbortOutcome::AlreadyFinished | AbortOutcome::AbortedBeforeStart => Ok(ok().into()),

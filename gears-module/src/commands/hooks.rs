@@ -1,6 +1,6 @@
 //! RG.INNERHOOK: where the command filter sends hooked commands.
 
-use crate::errors;
+use crate::errors::Error;
 use crate::hooks::{call_linked, fire_hook, first_accepting, hook_reply, INNER_HOOK};
 use crate::redis;
 use crate::response::{arity, err, guarded, reply_when_all_done, respond_fired, Failure, Response};
@@ -17,13 +17,13 @@ fn inner_hook_impl(
     // Only the command filter calls RG.INNERHOOK: it adds the token, which
     // clients never see; and a hooked command is never RG.INNERHOOK itself.
     if args.len() < 3 || args[1].as_slice() != g.hook_token.as_bytes() {
-        return Err(err(errors::internal_command(INNER_HOOK)));
+        return Err(err(Error::InternalCommand(INNER_HOOK)));
     }
     if args[2]
         .as_slice()
         .eq_ignore_ascii_case(INNER_HOOK.as_bytes())
     {
-        return Err(err(errors::internal_command(INNER_HOOK)));
+        return Err(err(Error::InternalCommand(INNER_HOOK)));
     }
     arity(args, |n| n >= 3)?;
     let argv: Vec<Vec<u8>> = args[2..].iter().map(|a| a.as_slice().to_vec()).collect();

@@ -2,7 +2,7 @@
 //! RG.NETWORKTEST (a message to every other shard).
 
 use crate::distributed;
-use crate::errors;
+use crate::errors::Error;
 use crate::net;
 use crate::peers;
 use crate::redis;
@@ -16,7 +16,7 @@ pub fn hello(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, _, args| {
         arity(args, |n| n == 1)?;
         if g.net().is_none() {
-            return Err(err(errors::cluster_only("RG.HELLO")));
+            return Err(err(Error::ClusterOnly("RG.HELLO")));
         }
         Ok(Reply::bulk(redis::run_id().as_bytes()).into())
     })
@@ -30,20 +30,20 @@ pub fn inner_msg(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         arity(args, |n| n == 6)?;
         if g.net().is_none() {
-            return Err(err(errors::cluster_only("RG.INNERMSGCOMMAND")));
+            return Err(err(Error::ClusterOnly("RG.INNERMSGCOMMAND")));
         }
         if let Some(user) = net::cluster_user() {
             if redis::identity_of(ctx).user.as_deref() != Some(user.as_str()) {
-                return Err(err(errors::internal_command("RG.INNERMSGCOMMAND")));
+                return Err(err(Error::InternalCommand("RG.INNERMSGCOMMAND")));
             }
         }
         let (sender, run) = (text(&args[1]), text(&args[2]));
         let receiver = text(&args[3]);
         let Ok(id) = text(&args[5]).parse::<u64>() else {
-            return Err(err(errors::BAD_MSG_ID));
+            return Err(err(Error::BadMsgId));
         };
         let Some(handler) = peers::handler(&receiver) else {
-            return Err(err(errors::NO_SUCH_RECEIVER));
+            return Err(err(Error::NoSuchReceiver));
         };
         {
             let mut seen = g.received_messages();

@@ -3,7 +3,7 @@
 
 use crate::cluster;
 use crate::distributed;
-use crate::errors;
+use crate::errors::Error;
 use crate::redis::{self, Blocked};
 use crate::registry;
 use crate::requirements;
@@ -47,28 +47,28 @@ fn parse_pyexecute(args: &[RedisString]) -> Result<PyExecuteArgs, Failure> {
     let mut i = 2;
     while i < args.len() {
         let tok = text(&args[i]);
-        let mut value = |missing: &str| -> Result<String, Failure> {
+        let mut value = |missing: Error| -> Result<String, Failure> {
             i += 1;
             args.get(i).map(text).ok_or_else(|| err(missing))
         };
         match tok.to_ascii_uppercase().as_str() {
             "UNBLOCKING" => out.unblocking = true,
             "ID" => {
-                let id = value(errors::ID_MISSING)?;
+                let id = value(Error::IdMissing)?;
                 if !valid_session_id(&id) {
-                    return Err(err(errors::BAD_SESSION_ID));
+                    return Err(err(Error::BadSessionId));
                 }
                 out.id = Some(id);
             }
-            "DESCRIPTION" => out.desc = Some(value(errors::DESCRIPTION_MISSING)?),
-            "REPLACE_WITH" => out.replace_with = Some(value(errors::REPLACE_WITH_MISSING)?),
+            "DESCRIPTION" => out.desc = Some(value(Error::DescriptionMissing)?),
+            "REPLACE_WITH" => out.replace_with = Some(value(Error::ReplaceWithMissing)?),
             "UPGRADE" => out.upgrade = true,
             "FORCE_REINSTALL_REQUIREMENTS" => out.force_reinstall = true,
             "REQUIREMENTS" => {
                 out.requirements = args[i + 1..].iter().map(text).collect();
                 break;
             }
-            _ => return Err(err(errors::unknown_argument(&tok))),
+            _ => return Err(err(Error::UnknownArgument(tok.to_string()))),
         }
         i += 1;
     }
@@ -94,15 +94,18 @@ fn session_of(g: &Gears, opts: &PyExecuteArgs) -> Result<(String, Option<String>
     let session = opts.id.clone().unwrap_or_else(|| g.random_session_id());
     let exists = regs.session(&session).is_some();
     if exists && !opts.upgrade {
-        return Err(err(errors::session_exists(&session)));
+        return Err(err(Error::SessionExists(session.to_string())));
     }
     let mut replaced = (exists && opts.upgrade).then(|| session.clone());
     if let Some(old) = &opts.replace_with {
         if regs.session(old).is_none() {
-            return Err(err(errors::no_session_to_replace(old)));
+            return Err(err(Error::NoSessionToReplace(old.to_string())));
         }
         if exists && old != &session {
-            return Err(err(errors::cannot_replace_existing(&session, old)));
+            return Err(err(Error::CannotReplaceExisting {
+                session: session.to_string(),
+                old: old.to_string(),
+            }));
         }
         replaced = Some(old.clone());
     }
@@ -207,13 +210,13 @@ fn pyexecute_impl(
     args: &[RedisString],
 ) -> Result<Response, Failure> {
     if !redis::can_block(ctx) {
-        return Err(err(errors::PYEXECUTE_NOT_HERE));
+        return Err(err(Error::PyexecuteNotHere));
     }
     arity(args, |n| n >= 2)?;
     let opts = parse_pyexecute(args)?;
     let script = args[1]
         .try_as_str()
-        .map_err(|_| err(errors::SCRIPT_NOT_UTF8))?
+        .map_err(|_| err(Error::ScriptNotUtf8))?
         .to_owned();
     session_of(g, &opts)?;
     if g.net().is_some() {
@@ -227,7 +230,7 @@ fn pyexecute_impl(
     } else {
         let reqs = g.requirements().map_err(|e| {
             redis::log("warning", &format!("REQUIREMENTS: {e}"));
-            err(errors::REQUIREMENTS_FAILED)
+            err(Error::RequirementsFailed)
         })?;
         reqs.to_install(&opts.requirements, opts.force_reinstall)
     };
@@ -248,7 +251,7 @@ fn pyexecute_impl(
     // not. The script runs once the requirements are there.
     let blocked = Blocked::new(ctx);
     spawn("gears-pip", move || {
-        let done = requirements::install(g, &missing, errors::REQUIREMENTS_FAILED)
+        let done = requirements::install(g, &missing, Error::RequirementsFailed)
             .map_err(Reply::Error)
             .and_then(|()| redis::with_lock(|_| run_script(g, &opts, &script, identity)));
         match done {

@@ -1,7 +1,7 @@
 //! RG.PYSTATS and RG.PYPROFILE: what the Python interpreter holds and
 //! where its time goes.
 
-use crate::errors;
+use crate::errors::Error;
 use crate::info;
 use crate::response::{arity, err, guarded, ok, text};
 use gears_core::Reply;
@@ -23,10 +23,10 @@ pub fn pyprofile(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let sub = text(&args[1]).to_ascii_uppercase();
         let session = text(&args[2]);
         if !matches!(sub.as_str(), "STATS" | "RESET") {
-            return Err(err(errors::WRONG_PROFILE_SUBCOMMAND));
+            return Err(err(Error::WrongProfileSubcommand));
         }
         if g.engine.registrations.session(&session).is_none() {
-            return Err(err(errors::NO_SUCH_SESSION_TO_PROFILE));
+            return Err(err(Error::NoSuchSessionToProfile));
         }
         if sub == "RESET" {
             gears_python::profiling::reset(&session).map_err(err)?;

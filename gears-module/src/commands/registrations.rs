@@ -3,7 +3,7 @@
 //! RG.CLEARREGISTRATIONSSTATS, and RG.TRIGGER / RG.TRIGGERONKEY.
 
 use crate::distributed;
-use crate::errors;
+use crate::errors::Error;
 use crate::hooks::words_record;
 use crate::redis;
 use crate::registry;
@@ -188,7 +188,7 @@ pub fn dump_sessions(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     wanted = Some(args[i + 1..].iter().map(text).collect());
                     break;
                 }
-                _ => return Err(err(errors::unknown_option(&tok))),
+                _ => return Err(err(Error::UnknownOption(tok.to_string()))),
             }
             i += 1;
         }
@@ -235,7 +235,7 @@ pub fn dump_sessions(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                 .iter()
                 .map(|id| match regs.session(id) {
                     Some(s) => session_entry(&s),
-                    None => Reply::bulk(errors::no_such_session(id)),
+                    None => Reply::bulk(Error::NoSuchSession(id.to_string()).to_string()),
                 })
                 .collect(),
         };
@@ -254,7 +254,7 @@ pub fn unregister_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult 
             distributed::share_unregister(g, &id, abort_pending);
             Ok(ok().into())
         } else {
-            Err(err(errors::NOT_REGISTERED))
+            Err(err(Error::NotRegistered))
         }
     })
 }
@@ -277,18 +277,21 @@ fn pause_or_unpause(
 ) -> Result<Response, Failure> {
     let verb = if pause { "pause" } else { "unpause" };
     if args.len() < 2 {
-        return Err(err(errors::NOTHING_TO_PAUSE));
+        return Err(err(Error::NothingToPause));
     }
     arity(args, |n| n == 2)?;
     let id = text(&args[1]);
     let Some(reg) = g.engine.registrations.get(&id) else {
-        return Err(err(errors::no_registration_on_shard(
-            &id,
-            &g.engine.node_id,
-        )));
+        return Err(err(Error::NoRegistrationOnShard {
+            id: id.to_string(),
+            shard: g.engine.node_id.to_string(),
+        }));
     };
     if !matches!(reg.args, ReaderArgs::Stream { .. }) {
-        return Err(err(errors::reader_cannot(reg.reader_name(), verb)));
+        return Err(err(Error::ReaderCannot {
+            reader: reg.reader_name().to_string(),
+            verb,
+        }));
     }
     let db = redis::identity_of(ctx).db;
     streams::set_paused(g, &reg, pause);
@@ -314,7 +317,7 @@ pub fn unpause(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn inner_register(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         if !redis::is_replayed(ctx) {
-            return Err(err(errors::internal_command("RG.INNERREGISTER")));
+            return Err(err(Error::InternalCommand("RG.INNERREGISTER")));
         }
         redis::replicate_verbatim(ctx);
         arity(args, |n| n == 2)?;
@@ -334,7 +337,7 @@ pub fn inner_register(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn inner_unregister(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         if !redis::is_replayed(ctx) {
-            return Err(err(errors::internal_command("RG.INNERUNREGISTER")));
+            return Err(err(Error::InternalCommand("RG.INNERUNREGISTER")));
         }
         redis::replicate_verbatim(ctx);
         arity(args, |n| n == 2 || n == 3)?;
@@ -348,7 +351,7 @@ pub fn inner_unregister(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn inner_time_event(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guarded(ctx, args, |g, ctx, args| {
         if !redis::is_replayed(ctx) {
-            return Err(err(errors::internal_command("RG.INNERTIMEEVENT")));
+            return Err(err(Error::InternalCommand("RG.INNERTIMEEVENT")));
         }
         redis::replicate_verbatim(ctx);
         arity(args, |n| n == 5)?;
@@ -383,7 +386,7 @@ fn trigger_impl(
     arity(args, |n| n >= 2)?;
     let name = text(&args[1]);
     let Some(reg) = g.engine.registrations.trigger(&name) else {
-        return Err(err(errors::NO_SUCH_TRIGGER));
+        return Err(err(Error::NoSuchTrigger));
     };
     let reader = words_record(args[1..].iter().map(|a| a.as_slice()));
     let caller = Caller::Client {

@@ -1,6 +1,6 @@
 //! RG.PYDUMPREQS, RG.PYEXPORTREQ and RG.PYIMPORTREQ.
 
-use crate::errors;
+use crate::errors::Error;
 use crate::redis::{self, Blocked};
 use crate::requirements;
 use crate::response::{arity, err, guarded, ok, spawn, text, Response};
@@ -31,13 +31,13 @@ pub fn export_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let name = text(&args[1]);
         let reqs = g
             .requirements_if_any()
-            .ok_or_else(|| err(errors::NO_SUCH_REQUIREMENT))?;
+            .ok_or_else(|| err(Error::NoSuchRequirement))?;
         let r = reqs
             .get(&name)
-            .ok_or_else(|| err(errors::NO_SUCH_REQUIREMENT))?;
+            .ok_or_else(|| err(Error::NoSuchRequirement))?;
         let data = reqs
             .export(&name)
-            .ok_or_else(|| err(errors::NO_SUCH_REQUIREMENT))?
+            .ok_or_else(|| err(Error::NoSuchRequirement))?
             .map_err(err)?;
         let chunks = data
             .chunks(CHUNK)
@@ -56,7 +56,7 @@ pub fn import_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         let upgrade = text(&args[1]).eq_ignore_ascii_case("UPGRADE");
         let chunks = &args[if upgrade { 2 } else { 1 }..];
         if chunks.is_empty() {
-            return Err(err(errors::wrong_arity("rg.pyimportreq")));
+            return Err(err(Error::WrongArity("rg.pyimportreq".into())));
         }
         let data: Vec<u8> = chunks.iter().flat_map(|c| c.as_slice().to_vec()).collect();
         let reqs = g.requirements().map_err(err)?;
@@ -68,7 +68,7 @@ pub fn import_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             return Ok(ok().into());
         }
         if !redis::can_block(ctx) {
-            return Err(err(errors::PYEXECUTE_NOT_HERE));
+            return Err(err(Error::PyexecuteNotHere));
         }
         let blocked = Blocked::new(ctx);
         spawn("gears-pip", move || {
