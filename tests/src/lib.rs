@@ -200,6 +200,23 @@ impl Client {
         self.cmd(&["RG.PYEXECUTE", script])
     }
 
+    /// `(id, status)` of every execution `RG.DUMPEXECUTIONS` lists.
+    pub fn executions(&mut self) -> Vec<(String, String)> {
+        self.cmd(&["RG.DUMPEXECUTIONS"])
+            .array()
+            .iter()
+            .map(|e| (e.array()[1].text(), e.array()[3].text()))
+            .collect()
+    }
+
+    /// The status (`created`, `running`, `done`, `aborted`) of execution
+    /// `id`; `None` when it is not listed.
+    pub fn execution_status(&mut self, id: &str) -> Option<String> {
+        self.executions()
+            .into_iter()
+            .find_map(|(e, status)| (e == id).then_some(status))
+    }
+
     /// RG.PYEXECUTE with options after the script; panics on an error.
     pub fn py_with(&mut self, options: &[&str], script: &str) -> Value {
         let mut args = vec!["RG.PYEXECUTE", script];
@@ -557,6 +574,27 @@ impl Server {
     }
 }
 
+/// Whether `cond` holds throughout `d` (checked every 10 ms); false as soon
+/// as it does not.
+///
+/// For what must *not* happen (an event left unprocessed, a key that stays
+/// absent): nothing marks the moment the server could no longer do it, so
+/// a fixed window is inherent there. Where a later, positive signal proves
+/// the server had its chance (a marker processed after), wait for that
+/// instead and assert at once.
+pub fn holds_for(d: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + d;
+    loop {
+        if !cond() {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A Redis Cluster of masters on loopback, each loading the module with the
 /// same arguments; the 16384 slots are split evenly in order. Every node
 /// is stopped and its directory removed on drop.
@@ -719,6 +757,13 @@ impl RegistrationView {
 
     pub fn count(&self, name: &str) -> i64 {
         self.field(name).int()
+    }
+
+    /// Whether every execution it triggered has ended (succeeded, failed
+    /// or was aborted): none is queued or running.
+    pub fn settled(&self) -> bool {
+        self.count("numTriggered")
+            == self.count("numSuccess") + self.count("numFailures") + self.count("numAborted")
     }
 }
 

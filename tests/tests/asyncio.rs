@@ -1,7 +1,7 @@
 //! Coroutines and futures in steps: records that wait without holding a
 //! worker, in input order, with 1.2's rules and errors.
 
-use gears_tests::{bulk, Server, Value};
+use gears_tests::{bulk, Client, Server, Value};
 use std::time::{Duration, Instant};
 
 fn ok() -> Value {
@@ -10,6 +10,26 @@ fn ok() -> Value {
 
 fn texts(v: &Value) -> Vec<String> {
     v.array().iter().map(Value::text).collect()
+}
+
+/// Waits until an execution is running on `s` (on a worker, or waiting
+/// for its coroutines).
+fn wait_running(s: &Server, c: &mut Client) {
+    assert!(
+        s.wait_for(20, || {
+            c.executions().iter().any(|(_, status)| status == "running")
+        }),
+        "no execution started: {:?}",
+        c.executions()
+    );
+}
+
+/// Waits until the execution just started has come to its first wait. On a
+/// server with one worker thread, a plain run queued after it answers only
+/// once that execution gave the worker back, which it does when it parks.
+fn wait_parked(s: &Server, c: &mut Client) {
+    wait_running(s, c);
+    assert_eq!(c.py("GB('ShardsIDReader').run()").results(), ["1"]);
 }
 
 /// The error of `RG.TRIGGER`/`RG.PYEXECUTE` replies and error records
@@ -79,8 +99,9 @@ fn the_intro_example_waits_five_seconds_without_a_worker() {
     let mut waiter = s.client();
     let t = Instant::now();
     waiter.send(&["RG.PYEXECUTE", script]);
-    std::thread::sleep(Duration::from_millis(300));
-    // Meanwhile the only worker runs other executions.
+    wait_running(&s, &mut c);
+    // Meanwhile the only worker runs other executions (queued after the
+    // coroutine's, this one runs only if the coroutine let the worker go).
     assert_eq!(c.py("GB('ShardsIDReader').run()").results(), ["1"]);
     assert!(t.elapsed() < Duration::from_secs(4));
     let r = waiter.read();
@@ -109,8 +130,9 @@ fn waiting_records_wait_together_and_hold_no_worker() {
     );
     let mut waiter = s.client();
     waiter.send(&["RG.TRIGGER", "long"]);
-    std::thread::sleep(Duration::from_millis(200));
-    // The only worker is free: a plain execution runs meanwhile.
+    wait_running(&s, &mut c);
+    // The only worker is free: a plain execution (queued after the waiting
+    // one) runs meanwhile.
     c.set_timeout(Duration::from_secs(10));
     let r = c.py("GB('ShardsIDReader').run()");
     assert_eq!(r.results(), ["1"]);
@@ -295,13 +317,15 @@ GB('CommandReader').map(consume).register(trigger='MSG_CONSUME1', onRegistered=i
 
 #[test]
 fn the_publisher_consumer_examples_run_as_written() {
-    let s = Server::start(&[]);
+    // One worker thread: what waits is known to wait before the other side
+    // comes (see `wait_parked`).
+    let s = Server::start(&["ExecutionThreads", "1"]);
     let mut c = s.client();
     assert_eq!(c.py(PUBSUB), ok());
     // A consumer waits for the next message.
     let mut consumer = s.client();
     consumer.send(&["RG.TRIGGER", "MSG_CONSUME"]);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_parked(&s, &mut c);
     assert_eq!(
         texts(&c.cmd(&["RG.TRIGGER", "MSG_PUBLISH", "this is a message"])),
         ["0K"]
@@ -310,7 +334,7 @@ fn the_publisher_consumer_examples_run_as_written() {
     // A publisher waits for the next consumer.
     let mut publisher = s.client();
     publisher.send(&["RG.TRIGGER", "MSG_PUBLISH", "second"]);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_parked(&s, &mut c);
     assert_eq!(texts(&c.cmd(&["RG.TRIGGER", "MSG_CONSUME"])), ["second"]);
     assert_eq!(texts(&publisher.read()), ["OK"]);
 
@@ -590,7 +614,16 @@ fn a_coroutine_does_not_trigger_its_own_registration() {
          async def f(r):\n    await asyncio.sleep(0.01)\n    execute('expire', r['key'], 100)\n\
          GB().foreach(f).register(prefix='self:*', mode='sync')");
     c.cmd(&["SET", "self:1", "v"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Events fire while the write that raises them runs: a firing by its
+    // EXPIRE is counted before the execution ends (and keeps one running).
+    assert!(
+        s.wait_for(10, || {
+            let reg = &c.registrations()[0];
+            reg.count("numTriggered") >= 1 && reg.settled()
+        }),
+        "{:?}",
+        c.registrations()
+    );
     let reg = &c.registrations()[0];
     assert_eq!(reg.count("numTriggered"), 1, "{reg:?}");
     assert_eq!(reg.count("numSuccess"), 1, "{reg:?}");
@@ -610,7 +643,15 @@ fn events_inside_multi_and_lua_can_not_wait() {
     c.cmd(&["SET", "ev:1", "v"]);
     c.cmd(&["EXEC"]);
     c.cmd(&["EVAL", "redis.call('SET', 'ev:2', 'v')", "0"]);
-    std::thread::sleep(Duration::from_millis(200));
+    // Both executions have ended: whatever they were to write is written.
+    assert!(
+        s.wait_for(10, || {
+            let reg = &c.registrations()[0];
+            reg.count("numTriggered") >= 2 && reg.settled()
+        }),
+        "{:?}",
+        c.registrations()
+    );
     assert_eq!(
         c.cmd(&["EXISTS", "after:ev:1", "after:ev:2"]),
         Value::Int(0)
@@ -659,7 +700,8 @@ fn asyncio_primitives_shared_by_many_records_lose_no_wakeup() {
 
 #[test]
 fn aborting_cancels_waiting_coroutines() {
-    let s = Server::start(&[]);
+    // One worker thread, for `wait_parked`.
+    let s = Server::start(&["ExecutionThreads", "1"]);
     let mut c = s.client();
     c.py(
         "import asyncio\n\
@@ -682,7 +724,8 @@ fn aborting_cancels_waiting_coroutines() {
 
     // Unregistering with abortpending ends the waiting ones too.
     waiter.send(&["RG.TRIGGER", "forever"]);
-    std::thread::sleep(Duration::from_millis(200));
+    // abortpending aborts what waits, not a step at work: let it park.
+    wait_parked(&s, &mut c);
     let id = c.registrations()[0].id.clone();
     assert_eq!(c.cmd(&["RG.UNREGISTER", &id, "abortpending"]), ok());
     let r = waiter.read();

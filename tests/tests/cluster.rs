@@ -1,7 +1,7 @@
 //! The module in a Redis Cluster: topology, RG.INFOCLUSTER,
 //! RG.REFRESHCLUSTER, hashtag() per shard.
 
-use gears_tests::{Cluster, Value};
+use gears_tests::{holds_for, Cluster, Value};
 
 fn info(c: &mut gears_tests::Client) -> (String, Vec<(String, i64, i64, i64)>) {
     let r = c.cmd(&["RG.INFOCLUSTER"]);
@@ -120,9 +120,17 @@ fn messages_between_shards_arrive_once() {
             node.log()
         );
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A marker: messages to a shard leave in order, each once the one
+    // before is acknowledged (and then never sent again). Once the marker
+    // has arrived, a second copy of the second message can not come.
+    c.cmd(&["RG.NETWORKTEST"]);
     for node in &cluster.nodes[1..] {
-        assert_eq!(network_tests_from(node, &ids[0]), 2);
+        assert!(
+            node.wait_for(10, || network_tests_from(node, &ids[0]) >= 3),
+            "{}",
+            node.log()
+        );
+        assert_eq!(network_tests_from(node, &ids[0]), 3);
     }
 
     // A message id seen before is acknowledged and ignored; bad ones fail.
@@ -161,7 +169,7 @@ fn messages_between_shards_arrive_once() {
     c.cmd(&["RG.NETWORKTEST"]);
     for node in &cluster.nodes[1..] {
         assert!(
-            node.wait_for(10, || network_tests_from(node, &ids[0]) == 3),
+            node.wait_for(10, || network_tests_from(node, &ids[0]) == 4),
             "{}",
             node.log()
         );
@@ -484,11 +492,21 @@ fn a_restarted_shard_gets_new_messages_only() {
     c.cmd(&["RG.NETWORKTEST"]);
     assert!(cluster.nodes[1].wait_for(10, || network_tests_from(&cluster.nodes[1], &ids[0]) == 1));
     let old_run = cluster.nodes[1].client().cmd(&["RG.HELLO"]).text();
-    // Away: the message can not be delivered.
+    // Away: the message can not be delivered. The sender's failed tries are
+    // logged at the verbose level.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "loglevel", "verbose"]),
+        Value::Status("OK".into())
+    );
     let mut away = cluster.nodes.pop().unwrap();
     away.stop(&["KILL"]);
     c.cmd(&["RG.NETWORKTEST"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tried = cluster.nodes[0].wait_for(20, || {
+        let log = cluster.nodes[0].log();
+        log.contains(&format!("shard {} did not take message", ids[1]))
+            || log.contains(&format!("could not reach shard {}", ids[1]))
+    });
+    assert!(tried, "no try while away:\n{}", cluster.nodes[0].log());
     away.start_again();
     cluster.nodes.push(away);
     let back = cluster.nodes.last().unwrap();
@@ -513,8 +531,15 @@ fn a_restarted_shard_gets_new_messages_only() {
         "{}",
         back.log()
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert_eq!(network_tests_from(back, &ids[0]), 2);
+    // A marker: messages leave in order, so once it has arrived, nothing
+    // sent before it is still on its way (the dropped one included).
+    c.cmd(&["RG.NETWORKTEST"]);
+    assert!(
+        back.wait_for(15, || network_tests_from(back, &ids[0]) >= 3),
+        "{}",
+        back.log()
+    );
+    assert_eq!(network_tests_from(back, &ids[0]), 3);
 }
 
 /// RG.GETEXECUTION id CLUSTER shows every shard's part of a run that spans
@@ -576,8 +601,12 @@ fn pausing_a_stream_registration_pauses_it_everywhere() {
             == "PAUSED")
     );
     o.cmd(&["XADD", &stream, "*", "f", "v"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(o.cmd(&["GET", &read]), Value::Nil);
+    assert!(
+        holds_for(std::time::Duration::from_millis(500), || {
+            o.cmd(&["GET", &read]) == Value::Nil
+        }),
+        "read while paused"
+    );
     assert_eq!(
         c.cmd(&["RG.UNPAUSEREGISTRATIONS", &id]),
         Value::Status("OK".into())
@@ -694,7 +723,17 @@ fn a_shard_dying_mid_run_ends_it_with_an_error() {
             "UNBLOCKING",
         ])
         .text();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Every shard is at work on it.
+    for node in &cluster.nodes {
+        let mut n = node.client();
+        assert!(
+            node.wait_for(20, || {
+                n.executions().iter().any(|(_, status)| status == "running")
+            }),
+            "{:?}",
+            n.executions()
+        );
+    }
     let gone = cluster.nodes.pop().unwrap();
     drop(gone);
     let t = std::time::Instant::now();

@@ -1,7 +1,7 @@
 //! Registrations that outlive the process: RDB, DEBUG RELOAD, AOF,
 //! replicas.
 
-use gears_tests::{bulk, Client, Server, Value};
+use gears_tests::{bulk, holds_for, Client, Server, Value};
 use std::time::Duration;
 
 fn ok() -> Value {
@@ -112,13 +112,22 @@ fn registrations_survive_a_restart_from_the_aof() {
     let mut c = s.client();
     assert_eq!(registrations(&mut c), before);
     works(&s, &mut c, "1");
-    // After a rewrite, from the AOF's RDB preamble.
+    // After a rewrite, from the AOF's RDB preamble: one started (counted
+    // when it forks) and none is in progress or scheduled any more.
+    let rewrites = |c: &mut Client| c.info_int("persistence", "aof_rewrites").unwrap_or(0);
+    let started = rewrites(&mut c);
     c.cmd(&["BGREWRITEAOF"]);
-    assert!(s.wait_for(20, || c
-        .cmd(&["INFO", "persistence"])
-        .text()
-        .contains("aof_rewrite_in_progress:0")));
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        s.wait_for(20, || {
+            let info = c.cmd(&["INFO", "persistence"]).text();
+            info.contains("aof_rewrite_in_progress:0")
+                && info.contains("aof_rewrite_scheduled:0")
+                && rewrites(&mut c) > started
+        }),
+        "the rewrite did not finish"
+    );
+    let info = c.cmd(&["INFO", "persistence"]).text();
+    assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
     s.restart(&["NOSAVE"]);
     let mut c = s.client();
     assert_eq!(registrations(&mut c), before);
@@ -141,7 +150,9 @@ fn replicas_hold_every_registration_and_fire_nothing() {
     m.cmd(&["SET", "k:1", "v"]);
     assert_eq!(m.cmd(&["GET", "sets"]), bulk("1"));
     assert!(replica.wait_for(10, || r.cmd(&["GET", "sets"]) == bulk("1")));
-    std::thread::sleep(Duration::from_millis(200));
+    // Events fire while the write that raises them is applied, and the SET
+    // of k:1 comes before the INCR of sets: had the replica fired, it would
+    // show by now.
     let fired: i64 = r
         .registrations()
         .iter()
@@ -313,10 +324,15 @@ fn time_events_run_until_their_key_goes_and_survive_restarts() {
     assert!(s.wait_for(10, || ticks(&mut c) >= t + 3));
     // Deleting the key stops it.
     assert_eq!(c.cmd(&["DEL", "tick"]).int(), 1);
+    // A fixed wait: a tick already running when the key went may still
+    // land, and nothing shows when it has.
     std::thread::sleep(Duration::from_millis(300));
     let t = ticks(&mut c);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(ticks(&mut c), t);
+    assert!(
+        holds_for(Duration::from_millis(500), || ticks(&mut c) == t),
+        "still ticking: {} after {t}",
+        ticks(&mut c)
+    );
 }
 
 #[test]

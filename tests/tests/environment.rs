@@ -277,6 +277,7 @@ fn requirements_are_installed_kept_and_reinstalled_offline() {
         let t = std::time::Instant::now();
         assert_eq!(other.cmd(&["PING"]), Value::Status("PONG".into()));
         worst = worst.max(t.elapsed());
+        // Paces the PINGs over the time pip runs (a fixed wait on purpose).
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(

@@ -22,6 +22,8 @@ fn the_server_survives_random_calls_and_hostile_python() {
         Err(e) => {
             if std::env::var_os("GEARS_FUZZ_HOLD").is_some() {
                 eprintln!("{e}\nholding server on port {} (pid in its dir)", s.port);
+                // Keeps the failed server up for someone to inspect (asked
+                // for with GEARS_FUZZ_HOLD): a fixed wait on purpose.
                 std::thread::sleep(std::time::Duration::from_secs(600));
             }
             panic!("{e}\nserver log:\n{}", s.log())

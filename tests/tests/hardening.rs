@@ -2,7 +2,7 @@
 //! get around ACLs, stall a stream or leak: regression tests of each way it
 //! once could.
 
-use gears_tests::{bulk, Client, Server, Value};
+use gears_tests::{bulk, holds_for, Client, Server, Value};
 use std::time::Duration;
 
 fn ok() -> Value {
@@ -214,15 +214,26 @@ fn a_stream_drains_its_backlog_once_a_failure_clears() {
     for i in 5..20 {
         c.cmd(&["XADD", "gated", "*", "n", &i.to_string()]);
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(processed(&mut c).is_empty());
+    assert!(
+        holds_for(Duration::from_millis(300), || processed(&mut c).is_empty()),
+        "processed while failing: {:?}",
+        processed(&mut c)
+    );
     c.cmd(&["SET", "gate", "1"]);
     assert!(
         s.wait_for(20, || processed(&mut c).len() >= 20),
         "processed: {:?}",
         processed(&mut c)
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Everything acknowledged and no batch running: nothing more comes.
+    assert!(
+        s.wait_for(10, || {
+            let pending = c.cmd(&["XPENDING", "gated", "__gears_consumer_group__"]);
+            pending.array()[0].int() == 0 && c.registrations()[0].settled()
+        }),
+        "{:?}",
+        c.registrations()
+    );
     let done = processed(&mut c);
     let mut unique = done.clone();
     unique.sort();
@@ -243,7 +254,13 @@ fn each_failing_stream_of_a_registration_is_retried() {
     assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") >= 2));
     c.cmd(&["SET", "gate", "1"]);
     assert!(s.wait_for(20, || processed(&mut c).len() >= 2));
-    std::thread::sleep(Duration::from_millis(1500));
+    // A fixed window longer than the retry interval (1 s): a stream retried
+    // once more than needed would process its message again meanwhile.
+    assert!(
+        holds_for(Duration::from_millis(1500), || processed(&mut c).len() == 2),
+        "processed again: {:?}",
+        processed(&mut c)
+    );
     let mut done = processed(&mut c);
     done.sort();
     assert_eq!(done, ["two:a/1-1", "two:b/1-1"]);
@@ -256,7 +273,13 @@ fn each_failing_stream_of_a_registration_is_retried() {
     c.cmd(&["XADD", "two:d", "1-1", "n", "d"]);
     c.cmd(&["SET", "gate", "1"]);
     assert!(s.wait_for(20, || processed(&mut c).len() >= 2));
-    std::thread::sleep(Duration::from_millis(1500));
+    // A fixed window longer than the retry interval (1 s): a stream retried
+    // once more than needed would process its message again meanwhile.
+    assert!(
+        holds_for(Duration::from_millis(1500), || processed(&mut c).len() == 2),
+        "processed again: {:?}",
+        processed(&mut c)
+    );
     let mut done = processed(&mut c);
     done.sort();
     assert_eq!(done, ["two:c/1-1", "two:d/1-1"]);
@@ -280,7 +303,11 @@ fn an_execution_never_ends_holding_the_redis_lock() {
                 "UNBLOCKING",
             ])
             .text();
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            s.wait_for(10, || c.execution_status(&id).as_deref() == Some("running")),
+            "{:?}",
+            c.execution_status(&id)
+        );
         assert_eq!(c.cmd(&["RG.ABORTEXECUTION", &id]), ok());
         alive(&mut c);
         assert_eq!(c.cmd(&["SET", "after", "1"]), ok());
@@ -383,8 +410,14 @@ fn queued_executions_are_bounded() {
     let mut c = s.client();
     let busy = "import time\ndef f(x):\n    while True:\n        time.sleep(0.01)\nGB('ShardsIDReader').map(f).run()";
     let first = c.cmd(&["RG.PYEXECUTE", busy, "UNBLOCKING"]).text();
-    // Let the worker take it.
-    std::thread::sleep(Duration::from_millis(500));
+    // The worker takes it.
+    assert!(
+        s.wait_for(10, || {
+            c.execution_status(&first).as_deref() == Some("running")
+        }),
+        "{:?}",
+        c.execution_status(&first)
+    );
     // The only worker is busy: one execution may wait, the next is refused.
     let second = c
         .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
@@ -419,10 +452,16 @@ fn runaway_python_on_the_main_thread_leaves_redis_responsive_and_can_be_killed()
     // A script body that never ends.
     let mut runner = s.client();
     runner.send(&["RG.PYEXECUTE", "while True:\n    pass"]);
-    std::thread::sleep(Duration::from_millis(400));
     let mut other = s.client();
-    let busy = other.cmd(&["PING"]).error();
-    assert!(busy.starts_with("BUSY"), "{busy}");
+    // Answered at once until the script has run past the threshold.
+    let mut busy = Value::Nil;
+    assert!(
+        s.wait_for(10, || {
+            busy = other.cmd(&["PING"]);
+            matches!(&busy, Value::Error(e) if e.starts_with("BUSY"))
+        }),
+        "{busy:?}"
+    );
     assert_eq!(other.cmd(&["RG.PYKILL"]), ok());
     let killed = runner.read().error();
     assert!(killed.contains("killed"), "{killed}");
@@ -430,8 +469,14 @@ fn runaway_python_on_the_main_thread_leaves_redis_responsive_and_can_be_killed()
     // A sync function that never ends, inside a client's SET.
     admin.py("def f(x):\n    while True:\n        pass\nGB().foreach(f).register(prefix='spin', mode='sync', eventTypes=['set'])");
     runner.send(&["SET", "spin", "1"]);
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(other.cmd(&["GET", "spin"]).error().starts_with("BUSY"));
+    let mut busy = Value::Nil;
+    assert!(
+        s.wait_for(10, || {
+            busy = other.cmd(&["GET", "spin"]);
+            matches!(&busy, Value::Error(e) if e.starts_with("BUSY"))
+        }),
+        "{busy:?}"
+    );
     assert_eq!(other.cmd(&["RG.PYKILL"]), ok());
     assert_eq!(runner.read(), ok());
     assert_eq!(other.cmd(&["GET", "spin"]), bulk("1"));
@@ -448,7 +493,18 @@ fn the_modules_own_reads_raise_no_key_misses() {
     c.py("GB().register()");
     c.py("GB().register()");
     c.cmd(&["GET", "missing"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // A key miss fires while the read that raises it runs: once both
+    // executions have ended, any firing they caused is counted (and a
+    // back and forth would keep one running).
+    assert!(
+        s.wait_for(10, || {
+            c.registrations()
+                .iter()
+                .all(|r| r.count("numTriggered") >= 1 && r.settled())
+        }),
+        "{:?}",
+        c.registrations()
+    );
     let triggered: Vec<i64> = c
         .registrations()
         .iter()
@@ -488,7 +544,16 @@ fn trimming_never_deletes_an_entry_still_pending() {
         s.wait_for(10, || c.cmd(&["LRANGE", "done", "0", "-1"]).texts()
             == ["2-1"])
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // 2-1 is acknowledged, and the trim goes with the acknowledgement
+    // (under the same lock): only 1-1 is left pending.
+    assert!(
+        s.wait_for(10, || {
+            let pending = c.cmd(&["XPENDING", "tr", "__gears_consumer_group__"]);
+            pending.array()[0].int() == 1
+        }),
+        "{:?}",
+        c.cmd(&["XPENDING", "tr", "__gears_consumer_group__"])
+    );
     let ids: Vec<String> = c
         .cmd(&["XRANGE", "tr", "-", "+"])
         .array()
@@ -502,18 +567,26 @@ fn trimming_never_deletes_an_entry_still_pending() {
 #[test]
 fn a_client_that_leaves_while_blocked_harms_nothing() {
     let s = Server::start(&[]);
+    let mut c = s.client();
     {
         let mut gone = s.client();
         gone.send(&[
             "RG.PYEXECUTE",
             "import time\nGB('ShardsIDReader').map(lambda x: time.sleep(0.5) or 'late').run()",
         ]);
-        std::thread::sleep(Duration::from_millis(100));
+        // It leaves once its run has started.
+        assert!(
+            s.wait_for(10, || !c.executions().is_empty()),
+            "the run did not start"
+        );
     }
-    std::thread::sleep(Duration::from_millis(800));
-    let mut c = s.client();
-    alive(&mut c);
     // The execution finished and was dropped like any blocking run.
+    assert!(
+        s.wait_for(10, || c.executions().is_empty()),
+        "{:?}",
+        c.executions()
+    );
+    alive(&mut c);
     assert_eq!(c.cmd(&["RG.DUMPEXECUTIONS"]), Value::Array(vec![]));
 }
 
@@ -601,11 +674,23 @@ fn a_full_queue_loses_no_stream_message() {
     c.py("GB('StreamReader').foreach(lambda x: execute('SADD', 'done', x['id'])).register(prefix='q', onFailedPolicy='continue', onFailedRetryInterval=1)");
     let busy = "import time\ndef f(x):\n    while True:\n        time.sleep(0.01)\nGB('ShardsIDReader').map(f).run()";
     let first = c.cmd(&["RG.PYEXECUTE", busy, "UNBLOCKING"]).text();
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker takes it: the queue is free for one execution.
+    assert!(
+        s.wait_for(10, || {
+            c.execution_status(&first).as_deref() == Some("running")
+        }),
+        "{:?}",
+        c.execution_status(&first)
+    );
     for i in 0..10 {
         c.cmd(&["XADD", "q", "*", "n", &i.to_string()]);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The messages reached the registration while the worker is busy.
+    assert!(
+        s.wait_for(10, || c.registrations()[0].count("numTriggered") >= 1),
+        "{:?}",
+        c.registrations()
+    );
     c.cmd(&["RG.ABORTEXECUTION", &first]);
     assert!(
         s.wait_for(20, || c.cmd(&["SCARD", "done"]).int() == 10),

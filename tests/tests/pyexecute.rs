@@ -260,6 +260,8 @@ fn ping_is_served_while_a_long_pipeline_runs() {
             "PING took {:?}",
             t.elapsed()
         );
+        // Paces the PINGs over the time the pipeline runs (a fixed wait on
+        // purpose).
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(

@@ -2,7 +2,6 @@
 //! registrations.
 
 use gears_tests::{bulk, Server, Value};
-use std::time::Duration;
 
 #[test]
 fn keys_registration_filters_by_prefix_event_and_key_type() {
@@ -205,7 +204,14 @@ fn unregister_stops_a_registration() {
     for _ in 0..4 {
         c.cmd(&["SET", "slow", "1"]);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The first has started (one at a time: the other three wait).
+    assert!(
+        s.wait_for(10, || {
+            c.executions().iter().any(|(_, status)| status == "running")
+        }),
+        "{:?}",
+        c.executions()
+    );
     assert_eq!(
         c.cmd(&["RG.UNREGISTER", &id, "abortpending"]),
         Value::Status("OK".into())

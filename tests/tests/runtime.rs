@@ -10,6 +10,7 @@ fn atomic_block_is_never_seen_half_done() {
     // The observer polls from before the block starts until after it ends,
     // so one of its reads necessarily waits for the block.
     let mut other = s.client();
+    let (polling, polls) = std::sync::mpsc::channel();
     let observer = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut blocked_for = Duration::ZERO;
@@ -17,16 +18,22 @@ fn atomic_block_is_never_seen_half_done() {
             let t = Instant::now();
             let r = other.cmd(&["MGET", "a", "b"]);
             blocked_for = blocked_for.max(t.elapsed());
+            let _ = polling.send(());
             match r.array() {
                 [Value::Nil, Value::Nil] => {}
                 [a, b] if *a == bulk("1") && *b == bulk("1") => return blocked_for,
                 half => panic!("saw a half-done atomic block: {half:?}"),
             }
             assert!(Instant::now() < deadline, "the block never completed");
+            // Paces the polling: a read every few milliseconds is enough to
+            // land one inside the half-second block.
             std::thread::sleep(Duration::from_millis(2));
         }
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // The block starts only once the observer is polling.
+    polls
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the observer never polled");
     let mut c = s.client();
     let script = "import time\n\
 def step(x):\n    with atomic():\n        execute('SET', 'a', '1')\n        time.sleep(0.5)\n        execute('SET', 'b', '1')\n\

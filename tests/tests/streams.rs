@@ -1,6 +1,7 @@
 //! StreamReader: run() over a stream and consumer-group registrations.
 
-use gears_tests::{bulk, Client, Server, Value};
+use gears_tests::{bulk, holds_for, Client, Server, Value};
+use std::time::Duration;
 
 fn status(c: &mut Client) -> String {
     c.registrations()[0].field("status").text()
@@ -94,8 +95,12 @@ fn registration_consumes_acks_and_trims() {
     );
     // A lone message waits for its batch, unless `duration` flushes it.
     c.cmd(&["XADD", "mystream", "*", "n", "lonely"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(c.cmd(&["XLEN", "mystream"]).int(), 1);
+    assert!(
+        holds_for(Duration::from_millis(300), || {
+            c.cmd(&["XLEN", "mystream"]).int() == 1
+        }),
+        "the lone message was read"
+    );
     c.py("GB('StreamReader').foreach(lambda x: execute('SET', 'flushed', x['value']['n'])).register('timed', batch=100, duration=50)");
     c.cmd(&["XADD", "timed", "*", "n", "alone"]);
     assert!(s.wait_for(10, || c.cmd(&["GET", "flushed"]) == bulk("alone")));
@@ -121,7 +126,14 @@ GB('StreamReader').foreach(f).register(prefix='jobs', batch=3, onFailedPolicy='r
     assert!(s.wait_for(10, || c.registrations()[0].count("numFailures") >= 2));
     c.cmd(&["DEL", "broken"]);
     assert!(s.wait_for(20, || c.cmd(&["LLEN", "done"]).int() >= 10));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Everything acknowledged and no batch running: nothing more comes.
+    assert!(
+        s.wait_for(10, || {
+            pending(&mut c, "jobs") == 0 && c.registrations()[0].settled()
+        }),
+        "{:?}",
+        c.registrations()
+    );
     let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
     assert_eq!(c.cmd(&["LRANGE", "done", "0", "-1"]).texts(), expected);
     assert_eq!(pending(&mut c, "jobs"), 0);
@@ -141,10 +153,10 @@ fn abort_stops_and_pending_messages_are_read_first_by_the_next_consumer() {
     c.cmd(&["XADD", "a", "*", "n", "0"]);
     assert!(s.wait_for(10, || status(&mut c) == "ABORTED"));
     c.cmd(&["XADD", "a", "*", "n", "1"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(
-        c.registrations()[0].count("numTriggered"),
-        1,
+    assert!(
+        holds_for(Duration::from_millis(200), || {
+            c.registrations()[0].count("numTriggered") == 1
+        }),
         "aborted: no more runs"
     );
     assert_eq!(
@@ -172,8 +184,12 @@ fn pause_and_unpause() {
     assert!(s.wait_for(10, || status(&mut c) == "PAUSED"));
     c.cmd(&["DEL", "hold"]);
     c.cmd(&["XADD", "p", "*", "n", "1"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(c.cmd(&["LLEN", "out"]).int(), 0);
+    assert!(
+        holds_for(Duration::from_millis(200), || {
+            c.cmd(&["LLEN", "out"]).int() == 0
+        }),
+        "read while paused"
+    );
     assert_eq!(
         c.cmd(&["RG.UNPAUSEREGISTRATIONS", &id]),
         Value::Status("OK".into())
@@ -187,8 +203,12 @@ fn pause_and_unpause() {
     );
     assert_eq!(status(&mut c), "PAUSED");
     c.cmd(&["XADD", "p", "*", "n", "2"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(c.cmd(&["LLEN", "out"]).int(), 2);
+    assert!(
+        holds_for(Duration::from_millis(200), || {
+            c.cmd(&["LLEN", "out"]).int() == 2
+        }),
+        "read while paused"
+    );
     c.cmd(&["RG.UNPAUSEREGISTRATIONS", &id]);
     assert!(s.wait_for(10, || c.cmd(&["LLEN", "out"]).int() == 3));
     // Errors.
