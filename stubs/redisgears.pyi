@@ -11,7 +11,7 @@
 # getMyHashTag, config_get, atomicCtx, gearsFutureCtx, callNext,
 # overrideReply). A few names (run,
 # register, shard_id, atomic_enter, atomic_exit, gate_enter, gate_leave,
-# current_session) are the runtime's own plumbing, used by the prelude and
+# current_acting) are the runtime's own plumbing, used by the prelude and
 # not meant for scripts.
 
 import asyncio
@@ -144,7 +144,7 @@ def registerTimeEvent(seconds: float, callback: Callable[[], Any], key: str | by
 
 # Runtime plumbing used by the prelude.
 
-class _StepSession:
+class _StepActing:
     def run(self, callback: Any, args: tuple[Any, ...]) -> Any: ...
     def send(self, coro: Any, value: Any) -> tuple[bool, Any]: ...
     def throw(self, coro: Any, exc: Any) -> tuple[bool, Any]: ...
@@ -175,6 +175,6 @@ def gate_enter() -> None:
 def gate_leave() -> None:
     """The event-loop thread leaves the runtime's gate. Runtime plumbing."""
 
-def current_session() -> _StepSession:
-    """The session (user, database, command) of the calling code. Runtime
+def current_acting() -> _StepActing:
+    """Who the calling code acts as (user, database, command). Runtime
     plumbing."""
