@@ -51,6 +51,11 @@ pub enum Error {
     NotSendable,
     /// A key record (read where the key lives).
     KeyRecordLocal,
+    /// A callback asked to be a step it can not be.
+    UnsupportedCallback(&'static str),
+    /// A record that waited, whose resolver was dropped unanswered (1.2's
+    /// text).
+    NeverAnswered,
     /// A step of a plan that needs a callback and has none.
     MissingCallback(&'static str),
     /// The host language's own text (a Python exception, a failed
@@ -79,6 +84,8 @@ impl fmt::Display for Error {
             Error::RecordTooDeep => f.write_str("record nesting too deep to cross shards"),
             Error::NotSendable => f.write_str("this record type can not be sent to another shard"),
             Error::KeyRecordLocal => f.write_str("key records are read locally only"),
+            Error::UnsupportedCallback(what) => write!(f, "callback can not be used as {what}"),
+            Error::NeverAnswered => f.write_str("Async record did not called continue"),
             Error::MissingCallback(step) => write!(f, "{step} step is missing its callback"),
             Error::Host(text) => f.write_str(text),
         }
@@ -86,6 +93,20 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Text from the host language (a Python exception's words, a message the
+/// binding made): [`Error::Host`].
+impl From<String> for Error {
+    fn from(text: String) -> Error {
+        Error::Host(text)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(text: &str) -> Error {
+        Error::Host(text.to_owned())
+    }
+}
 
 impl From<Error> for String {
     fn from(e: Error) -> String {
@@ -156,6 +177,11 @@ mod tests {
                 "this record type can not be sent to another shard",
             ),
             (Error::KeyRecordLocal, "key records are read locally only"),
+            (
+                Error::UnsupportedCallback("reducer"),
+                "callback can not be used as reducer",
+            ),
+            (Error::NeverAnswered, "Async record did not called continue"),
             (
                 Error::MissingCallback("map"),
                 "map step is missing its callback",

@@ -31,7 +31,7 @@
 //!     fn map(&self, r: Record, _later: &Later) -> StepResult<Answer<Record>> {
 //!         match r {
 //!             Record::Str(s) => Ok(Answer::Now(Record::Str(s.to_ascii_uppercase()))),
-//!             other => Err(format!("not a string: {other:?}")),
+//!             other => Err(format!("not a string: {other:?}").into()),
 //!         }
 //!     }
 //! }
@@ -54,7 +54,7 @@
 //! };
 //! plan.validate()?;
 //!
-//! let run = |input: Vec<Record>| -> Result<Pipeline, String> {
+//! let run = |input: Vec<Record>| -> Result<Pipeline, gears_core::Error> {
 //!     let mut reader = VecReader(Some(input));
 //!     let mut pipeline = Pipeline::new(&plan, Arc::new(AtomicBool::new(false)));
 //!     while let Some(batch) = reader.next_batch()? {
@@ -76,7 +76,7 @@
 //! let done = run(input)?;
 //! assert_eq!(done.results.len(), 1);
 //! assert_eq!(done.errors, ["not a string: Long(7)"]);
-//! # Ok::<(), String>(())
+//! # Ok::<(), gears_core::Error>(())
 //! ```
 
 #![forbid(unsafe_code)]

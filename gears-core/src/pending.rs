@@ -27,7 +27,7 @@ pub enum Answer<T> {
 
 /// The error of a record whose resolver was dropped without an answer (a
 /// future nobody continued).
-pub const NEVER_ANSWERED: &str = "Async record did not called continue";
+pub const NEVER_ANSWERED: crate::Error = crate::Error::NeverAnswered;
 
 /// How many records of one step may wait at once; the execution reads no
 /// more input until one of them is answered.
@@ -40,7 +40,7 @@ type Ticket = (usize, u64);
 
 #[derive(Default)]
 struct Inner {
-    arrived: Vec<(Ticket, Result<Record, String>)>,
+    arrived: Vec<(Ticket, Result<Record, crate::Error>)>,
     parked: Option<Job>,
     on_abort: HashMap<Ticket, Job>,
     aborted: bool,
@@ -58,7 +58,7 @@ impl Inbox {
         self.inner.lock_unpoisoned()
     }
 
-    fn deliver(&self, ticket: Ticket, outcome: Result<Record, String>) {
+    fn deliver(&self, ticket: Ticket, outcome: Result<Record, crate::Error>) {
         let (resume, cancel) = {
             let mut g = self.lock();
             let cancel = g.on_abort.remove(&ticket);
@@ -73,7 +73,7 @@ impl Inbox {
     }
 
     /// The outcomes that arrived since the last call.
-    pub(crate) fn take(&self) -> Vec<(Ticket, Result<Record, String>)> {
+    pub(crate) fn take(&self) -> Vec<(Ticket, Result<Record, crate::Error>)> {
         std::mem::take(&mut self.lock().arrived)
     }
 
@@ -171,7 +171,7 @@ impl Resolver {
     /// a filter keeps its record when the answer is `Record::Long(1)`; a
     /// foreach passes its record on whatever the answer. An error becomes
     /// the record's error.
-    pub fn resolve(mut self, outcome: Result<Record, String>) {
+    pub fn resolve(mut self, outcome: Result<Record, crate::Error>) {
         self.answered = true;
         self.inbox.deliver(self.ticket, outcome);
     }
@@ -192,7 +192,7 @@ impl Drop for Resolver {
     fn drop(&mut self) {
         if !self.answered {
             self.inbox
-                .deliver(self.ticket, Err(NEVER_ANSWERED.to_string()));
+                .deliver(self.ticket, Err(crate::Error::NeverAnswered));
         }
     }
 }
@@ -225,7 +225,7 @@ mod tests {
         let later = Later::new(&inbox, true, (1, 1));
         drop(later.defer());
         assert!(inbox.park(Box::new(|| {})).is_err());
-        assert!(matches!(&inbox.take()[0].1, Err(e) if e == NEVER_ANSWERED));
+        assert!(matches!(&inbox.take()[0].1, Err(e) if *e == NEVER_ANSWERED));
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn settle<T>(out: StepResult<Answer<T>>, later: &Later) -> Flow<T> {
         Ok(Answer::Now(v)) => Flow::Now(v),
         Ok(Answer::Later) if later.deferred() => Flow::Wait,
         Ok(Answer::Later) => Flow::Fail("a callback answered later without a resolver".into()),
-        Err(e) => Flow::Fail(e),
+        Err(e) => Flow::Fail(e.to_string()),
     }
 }
 
@@ -316,7 +316,7 @@ impl Pipeline {
                 };
                 let original = original.take();
                 let ready = match (step.kind, outcome) {
-                    (_, Err(e)) => Some(Record::Error(e)),
+                    (_, Err(e)) => Some(Record::Error(e.to_string())),
                     (StepKind::Map, Ok(r)) => Some(r),
                     (StepKind::Filter, Ok(Record::Long(1))) => original,
                     (StepKind::Filter, Ok(_)) => None,
@@ -342,7 +342,7 @@ impl Pipeline {
                         }
                     }
                     (Ok(_), _) => {}
-                    (Err(e), _) => self.push(i + 1, Record::Error(e)),
+                    (Err(e), _) => self.push(i + 1, Record::Error(e.to_string())),
                 }
                 // The records that came meanwhile, until one waits again.
                 while self.steps[i].acc_waits_for.is_none() {
@@ -441,7 +441,7 @@ impl Pipeline {
                 }
                 StepKind::ExtractKey => match need(cb).extract_key(&r) {
                     Ok(k) => r = Record::Keyed(k, Box::new(r)),
-                    Err(e) => r = Record::Error(e),
+                    Err(e) => r = Record::Error(e.to_string()),
                 },
                 StepKind::Repartition | StepKind::Collect => {}
                 StepKind::Group => {
@@ -468,7 +468,7 @@ impl Pipeline {
                         };
                         r = match need(cb).reduce(&k, list) {
                             Ok(v) => Record::Keyed(k, Box::new(v)),
-                            Err(e) => Record::Error(e),
+                            Err(e) => Record::Error(e.to_string()),
                         };
                     }
                     _ => r = Record::Error("reduce step expects a keyed record".into()),

@@ -5,7 +5,7 @@ use crate::Record;
 use std::sync::Arc;
 
 /// The error text a failing callback produces; it becomes an error record.
-pub type StepResult<T> = Result<T, String>;
+pub type StepResult<T> = Result<T, crate::Error>;
 
 /// A user callback, implemented by the host language.
 ///
@@ -58,8 +58,8 @@ pub trait Callable: Send + Sync {
         Err(self.unsupported("batch reducer"))
     }
     #[doc(hidden)]
-    fn unsupported(&self, what: &str) -> String {
-        format!("callback can not be used as {what}")
+    fn unsupported(&self, what: &'static str) -> crate::Error {
+        crate::Error::UnsupportedCallback(what)
     }
 }
 

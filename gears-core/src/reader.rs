@@ -6,7 +6,7 @@ use crate::Record;
 /// thread with no lock held; a reader takes the locks it needs itself.
 pub trait Reader: Send {
     /// The next records, or `None` at the end of the input.
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String>;
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, crate::Error>;
 
     /// Whether reading is worth overlapping with processing: the runner then
     /// reads the next batches on a helper thread while the current one is
@@ -27,7 +27,7 @@ pub trait Reader: Send {
 pub struct VecReader(pub Option<Vec<Record>>);
 
 impl Reader for VecReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, crate::Error> {
         Ok(self.0.take())
     }
 

@@ -21,7 +21,7 @@ pub trait Crossing: Send {
         index: usize,
         kind: StepKind,
         records: Vec<Record>,
-    ) -> Result<Option<Vec<Record>>, String>;
+    ) -> Result<Option<Vec<Record>>, crate::Error>;
 }
 
 /// The steps from one boundary to the next, starting with the boundary's

@@ -156,7 +156,7 @@ impl Reader for KeysReader {
         !self.spec.no_scan
     }
 
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, gears_core::Error> {
         if self.done {
             return Ok(None);
         }

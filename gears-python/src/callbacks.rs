@@ -3,7 +3,7 @@
 use crate::aio::{self, Wants};
 use crate::convert::{host, host_to_py, record_to_py, LazyStr};
 use crate::errors::{COROUTINE_ON_EXTRACTOR, COROUTINE_ON_REDUCE};
-use crate::traceback::error_text;
+use crate::traceback::host_error;
 use gears_core::pending::{Answer, Later};
 use gears_core::plan::{Callable, StepResult};
 use gears_core::Record;
@@ -72,7 +72,7 @@ impl PyStep {
         args: impl IntoPyObject<'py, Target = pyo3::types::PyTuple>,
     ) -> StepResult<Bound<'py, PyAny>> {
         let func = self.func.bind(py);
-        crate::profiling::around(py, func, || func.call1(args)).map_err(|e| error_text(py, &e))
+        crate::profiling::around(py, func, || func.call1(args)).map_err(|e| host_error(py, &e))
     }
 
     /// Calls a callback whose record may wait (see [`crate::aio`]).
@@ -92,7 +92,7 @@ impl PyStep {
     {
         let args = args
             .into_pyobject(py)
-            .map_err(|e| error_text(py, &e.into()))?;
+            .map_err(|e| host_error(py, &e.into()))?;
         let func = self.func.bind(py);
         crate::profiling::around(py, func, || aio::call_step(func, args, later, wants))
     }
@@ -130,7 +130,7 @@ impl Callable for PyStep {
 
     fn map(&self, r: Record, later: &Later) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
-            let a = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = owned_arg(py, r).map_err(|e| host_error(py, &e))?;
             let wants = self.record_wants();
             let out = self.call_later(py, (a,), later, wants)?;
             now(out, |out| {
@@ -146,15 +146,15 @@ impl Callable for PyStep {
 
     fn filter(&self, r: &Record, later: &Later) -> StepResult<Answer<bool>> {
         Python::with_gil(|py| {
-            let a = arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = arg(py, r).map_err(|e| host_error(py, &e))?;
             let out = self.call_later(py, (a,), later, Wants::Truth)?;
-            now(out, |out| out.is_truthy().map_err(|e| error_text(py, &e)))
+            now(out, |out| out.is_truthy().map_err(|e| host_error(py, &e)))
         })
     }
 
     fn foreach(&self, r: &Record, later: &Later) -> StepResult<Answer<()>> {
         Python::with_gil(|py| {
-            let a = arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = arg(py, r).map_err(|e| host_error(py, &e))?;
             let out = self.call_later(py, (a,), later, Wants::Nothing)?;
             now(out, |_| Ok(()))
         })
@@ -162,14 +162,14 @@ impl Callable for PyStep {
 
     fn extract_key(&self, r: &Record) -> StepResult<String> {
         Python::with_gil(|py| {
-            let a = arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = arg(py, r).map_err(|e| host_error(py, &e))?;
             let out = self.call(py, (a,))?;
             if let Some(err) = aio::refuse_coroutine(&out, COROUTINE_ON_EXTRACTOR) {
-                return Err(err);
+                return Err(err.into());
             }
             let s = match out.downcast::<PyString>() {
                 Ok(s) => s.clone(),
-                Err(_) => out.repr().map_err(|e| error_text(py, &e))?,
+                Err(_) => out.repr().map_err(|e| host_error(py, &e))?,
             };
             Ok(s.to_string_lossy().into_owned())
         })
@@ -182,8 +182,8 @@ impl Callable for PyStep {
         later: &Later,
     ) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
-            let a = opt_arg(py, acc).map_err(|e| error_text(py, &e))?;
-            let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = opt_arg(py, acc).map_err(|e| host_error(py, &e))?;
+            let x = owned_arg(py, r).map_err(|e| host_error(py, &e))?;
             let out = self.call_later(py, (a, x), later, Wants::Accumulator)?;
             now(out, |v| Ok(host(v)))
         })
@@ -197,8 +197,8 @@ impl Callable for PyStep {
         later: &Later,
     ) -> StepResult<Answer<Record>> {
         Python::with_gil(|py| {
-            let a = opt_arg(py, acc).map_err(|e| error_text(py, &e))?;
-            let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
+            let a = opt_arg(py, acc).map_err(|e| host_error(py, &e))?;
+            let x = owned_arg(py, r).map_err(|e| host_error(py, &e))?;
             let out = self.call_later(py, (key, a, x), later, Wants::Accumulator)?;
             now(out, |v| Ok(host(v)))
         })
@@ -208,12 +208,12 @@ impl Callable for PyStep {
         Python::with_gil(|py| {
             let list = PyList::empty(py);
             for r in records {
-                let x = owned_arg(py, r).map_err(|e| error_text(py, &e))?;
-                list.append(x).map_err(|e| error_text(py, &e))?;
+                let x = owned_arg(py, r).map_err(|e| host_error(py, &e))?;
+                list.append(x).map_err(|e| host_error(py, &e))?;
             }
             let out = self.call(py, (key, list))?;
             match aio::refuse_coroutine(&out, COROUTINE_ON_REDUCE) {
-                Some(err) => Err(err),
+                Some(err) => Err(err.into()),
                 None => Ok(host(out)),
             }
         })
@@ -243,13 +243,13 @@ impl Callable for ToStr {
                 Record::Host(h) => host_to_py(py, &h),
                 other => record_to_py(py, other),
             }
-            .map_err(|e| error_text(py, &e))?;
+            .map_err(|e| host_error(py, &e))?;
             match LazyStr::of(obj) {
                 Ok(lazy) => Ok(Answer::Now(Record::Host(Box::new(lazy)))),
                 Err(obj) => obj
                     .str()
                     .map(|s| Answer::Now(host(s.into_any())))
-                    .map_err(|e| error_text(py, &e)),
+                    .map_err(|e| host_error(py, &e)),
             }
         })
     }
@@ -266,7 +266,7 @@ impl Callable for ToPython {
         Python::with_gil(|py| {
             record_to_py(py, r)
                 .map(|v| Answer::Now(host(v)))
-                .map_err(|e| error_text(py, &e))
+                .map_err(|e| host_error(py, &e))
         })
     }
 }

@@ -1,7 +1,7 @@
 //! PythonReader: records from a user generator.
 
 use crate::convert::host;
-use crate::traceback::error_text;
+use crate::traceback::host_error;
 use gears_core::{Reader, Record};
 use pyo3::prelude::*;
 
@@ -14,7 +14,7 @@ pub struct PyGenReader {
     iter: Option<Py<PyAny>>,
     /// An error raised after some items of a batch: reported on the next call
     /// so that the items before it are processed first.
-    failed: Option<String>,
+    failed: Option<gears_core::Error>,
 }
 
 impl PyGenReader {
@@ -28,13 +28,13 @@ impl PyGenReader {
 }
 
 impl Reader for PyGenReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, gears_core::Error> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
         Python::with_gil(|py| {
             if let Some(f) = self.func.take() {
-                let produced = f.bind(py).call0().map_err(|e| error_text(py, &e))?;
+                let produced = f.bind(py).call0().map_err(|e| host_error(py, &e))?;
                 match produced.try_iter() {
                     Ok(it) => self.iter = Some(it.into_any().unbind()),
                     // A plain value is a single record.
@@ -55,7 +55,7 @@ impl Reader for PyGenReader {
                     }
                     Err(e) => {
                         self.iter = None;
-                        let text = error_text(py, &e);
+                        let text = host_error(py, &e);
                         if out.is_empty() {
                             return Err(text);
                         }

@@ -6,6 +6,12 @@ use pyo3::prelude::*;
 /// Formats `err` the way 1.2 does: the repr of the list of traceback lines
 /// when `PythonAttemptTraceback` is on, a one-line summary otherwise, and the
 /// bare message for `flat_error`.
+/// A Python exception as a gears-core error: its text as 1.2 shows it
+/// ([`error_text`]), carried as the host's own words.
+pub fn host_error(py: Python<'_>, err: &PyErr) -> gears_core::Error {
+    gears_core::Error::Host(error_text(py, err))
+}
+
 pub fn error_text(py: Python<'_>, err: &PyErr) -> String {
     if err.is_instance_of::<GearsFlatError>(py) {
         let value = err.value(py);

@@ -94,7 +94,7 @@ impl Crossing for Spanning {
         index: usize,
         kind: StepKind,
         records: Vec<gears_core::Record>,
-    ) -> Result<Option<Vec<gears_core::Record>>, String> {
+    ) -> Result<Option<Vec<gears_core::Record>>, gears_core::Error> {
         if self.collected {
             // Only this shard (the initiator) goes on after a collect.
             return Ok(Some(records));

@@ -25,7 +25,7 @@ pub(super) struct GroupReader {
 }
 
 impl Reader for GroupReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, gears_core::Error> {
         if std::mem::replace(&mut self.done, true) {
             return Ok(None);
         }

@@ -24,7 +24,7 @@ impl StreamRunReader {
 }
 
 impl Reader for StreamRunReader {
-    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, String> {
+    fn next_batch(&mut self) -> Result<Option<Vec<Record>>, gears_core::Error> {
         if self.done {
             return Ok(None);
         }
@@ -35,7 +35,7 @@ impl Reader for StreamRunReader {
             ],
         );
         if let Reply::Error(e) = reply {
-            return Err(e);
+            return Err(e.into());
         }
         let (records, ids) = entries(reply, &self.key);
         match ids.last() {

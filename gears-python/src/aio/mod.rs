@@ -23,7 +23,7 @@ use crate::acting::{self, Acting};
 use crate::convert::host;
 use crate::errors::{self as e, GearsError};
 use crate::runtime::{runtime, EventLoop};
-use crate::traceback::error_text;
+use crate::traceback::host_error;
 use gears_core::pending::{Answer, Later, Resolver};
 use gears_core::plan::StepResult;
 use gears_core::scope::on_drop;
@@ -274,8 +274,8 @@ impl Answerer {
         }
     }
 
-    fn fail_with(&self, text: String) {
-        self.resolve(Err(text));
+    fn fail_with(&self, error: gears_core::Error) {
+        self.resolve(Err(error));
     }
 }
 
@@ -283,12 +283,12 @@ impl Answerer {
 impl Answerer {
     fn ok(&self, value: &Bound<'_, PyAny>) {
         let py = value.py();
-        self.resolve(answer_record(value, self.wants).map_err(|e| error_text(py, &e)));
+        self.resolve(answer_record(value, self.wants).map_err(|e| host_error(py, &e)));
     }
 
     fn fail(&self, exc: &Bound<'_, PyAny>) {
         let py = exc.py();
-        self.fail_with(error_text(py, &PyErr::from_value(exc.clone())));
+        self.fail_with(host_error(py, &PyErr::from_value(exc.clone())));
     }
 
     /// Cancels `task` (on the loop thread) if the execution is aborted.
@@ -311,7 +311,7 @@ enum FutureState {
     Created(std::thread::ThreadId),
     /// Continued from another thread (a coroutine on the loop) before its
     /// step returned it: the answer waits for the return.
-    Early(Result<Py<PyAny>, String>),
+    Early(Result<Py<PyAny>, gears_core::Error>),
     /// Returned by its step: the record waits for it.
     Waiting(Answerer),
     Continued,
@@ -335,7 +335,7 @@ impl GearsFuture {
     /// answer until the step returns when another thread was faster than
     /// the step. Continuing in the step itself, before returning, is 1.2's
     /// error; so is continuing twice.
-    fn continue_with(&self, outcome: Result<Py<PyAny>, String>) -> PyResult<()> {
+    fn continue_with(&self, outcome: Result<Py<PyAny>, gears_core::Error>) -> PyResult<()> {
         let mut g = self.state.lock_unpoisoned();
         match std::mem::replace(&mut *g, FutureState::Continued) {
             FutureState::Waiting(a) => {
@@ -392,7 +392,7 @@ impl GearsFuture {
 
     #[pyo3(name = "continueFailed")]
     fn continue_failed(&self, error: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.continue_with(Err(error.str()?.to_string()))
+        self.continue_with(Err(error.str()?.to_string().into()))
     }
 }
 
@@ -445,7 +445,7 @@ pub(crate) fn call_step<'py>(
         Ok(out) => out,
         Err(err) => {
             discard(&created);
-            return Err(error_text(py, &err));
+            return Err(host_error(py, &err));
         }
     };
     if let Some(fut) = &created {
@@ -468,7 +468,7 @@ pub(crate) fn call_step<'py>(
     }
     match start_coroutine(&out) {
         Ok(Stepped::Returned(v)) => Ok(Answer::Now(v)),
-        Err(err) => Err(error_text(py, &err)),
+        Err(err) => Err(host_error(py, &err)),
         Ok(Stepped::Yielded(first)) => {
             let resolver = later.defer().ok_or(e::ASYNC_NOT_ALLOWED)?;
             let handed = (|| -> PyResult<()> {
@@ -483,7 +483,7 @@ pub(crate) fn call_step<'py>(
             })();
             // On failure the resolver went with the answerer: the record
             // gets an error instead of waiting forever.
-            handed.map_err(|err| error_text(py, &err))?;
+            handed.map_err(|err| host_error(py, &err))?;
             Ok(Answer::Later)
         }
     }

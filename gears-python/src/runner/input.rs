@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(super) type Batch = Result<Option<Vec<Record>>, String>;
+pub(super) type Batch = Result<Option<Vec<Record>>, gears_core::Error>;
 
 /// Pushes one batch, then waits (without the GIL) while the pipeline holds
 /// input back for too many waiting records.
@@ -59,7 +59,7 @@ pub(super) fn drive(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        pipe.errors.push(e);
+                        pipe.errors.push(e.to_string());
                         break;
                     }
                 }
@@ -74,7 +74,7 @@ pub(super) fn drive(
                 Ok(Some(b)) => feed(&driver, &mut pipe, b),
                 Ok(None) => break,
                 Err(e) => {
-                    pipe.errors.push(e);
+                    pipe.errors.push(e.to_string());
                     break;
                 }
             }

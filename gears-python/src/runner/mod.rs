@@ -240,7 +240,7 @@ fn across_shards(
                 Python::with_gil(|_py| drop((next, segments)));
                 return None;
             }
-            Err(e) => next.errors.push(e),
+            Err(e) => next.errors.push(e.to_string()),
         }
         pipe = next;
     }
