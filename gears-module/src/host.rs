@@ -47,8 +47,12 @@ impl RedisHost for ModuleHost {
         Box::new(StreamRunReader::new(who, key, from))
     }
 
-    fn check_registration(&self, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String> {
-        registry::check(self.0, args, scope)
+    fn check_registration(
+        &self,
+        args: &ReaderArgs,
+        scope: &ScriptScope,
+    ) -> Result<(), gears_python::Error> {
+        registry::check(self.0, args, scope).map_err(gears_python::Error::Host)
     }
 
     fn lock(&self) {
@@ -65,17 +69,18 @@ impl RedisHost for ModuleHost {
         key: &[u8],
         period_ms: u64,
         payload: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), gears_python::Error> {
         timeevents::create(self.0, who, key, period_ms, payload, true)
+            .map_err(gears_python::Error::Host)
     }
 
     fn apply_registration(
         &self,
         reg: Arc<Registration>,
         scope: &ScriptScope,
-    ) -> Result<(), String> {
+    ) -> Result<(), gears_python::Error> {
         let pending = PendingRegistration::plain(reg);
-        redis::with_lock(|_| {
+        redis::with_lock(|_| -> Result<(), String> {
             registry::check(self.0, &pending.reg.args, scope)?;
             // The session keeps the requirements it has.
             let requirements = self
@@ -98,6 +103,7 @@ impl RedisHost for ModuleHost {
             );
             Ok(())
         })
+        .map_err(gears_python::Error::Host)
     }
 
     fn yield_to_clients(&self) -> bool {

@@ -83,7 +83,7 @@ fn override_reply(value: &Bound<'_, PyAny>) -> PyResult<()> {
     let Some(ctx) = acting::command() else {
         return Err(GearsError::new_err(e::NO_COMMAND_CTX));
     };
-    let reply = py_to_reply(value).map_err(GearsError::new_err)?;
+    let reply = py_to_reply(value).map_err(|e| GearsError::new_err(e.to_string()))?;
     ctx.override_reply(reply)
         .map_err(|_| GearsError::new_err(e::OVERRIDE_TWICE))
 }
@@ -245,7 +245,7 @@ fn run<'py>(
     let future = crate::aio::create_future(py)?;
     let waiting = future.clone().unbind();
     let execution = pending.execution.clone();
-    crate::runner::submit(pending).map_err(GearsError::new_err)?;
+    crate::runner::submit(pending).map_err(|e| GearsError::new_err(e.to_string()))?;
     execution.on_finish(Box::new(move |exec| {
         Python::with_gil(|py| {
             let outcome = (|| -> PyResult<()> {
@@ -277,16 +277,17 @@ pub fn remote_run(
     payload: &[u8],
     id: &str,
     identity: gears_core::Identity,
-) -> Result<PendingRun, String> {
+) -> Result<PendingRun, crate::errors::Error> {
+    use crate::errors::Error;
     Python::with_gil(|py| {
         let (reader, arg, steps, desc, kwargs) = crate::persist::unship_run(py, payload)
-            .map_err(|e| crate::traceback::error_text(py, &e))?;
+            .map_err(|e| Error::Restore(crate::traceback::error_text(py, &e)))?;
         let steps = steps
             .downcast_bound::<PyList>(py)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Restore(e.to_string()))?;
         let kwargs = kwargs
             .downcast_bound::<PyDict>(py)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Restore(e.to_string()))?;
         let (source, plan) =
             acting::run_as(acting::Acting::of(identity.clone()), || -> PyResult<_> {
                 let source = make_reader(&reader, arg.bind(py), kwargs)?;
@@ -297,7 +298,7 @@ pub fn remote_run(
                 };
                 Ok((source, plan))
             })
-            .map_err(|e| crate::traceback::error_text(py, &e))?;
+            .map_err(|e| Error::Python(crate::traceback::error_text(py, &e)))?;
         let execution = Arc::new(Execution::new(id.to_owned(), &plan, false).acting_as(identity));
         Ok(PendingRun {
             execution,
@@ -335,7 +336,7 @@ fn register_time_event(
     py.allow_threads(move || {
         waiting_for_redis(|| h.create_time_event(&who, &key, period_ms, payload))
     })
-    .map_err(GearsError::new_err)
+    .map_err(PyErr::from)
 }
 
 /// Builds the `redisgears` module and registers it in `sys.modules`.

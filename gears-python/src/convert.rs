@@ -24,7 +24,7 @@ impl HostValue for PyValue {
     }
 
     fn try_reply(&self) -> Result<Reply, Error> {
-        Python::with_gil(|py| py_to_reply(self.0.bind(py))).map_err(Error::Host)
+        Python::with_gil(|py| py_to_reply(self.0.bind(py)))
     }
 
     fn encode(&self) -> Result<Vec<u8>, Error> {
@@ -263,13 +263,15 @@ unsafe fn frozen(obj: *mut pyo3::ffi::PyObject, budget: &mut usize, depth: usize
 /// The reply a Python result gets (1.2's conversion table), or an error
 /// for data nested deeper than [`MAX_REPLY_DEPTH`] (a list containing
 /// itself included).
-pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Result<Reply, String> {
+pub fn py_to_reply(obj: &Bound<'_, PyAny>) -> Result<Reply, Error> {
     py_reply_at(obj, 0)
 }
 
-fn py_reply_at(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Reply, String> {
+fn py_reply_at(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Reply, Error> {
     if depth > MAX_REPLY_DEPTH {
-        return Err(too_deep());
+        return Err(Error::ReplyTooDeep {
+            limit: MAX_REPLY_DEPTH,
+        });
     }
     if let Ok(l) = obj.downcast::<PyList>() {
         let items = l.iter().map(|x| py_reply_at(&x, depth + 1));

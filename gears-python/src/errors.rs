@@ -4,6 +4,65 @@
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyBaseException, PyException};
+use std::fmt;
+
+/// What goes wrong in the binding outside the Python exceptions a script
+/// sees (those are raised as `GearsError` with the texts below). Each
+/// variant names the job that failed; the text says what, as the log or
+/// the client shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// CPython could not start, or lacks what the runtime needs.
+    Start(String),
+    /// pip, wheels and the requirements' saved form.
+    Requirements(String),
+    /// Saved callbacks (cloudpickle) that do not restore or run here.
+    Restore(String),
+    /// Starting an execution: the queue is full, or a thread could not
+    /// start.
+    Submit(String),
+    /// A Python exception, in 1.2's words (`traceback::error_text`).
+    Python(String),
+    /// What the host (Redis) answered.
+    Host(String),
+    /// A gears-core error (records, replies, saved data).
+    Core(gears_core::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Start(t)
+            | Error::Requirements(t)
+            | Error::Restore(t)
+            | Error::Submit(t)
+            | Error::Python(t)
+            | Error::Host(t) => f.write_str(t),
+            Error::Core(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<gears_core::Error> for Error {
+    fn from(e: gears_core::Error) -> Error {
+        Error::Core(e)
+    }
+}
+
+/// At the FFI edge, to the script: a `GearsError` with the text.
+impl From<Error> for pyo3::PyErr {
+    fn from(e: Error) -> pyo3::PyErr {
+        GearsError::new_err(e.to_string())
+    }
+}
+
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
 
 /// 1.2's error class is `gears.error`: its name shows in the error texts
 /// clients get (`gears.error: ...` in a traceback, `<class 'gears.error'>`

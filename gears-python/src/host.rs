@@ -2,6 +2,7 @@
 //! `gears-module` implements (and tests fake), and the small types that
 //! cross it.
 
+use crate::errors::Error;
 use gears_core::registration::ReaderArgs;
 use gears_core::{Identity, Reader, Reply};
 
@@ -103,8 +104,8 @@ pub trait RedisHost: Send + Sync + 'static {
         _key: &[u8],
         _period_ms: u64,
         _payload: Vec<u8>,
-    ) -> Result<(), String> {
-        Err("time events are not supported here".into())
+    ) -> Result<(), Error> {
+        Err(Error::Host("time events are not supported here".into()))
     }
     /// Checks and applies a registration made outside a script body (from
     /// a step), for `scope`. Called without the GIL.
@@ -112,8 +113,8 @@ pub trait RedisHost: Send + Sync + 'static {
         &self,
         _reg: std::sync::Arc<gears_core::registration::Registration>,
         _scope: &ScriptScope,
-    ) -> Result<(), String> {
-        Err(crate::errors::REGISTER_OUTSIDE_SCRIPT.into())
+    ) -> Result<(), Error> {
+        Err(Error::Host(crate::errors::REGISTER_OUTSIDE_SCRIPT.into()))
     }
     /// Called every few milliseconds while Python runs on the Redis main
     /// thread: lets Redis serve other clients; `true` when a client asked
@@ -124,5 +125,5 @@ pub trait RedisHost: Send + Sync + 'static {
     /// Checks a registration against the registrations already applied
     /// (hooked command exists, trigger name free...), for a script of
     /// `scope`; called from the script body, lock held.
-    fn check_registration(&self, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String>;
+    fn check_registration(&self, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), Error>;
 }

@@ -4,6 +4,7 @@
 use crate::acting::{run_as, Acting};
 use crate::alloc::Allocator;
 use crate::api;
+use crate::errors::Error;
 use crate::host::{RedisHost, ScriptScope};
 use crate::runtime::{self, runtime, EventLoop, Runtime};
 use crate::script::{with_script, ScriptOutcome};
@@ -19,14 +20,14 @@ use std::sync::Arc;
 /// Re-opens libpython with `RTLD_GLOBAL`, so that the C extension modules of
 /// the standard library (which expect the interpreter's symbols to be global)
 /// can be imported even though Redis loaded us with `RTLD_LOCAL`.
-fn make_libpython_global() -> Result<(), String> {
+fn make_libpython_global() -> Result<(), Error> {
     // SAFETY: dladdr only reads the loader's tables for the address of a
     // function we link against; `info` is a plain C struct it fills in.
     let path = unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
         let addr = pyo3::ffi::Py_IsInitialized as *const libc::c_void;
         if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
-            return Err("could not locate libpython".into());
+            return Err(Error::Start("could not locate libpython".into()));
         }
         std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
     };
@@ -40,7 +41,9 @@ fn make_libpython_global() -> Result<(), String> {
         )
     };
     if handle.is_null() {
-        return Err(format!("could not re-open {path:?} with RTLD_GLOBAL"));
+        return Err(Error::Start(format!(
+            "could not re-open {path:?} with RTLD_GLOBAL"
+        )));
     }
     Ok(())
 }
@@ -51,7 +54,7 @@ fn make_libpython_global() -> Result<(), String> {
 /// this crate was built against (its virtualenv included), never taken from
 /// `PATH`, `VIRTUAL_ENV`, `PYTHONHOME`, `PYTHONPATH`, the user's site
 /// directory or the working directory.
-fn start_interpreter(count_allocations: Option<Allocator>) -> Result<(), String> {
+fn start_interpreter(count_allocations: Option<Allocator>) -> Result<(), Error> {
     // SAFETY: called once, from the thread that loads the module, before any
     // other Python API; the PyConfig is initialized, filled and cleared
     // following the CPython embedding protocol.
@@ -69,13 +72,14 @@ fn start_interpreter(count_allocations: Option<Allocator>) -> Result<(), String>
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
         let cfg: *mut pyo3::ffi::PyConfig = &mut config;
-        let set = move |field: *mut *mut libc::wchar_t, value: &str| -> Result<(), String> {
-            let c = CString::new(value).map_err(|_| format!("a NUL byte in {value:?}"))?;
+        let set = move |field: *mut *mut libc::wchar_t, value: &str| -> Result<(), Error> {
+            let c = CString::new(value)
+                .map_err(|_| Error::Start(format!("a NUL byte in {value:?}")))?;
             let status = pyo3::ffi::PyConfig_SetBytesString(cfg, field, c.as_ptr());
             if pyo3::ffi::PyStatus_Exception(status) != 0 {
-                return Err(format!(
+                return Err(Error::Start(format!(
                     "could not set the Python configuration to {value:?}"
-                ));
+                )));
             }
             Ok(())
         };
@@ -89,7 +93,9 @@ fn start_interpreter(count_allocations: Option<Allocator>) -> Result<(), String>
         let status = pyo3::ffi::Py_InitializeFromConfig(&config);
         pyo3::ffi::PyConfig_Clear(&mut config);
         if pyo3::ffi::PyStatus_Exception(status) != 0 {
-            return Err("the Python interpreter failed to start".into());
+            return Err(Error::Start(
+                "the Python interpreter failed to start".into(),
+            ));
         }
         // Hand the GIL back: from now on every thread takes it when needed.
         pyo3::ffi::PyEval_SaveThread();
@@ -109,14 +115,14 @@ pub const RUNTIME_PACKAGES: &[(&str, &str)] = &[("cloudpickle", "cloudpickle>=2,
 /// the interpreter, naming it and how to install it. `initialize` checks
 /// [`RUNTIME_PACKAGES`], so a missing one fails the load instead of every
 /// `register()` later.
-pub fn check_packages(packages: &[(&str, &str)]) -> Result<(), String> {
+pub fn check_packages(packages: &[(&str, &str)]) -> Result<(), Error> {
     Python::with_gil(|py| {
         for (module, requirement) in packages {
             if py.import(*module).is_err() {
-                return Err(format!(
+                return Err(Error::Start(format!(
                     "the Python package '{module}' is missing from the module's Python ({PYTHON_HOME}); \
                      install it with: {PYTHON_EXE} -m pip install '{requirement}' (cargo xtask setup does)"
-                ));
+                )));
             }
         }
         Ok(())
@@ -134,7 +140,7 @@ pub fn initialize(
     host: Arc<dyn RedisHost>,
     engine: Arc<Engine>,
     count_allocations: Option<Allocator>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     make_libpython_global()?;
     start_interpreter(count_allocations)?;
     check_packages(RUNTIME_PACKAGES)?;
@@ -154,7 +160,9 @@ pub fn initialize(
         let aio = EventLoop::new(py, &globals)?;
         Ok((globals.unbind(), aio))
     })
-    .map_err(|e| Python::with_gil(|py| format!("the gears prelude failed: {}", e.value(py))))?;
+    .map_err(|e| {
+        Python::with_gil(|py| Error::Start(format!("the gears prelude failed: {}", e.value(py))))
+    })?;
     runtime::install(Runtime {
         host,
         engine,
@@ -167,7 +175,9 @@ pub fn initialize(
         rt.aio.spawn(py, rt.prelude.bind(py))
     })
     .map_err(|e| {
-        Python::with_gil(|py| format!("the event loop failed to start: {}", e.value(py)))
+        Python::with_gil(|py| {
+            Error::Start(format!("the event loop failed to start: {}", e.value(py)))
+        })
     })?;
     watchdog::start()
 }
@@ -200,9 +210,9 @@ fn compiled<'py>(py: Python<'py>, code: &str) -> PyResult<Bound<'py, PyAny>> {
 
 /// Runs an RG.PYEXECUTE script body of a session (`scope`) in fresh
 /// globals. The caller holds the Redis lock (it is the Redis main thread).
-pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOutcome, String> {
+pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOutcome, Error> {
     if code.contains('\0') {
-        return Err("the script contains a NUL byte".to_string());
+        return Err(Error::Python("the script contains a NUL byte".to_string()));
     }
     let scope: ScriptScope = scope.into();
     let session_name = scope.session.clone();
@@ -210,25 +220,26 @@ pub fn exec_script(code: &str, scope: impl Into<ScriptScope>) -> Result<ScriptOu
     let (result, ctx) = with_script(scope, || {
         run_as(acting, || {
             watchdog::watched(|| {
-                Python::with_gil(|py| -> Result<(), String> {
-                    let compiled = compiled(py, code).map_err(|e| error_text(py, &e))?;
+                Python::with_gil(|py| -> Result<(), Error> {
+                    let compiled =
+                        compiled(py, code).map_err(|e| Error::Python(error_text(py, &e)))?;
                     let globals = runtime()
                         .prelude
                         .bind(py)
                         .copy()
-                        .map_err(|e| error_text(py, &e))?;
+                        .map_err(|e| Error::Python(error_text(py, &e)))?;
                     globals
                         .set_item("__name__", "__main__")
-                        .map_err(|e| error_text(py, &e))?;
+                        .map_err(|e| Error::Python(error_text(py, &e)))?;
                     // Names the session's profiler (ProfileExecutions).
                     globals
                         .set_item("__gears_session__", &session_name)
-                        .map_err(|e| error_text(py, &e))?;
+                        .map_err(|e| Error::Python(error_text(py, &e)))?;
                     py.import("builtins")
                         .and_then(|b| b.getattr("exec"))
                         .and_then(|exec| exec.call1((compiled, globals)))
                         .map(|_| ())
-                        .map_err(|e| error_text(py, &e))
+                        .map_err(|e| Error::Python(error_text(py, &e)))
                 })
             })
         })

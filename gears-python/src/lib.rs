@@ -39,6 +39,7 @@ mod traceback;
 mod watchdog;
 
 pub use api::remote_run;
+pub use errors::Error;
 pub use host::{KeysReaderSpec, LogLevel, RedisHost, ScriptScope};
 pub use interpreter::{check_packages, collect_garbage, exec_script, initialize, RUNTIME_PACKAGES};
 pub use persist::{forget_restored_sessions, restore, TimeCallback};

@@ -2,7 +2,7 @@
 //! its `onRegistered`, pickled together with `cloudpickle` (functions of
 //! the script are saved by value, with the globals they use).
 
-use crate::errors::{serialize_failed, GearsError};
+use crate::errors::{serialize_failed, Error, GearsError};
 use crate::runtime::runtime;
 use crate::script::{PendingRegistration, PyOnRegistered};
 use crate::steps::make_steps;
@@ -70,9 +70,9 @@ pub(crate) fn save(
 }
 
 /// A saved registration, ready to be applied again.
-pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
+pub fn restore(saved: Saved) -> Result<PendingRegistration, Error> {
     Python::with_gil(|py| {
-        let fail = |e: PyErr| error_text(py, &e);
+        let fail = |e: PyErr| Error::Restore(error_text(py, &e));
         let loaded = cloudpickle(py)
             .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, &saved.payload),)))
             .map_err(fail)?;
@@ -84,7 +84,8 @@ pub fn restore(saved: Saved) -> Result<PendingRegistration, String> {
             .bind(py)
             .get_item("_restore_callbacks")
             .map_err(fail)?;
-        let share = share.ok_or("the prelude lacks _restore_callbacks")?;
+        let share =
+            share.ok_or_else(|| Error::Restore("the prelude lacks _restore_callbacks".into()))?;
         let shared = share
             .call1((saved.session.as_str(), steps, on_registered))
             .map_err(fail)?;
@@ -136,17 +137,17 @@ pub(crate) fn save_callable(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Ve
 pub struct TimeCallback(Py<PyAny>);
 
 impl TimeCallback {
-    pub fn restore(payload: &[u8]) -> Result<TimeCallback, String> {
+    pub fn restore(payload: &[u8]) -> Result<TimeCallback, Error> {
         Python::with_gil(|py| {
             cloudpickle(py)
                 .and_then(|cp| cp.call_method1("loads", (PyBytes::new(py, payload),)))
                 .map(|f| TimeCallback(f.unbind()))
-                .map_err(|e| error_text(py, &e))
+                .map_err(|e| Error::Restore(error_text(py, &e)))
         })
     }
 
     /// Calls it with `who` as the identity of its `execute()` calls.
-    pub fn call(&self, who: Identity) -> Result<(), String> {
+    pub fn call(&self, who: Identity) -> Result<(), Error> {
         // An `atomic()` block left open goes with the call.
         crate::acting::run_as(crate::acting::Acting::of(who), || {
             Python::with_gil(|py| {
@@ -154,7 +155,7 @@ impl TimeCallback {
                     .bind(py)
                     .call0()
                     .map(|_| ())
-                    .map_err(|e| error_text(py, &e))
+                    .map_err(|e| Error::Python(error_text(py, &e)))
             })
         })
     }

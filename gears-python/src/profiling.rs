@@ -2,6 +2,7 @@
 //! `cProfile` profiler (the prelude keeps one per session); RG.PYPROFILE
 //! reads and resets them. Off, a callback pays one atomic load.
 
+use crate::errors::Error;
 use crate::runtime::{engine, runtime};
 use crate::traceback::error_text;
 use pyo3::prelude::*;
@@ -34,31 +35,31 @@ pub(crate) fn around<'py, R>(
     out
 }
 
-fn prelude_call(session: &str, name: &str) -> Result<Py<PyAny>, String> {
+fn prelude_call(session: &str, name: &str) -> Result<Py<PyAny>, Error> {
     Python::with_gil(|py| {
         runtime()
             .prelude
             .bind(py)
             .get_item(name)
-            .map_err(|e| error_text(py, &e))?
-            .ok_or_else(|| format!("{name} is missing from the prelude"))?
+            .map_err(|e| Error::Python(error_text(py, &e)))?
+            .ok_or_else(|| Error::Start(format!("{name} is missing from the prelude")))?
             .call1((session,))
             .map(Bound::unbind)
-            .map_err(|e| error_text(py, &e))
+            .map_err(|e| Error::Python(error_text(py, &e)))
     })
 }
 
 /// RG.PYPROFILE STATS: the session's profile as pstats prints it.
-pub fn stats(session: &str) -> Result<String, String> {
+pub fn stats(session: &str) -> Result<String, Error> {
     let text = prelude_call(session, "_profile_stats")?;
     Python::with_gil(|py| {
         text.bind(py)
             .extract::<String>()
-            .map_err(|e| error_text(py, &e))
+            .map_err(|e| Error::Python(error_text(py, &e)))
     })
 }
 
 /// RG.PYPROFILE RESET: the session starts a new profile.
-pub fn reset(session: &str) -> Result<(), String> {
+pub fn reset(session: &str) -> Result<(), Error> {
     prelude_call(session, "_profile_reset").map(drop)
 }

@@ -173,7 +173,7 @@ pub(crate) fn register(
     if in_body.is_some() {
         host()
             .check_registration(&args, &scope)
-            .map_err(GearsError::new_err)?;
+            .map_err(PyErr::from)?;
     }
     let plan = Plan {
         reader: reader.to_owned(),
@@ -203,7 +203,7 @@ pub(crate) fn register(
         .allow_threads(move || {
             crate::runtime::waiting_for_redis(|| h.apply_registration(reg, &scope))
         })
-        .map_err(GearsError::new_err)?;
+        .map_err(PyErr::from)?;
     pending.on_registered();
     Ok(id)
 }

@@ -11,6 +11,7 @@
 //! thread calls [`Requirements::install`]: never the Redis main thread for
 //! a download, and never with the GIL held.
 
+use crate::errors::Error;
 use gears_core::codec::{Decoder, Encoder};
 use gears_core::sync::LockExt;
 use pyo3::prelude::*;
@@ -35,15 +36,15 @@ impl Environment {
     /// The environment under `install_dir`: a virtualenv named after `tag`
     /// with `venv`, a plain `python3_<version>` directory otherwise.
     /// Creates what is missing.
-    pub fn new(install_dir: &Path, venv: bool, tag: &str) -> Result<Environment, String> {
+    pub fn new(install_dir: &Path, venv: bool, tag: &str) -> Result<Environment, Error> {
         let python = PathBuf::from(env!("GEARS_PYTHON_EXE"));
         let version = env!("GEARS_PYTHON_VERSION");
         // Relative to the server's directory, as its other files.
         std::fs::create_dir_all(install_dir)
-            .map_err(|e| format!("could not create {}: {e}", install_dir.display()))?;
+            .map_err(|e| req(format!("could not create {}: {e}", install_dir.display())))?;
         let install_dir = &install_dir
             .canonicalize()
-            .map_err(|e| format!("{}: {e}", install_dir.display()))?;
+            .map_err(|e| req(format!("{}: {e}", install_dir.display())))?;
         let (root, site) = if venv {
             let root = install_dir.join(format!(".venv-{tag}"));
             let site = root
@@ -62,23 +63,23 @@ impl Environment {
                 .arg(&root)
                 .stdin(Stdio::null())
                 .output()
-                .map_err(|e| format!("could not run {}: {e}", python.display()))?;
+                .map_err(|e| req(format!("could not run {}: {e}", python.display())))?;
             if !out.status.success() {
-                return Err(format!(
+                return Err(req(format!(
                     "could not create the virtualenv {}: {}",
                     root.display(),
                     String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                )));
             }
         }
         std::fs::create_dir_all(&site)
             .and_then(|_| std::fs::create_dir_all(root.join("wheels")))
-            .map_err(|e| format!("could not create {}: {e}", root.display()))?;
+            .map_err(|e| req(format!("could not create {}: {e}", root.display())))?;
         Ok(Environment { python, root, site })
     }
 
     /// Puts the environment first on `sys.path` (takes the GIL).
-    pub fn activate(&self) -> Result<(), String> {
+    pub fn activate(&self) -> Result<(), Error> {
         Python::with_gil(|py| -> PyResult<()> {
             let path = py.import("sys")?.getattr("path")?;
             let site = self.site.to_string_lossy().into_owned();
@@ -87,7 +88,7 @@ impl Environment {
             }
             Ok(())
         })
-        .map_err(|e| format!("could not add the environment to sys.path: {e}"))
+        .map_err(|e| req(format!("could not add the environment to sys.path: {e}")))
     }
 
     pub fn site(&self) -> &Path {
@@ -95,14 +96,14 @@ impl Environment {
     }
 
     /// Runs pip with `args`; its output goes to the error on failure.
-    fn pip(&self, args: &[&str], extra: &[PathBuf]) -> Result<(), String> {
+    fn pip(&self, args: &[&str], extra: &[PathBuf]) -> Result<(), Error> {
         let out = Command::new(&self.python)
             .args(["-m", "pip", "--disable-pip-version-check", "--no-input"])
             .args(args)
             .args(extra)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("could not run pip: {e}"))?;
+            .map_err(|e| req(format!("could not run pip: {e}")))?;
         if out.status.success() {
             return Ok(());
         }
@@ -110,11 +111,11 @@ impl Environment {
         if text.trim().is_empty() {
             text = String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        Err(text.trim().to_string())
+        Err(req(text.trim()))
     }
 
     /// A new, empty directory for the wheels of `name`.
-    fn wheel_dir(&self, name: &str) -> Result<PathBuf, String> {
+    fn wheel_dir(&self, name: &str) -> Result<PathBuf, Error> {
         let safe: String = name
             .chars()
             .map(|c| {
@@ -133,12 +134,12 @@ impl Environment {
             .join("wheels")
             .join(format!("{safe}_{:010x}", h.finish() & 0xff_ffff_ffff));
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+            .map_err(|e| req(format!("could not create {}: {e}", dir.display())))?;
         Ok(dir)
     }
 
     /// Installs every wheel of `dir`, offline, over what was there.
-    fn install_wheels(&self, dir: &Path, wheels: &[String]) -> Result<(), String> {
+    fn install_wheels(&self, dir: &Path, wheels: &[String]) -> Result<(), Error> {
         if wheels.is_empty() {
             return Ok(());
         }
@@ -238,9 +239,9 @@ impl Requirements {
     pub fn install(&self, names: &[String]) -> Result<(), InstallError> {
         let _one = self.installing.lock_unpoisoned();
         for name in names {
-            let fail = |detail: String| InstallError {
+            let fail = |detail: Error| InstallError {
                 requirement: name.clone(),
-                detail,
+                detail: detail.to_string(),
             };
             let dir = self.env.wheel_dir(name).map_err(fail)?;
             let dir_arg = dir.to_string_lossy().into_owned();
@@ -280,7 +281,7 @@ impl Requirements {
     }
 
     /// Every requirement with its wheels, for the RDB.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let all = self.list();
         let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
@@ -292,7 +293,7 @@ impl Requirements {
     }
 
     /// One requirement with its wheels (RG.PYEXPORTREQ, replication).
-    pub fn export(&self, name: &str) -> Option<Result<Vec<u8>, String>> {
+    pub fn export(&self, name: &str) -> Option<Result<Vec<u8>, Error>> {
         let r = self.get(name)?;
         let mut w = Encoder::default();
         w.u64(FORMAT_VERSION);
@@ -303,7 +304,7 @@ impl Requirements {
     /// Installs what [`Requirements::encode`] or [`Requirements::export`]
     /// wrote, offline. Without `replace`, a requirement already installed
     /// is an error. Returns the names installed.
-    pub fn import(&self, bytes: &[u8], replace: bool) -> Result<Vec<String>, String> {
+    pub fn import(&self, bytes: &[u8], replace: bool) -> Result<Vec<String>, Error> {
         let decoded = decode(bytes)?;
         let _one = self.installing.lock_unpoisoned();
         if !replace {
@@ -311,7 +312,7 @@ impl Requirements {
                 .iter()
                 .find(|(n, _)| self.get(n).is_some_and(|r| r.installed))
             {
-                return Err(format!("requirement {name} already exists"));
+                return Err(req(format!("requirement {name} already exists")));
             }
         }
         let mut names = Vec::new();
@@ -320,12 +321,12 @@ impl Requirements {
             let mut files = Vec::new();
             for (file, data) in wheels {
                 std::fs::write(dir.join(&file), data)
-                    .map_err(|e| format!("could not write {file}: {e}"))?;
+                    .map_err(|e| req(format!("could not write {file}: {e}")))?;
                 files.push(file);
             }
             if let Err(e) = self.env.install_wheels(&dir, &files) {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(format!("could not install {name}: {e}"));
+                return Err(req(format!("could not install {name}: {e}")));
             }
             self.add(Requirement {
                 name: name.clone(),
@@ -349,9 +350,9 @@ fn invalidate_import_caches() {
     });
 }
 
-fn wheels_in(dir: &Path) -> Result<Vec<String>, String> {
+fn wheels_in(dir: &Path) -> Result<Vec<String>, Error> {
     let mut out: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| format!("could not read {}: {e}", dir.display()))?
+        .map_err(|e| req(format!("could not read {}: {e}", dir.display())))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| valid_wheel_name(n))
@@ -360,12 +361,12 @@ fn wheels_in(dir: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn write_requirement(w: &mut Encoder, r: &Requirement) -> Result<(), String> {
+fn write_requirement(w: &mut Encoder, r: &Requirement) -> Result<(), Error> {
     w.bytes(r.name.as_bytes());
     w.u64(r.wheels.len() as u64);
     for file in &r.wheels {
         let data = std::fs::read(r.dir.join(file))
-            .map_err(|e| format!("could not read the wheel {file}: {e}"))?;
+            .map_err(|e| req(format!("could not read the wheel {file}: {e}")))?;
         w.bytes(file.as_bytes());
         w.bytes(&data);
     }
@@ -373,13 +374,18 @@ fn write_requirement(w: &mut Encoder, r: &Requirement) -> Result<(), String> {
 }
 
 /// 1.2's text for data that is not a serialized requirement.
-fn bad(what: &str) -> String {
-    format!("Bad serialization format on reading {what}")
+fn bad(what: &str) -> Error {
+    req(format!("Bad serialization format on reading {what}"))
+}
+
+/// An error of the requirements' job.
+fn req(text: impl Into<String>) -> Error {
+    Error::Requirements(text.into())
 }
 
 type Decoded = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
-fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
     let mut r = Decoder(bytes);
     if r.u64().ok_or_else(|| bad("version"))? != FORMAT_VERSION {
         return Err(bad("version"));

@@ -29,10 +29,10 @@ pub(crate) struct Runtime {
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
 
-pub(crate) fn install(rt: Runtime) -> Result<(), String> {
-    RUNTIME
-        .set(rt)
-        .map_err(|_| "the Python runtime is already initialized".to_string())
+pub(crate) fn install(rt: Runtime) -> Result<(), crate::errors::Error> {
+    RUNTIME.set(rt).map_err(|_| {
+        crate::errors::Error::Start("the Python runtime is already initialized".to_string())
+    })
 }
 
 pub(crate) fn runtime() -> &'static Runtime {

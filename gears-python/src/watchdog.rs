@@ -34,7 +34,7 @@ pub(crate) fn ident() -> u64 {
 }
 
 /// Starts the watchdog; call on the main thread, once Python runs.
-pub(crate) fn start() -> Result<(), String> {
+pub(crate) fn start() -> Result<(), crate::errors::Error> {
     MAIN_IDENT.store(ident(), Ordering::SeqCst);
     std::thread::Builder::new()
         .name("gears-watchdog".into())
@@ -61,7 +61,9 @@ pub(crate) fn start() -> Result<(), String> {
             });
         })
         .map(|_| ())
-        .map_err(|e| format!("could not start the watchdog thread: {e}"))
+        .map_err(|e| {
+            crate::errors::Error::Start(format!("could not start the watchdog thread: {e}"))
+        })
 }
 
 /// Runs `f`, marked as Python work of the main thread when it is on it.

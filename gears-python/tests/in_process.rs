@@ -68,11 +68,15 @@ impl RedisHost for FakeHost {
         Box::new(VecReader(None))
     }
 
-    fn check_registration(&self, args: &ReaderArgs, _: &ScriptScope) -> Result<(), String> {
+    fn check_registration(
+        &self,
+        args: &ReaderArgs,
+        _: &ScriptScope,
+    ) -> Result<(), gears_python::Error> {
         match args {
-            ReaderArgs::Trigger { name, .. } if name == "taken" => {
-                Err("trigger already registered".into())
-            }
+            ReaderArgs::Trigger { name, .. } if name == "taken" => Err(gears_python::Error::Host(
+                "trigger already registered".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -114,8 +118,9 @@ fn python_runtime_in_process() {
         gears_python::check_packages(gears_python::RUNTIME_PACKAGES),
         Ok(())
     );
-    let missing =
-        gears_python::check_packages(&[("no_such_gears_pkg", "no-such-gears-pkg==1")]).unwrap_err();
+    let missing = gears_python::check_packages(&[("no_such_gears_pkg", "no-such-gears-pkg==1")])
+        .unwrap_err()
+        .to_string();
     assert!(
         missing.contains("'no_such_gears_pkg' is missing"),
         "{missing}"
@@ -163,11 +168,13 @@ fn python_runtime_in_process() {
     // Errors: a failing command raises; the script error carries the traceback.
     let err = gears_python::exec_script("execute('NOPE')", "s")
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(err.contains("ERR unknown command"), "{err}");
     let err = gears_python::exec_script("GB().run()\nGB().run()", "s")
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("Can not run more then 1 executions in a single script"),
         "{err}"
@@ -320,6 +327,7 @@ fn python_runtime_in_process() {
     ] {
         let err = gears_python::exec_script(script, "s")
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains(expected), "{script}: {err}");
     }

@@ -77,7 +77,7 @@ pub fn import_req(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     redis::with_lock(|_| requirements::changed(reqs, &names));
                     ok()
                 }
-                Err(e) => Reply::Error(e),
+                Err(e) => Reply::Error(e.to_string()),
             };
             blocked.reply(&reply);
         });

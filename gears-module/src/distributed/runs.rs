@@ -177,7 +177,7 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     }
     shards.push(me.clone());
     let spanning = Spanning::new(g, &exec.id, &me, shards);
-    gears_python::submit_spanning(run, Box::new(spanning))
+    gears_python::submit_spanning(run, Box::new(spanning)).map_err(String::from)
 }
 
 /// Another shard started a run: run its part here (main thread, from

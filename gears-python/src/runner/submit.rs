@@ -2,10 +2,11 @@
 //! spans the shards, both counted against `MaxQueuedExecutions`.
 
 use super::*;
+use crate::errors::Error;
 
 /// Starts a run that spans the shards on the worker pool: each segment of
 /// its plan runs here, and `crossing` moves the records at each boundary.
-pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Result<(), String> {
+pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Result<(), Error> {
     enqueue(pending, move |execution, plan, reader| {
         let (first, segments) = segments(&plan);
         run_with(
@@ -27,7 +28,7 @@ pub fn submit_spanning(pending: PendingRun, crossing: Box<dyn Crossing>) -> Resu
 
 /// Registers a prepared execution and starts it on the worker pool; an
 /// error when `MaxQueuedExecutions` executions already wait.
-pub fn submit(pending: PendingRun) -> Result<(), String> {
+pub fn submit(pending: PendingRun) -> Result<(), Error> {
     enqueue(pending, |execution, plan, reader| {
         run(&execution, &plan, reader, None, true);
         Python::with_gil(|_py| drop(plan));
@@ -39,13 +40,13 @@ pub fn submit(pending: PendingRun) -> Result<(), String> {
 pub(super) fn enqueue(
     pending: PendingRun,
     job: impl FnOnce(Arc<Execution>, Plan, Box<dyn Reader>) + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let engine = &crate::runtime::runtime().engine;
     let slot = match engine.reserve_queue_slot() {
         Ok(slot) => slot,
         Err(full) => {
             Python::with_gil(|_py| drop(pending));
-            return Err(full.to_string());
+            return Err(Error::Submit(full.to_string()));
         }
     };
     engine.executions.add(pending.execution.clone());
