@@ -10,6 +10,7 @@
 //! `CONFIG SET` needs), so `+@all -@admin -@dangerous` means the same with
 //! or without the categories.
 
+use crate::errors::Error;
 use crate::redis;
 use redis_module::{Context, RedisString};
 
@@ -38,18 +39,10 @@ pub fn admin_equivalent(name: &[u8]) -> Option<&'static [&'static str]> {
         .map(|(_, eq)| *eq)
 }
 
-/// Redis's own refusal of a command to a user.
-pub fn no_permission(name: &str) -> String {
-    format!(
-        "NOPERM this user has no permissions to run the '{}' command",
-        name.to_ascii_lowercase()
-    )
-}
-
 /// On a server without ACL categories for modules: refuses an
 /// administrative command to a client whose user may not run its Redis
 /// equivalent. Replayed commands (master, AOF) are the server's own.
-pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
+pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), Error> {
     if redis::acl_categories_supported() {
         return Ok(());
     }
@@ -70,7 +63,9 @@ pub fn check(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     match user {
         None => Ok(()),
         Some(u) if redis::may_run(ctx, &u, equivalent) => Ok(()),
-        Some(_) => Err(no_permission(&String::from_utf8_lossy(name))),
+        Some(_) => Err(Error::NoPermission(
+            String::from_utf8_lossy(name).into_owned(),
+        )),
     }
 }
 

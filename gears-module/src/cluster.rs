@@ -3,6 +3,7 @@
 //! itself every second (a node that joined, a failover, a migrated slot),
 //! so users never have to ask.
 
+use crate::errors::Error;
 use crate::redis;
 use crate::state::Gears;
 use gears_cluster::{Shard, Topology};
@@ -31,9 +32,11 @@ fn text(r: Option<&Reply>) -> Option<String> {
 
 /// The shards of a `CLUSTER SHARDS` reply: each one's master and slots
 /// (shards without slots or without a master are left out).
-pub fn shards_of(reply: &Reply) -> Result<Vec<Shard>, String> {
+pub fn shards_of(reply: &Reply) -> Result<Vec<Shard>, Error> {
     let Reply::Array(shards) = reply else {
-        return Err(format!("unexpected CLUSTER SHARDS reply: {reply:?}"));
+        return Err(Error::Shard(format!(
+            "unexpected CLUSTER SHARDS reply: {reply:?}"
+        )));
     };
     let mut out = Vec::new();
     for shard in shards {
@@ -82,13 +85,13 @@ pub fn shards_of(reply: &Reply) -> Result<Vec<Shard>, String> {
 }
 
 /// Reads the topology (Redis lock held). Off-cluster it stays empty.
-pub fn refresh(g: &Gears) -> Result<(), String> {
+pub fn refresh(g: &Gears) -> Result<(), Error> {
     let enabled = redis::with_lock(|ctx| ctx.cluster_enabled());
     let topology = if enabled {
         let id = match redis::call_with(&[b"CLUSTER".to_vec(), b"MYID".to_vec()], c"v") {
             Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
             Reply::Status(s) => s,
-            other => return Err(format!("CLUSTER MYID: {other:?}")),
+            other => return Err(Error::Shard(format!("CLUSTER MYID: {other:?}"))),
         };
         let shards = redis::call_with(&[b"CLUSTER".to_vec(), b"SHARDS".to_vec()], c"v");
         Topology {

@@ -2,6 +2,7 @@
 //! before every load (RDB, AOF, full sync) so nothing is duplicated, and
 //! following the server's role (stream consumers run only on a master).
 
+use crate::errors::Error;
 use crate::redis;
 use crate::registry;
 use crate::requirements;
@@ -30,11 +31,11 @@ pub fn aux_counters() -> Vec<u8> {
 /// Applies what the aux save wrote. A format this build does not know fails
 /// the load; a registration whose callbacks can not be restored is logged
 /// and left out.
-pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), String> {
-    let g = state::get().ok_or("the module is not initialized")?;
+pub fn aux_load(aux: redis::Aux<'_>) -> Result<(), Error> {
+    let g = state::get().ok_or_else(|| Error::Load("the module is not initialized".into()))?;
     if let Some(c) = aux.counters.filter(|c| !c.is_empty()) {
         let (Some(e), Some(r)) = (c.get(0..8), c.get(8..16)) else {
-            return Err("id counters of an unknown layout".into());
+            return Err(Error::Load("id counters of an unknown layout".into()));
         };
         let number = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
         g.engine.execution_ids.raise_to(number(e));

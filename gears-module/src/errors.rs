@@ -1,7 +1,7 @@
-//! The RedisGears 1.2 error texts the module replies with, one variant
-//! each (`Display` is the text a client sees), in one place. Imports
-//! nothing of the crate. Call sites that still carry a `String` (replies,
-//! error records) take the text through `From<Error> for String`.
+//! The module's errors, in one place: the RedisGears 1.2 texts it replies
+//! with, one variant each (`Display` is the text a client sees), then its
+//! own failures. Imports nothing of the crate. Replies and error records
+//! take the text through `From<Error> for String`.
 
 use std::fmt;
 
@@ -90,6 +90,26 @@ pub enum Error {
     HookOneResult,
     ClusterOnly(&'static str),
     InternalCommand(&'static str),
+    /// Redis's words for a command the user may not run (an @admin gears
+    /// command on a server without module ACL categories).
+    NoPermission(String),
+    // The module's own failures (not 1.2 texts): what failed, in its words.
+    /// A malformed message from another shard.
+    BadMessage,
+    /// Another shard, or the way to it.
+    Shard(String),
+    /// Loading the module, or data saved by it (RDB aux data, requirements,
+    /// time events).
+    Load(String),
+    /// A key that could not be read as its type says.
+    Key(String),
+    /// A time event that could not be created or restored.
+    TimeEvent(String),
+    /// The binding's own error (a Python exception, a callback that does
+    /// not restore...).
+    Python(gears_python::Error),
+    /// gears-core's error (saved data, records, replies).
+    Core(gears_core::Error),
 }
 
 impl fmt::Display for Error {
@@ -177,11 +197,43 @@ impl fmt::Display for Error {
                 f,
                 "ERR {name} is internal to the gears module and can not be called directly"
             ),
+            NoPermission(command) => write!(
+                f,
+                "NOPERM this user has no permissions to run the '{}' command",
+                command.to_ascii_lowercase()
+            ),
+            BadMessage => f.write_str("bad message"),
+            Shard(text) | Load(text) | Key(text) | TimeEvent(text) => f.write_str(text),
+            Python(e) => e.fmt(f),
+            Core(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<gears_python::Error> for Error {
+    fn from(e: gears_python::Error) -> Error {
+        Error::Python(e)
+    }
+}
+
+/// Where gears-core's interfaces want their own error (a `Crossing`, a
+/// `Reader`): the module's text, as the host's words.
+impl From<Error> for gears_core::Error {
+    fn from(e: Error) -> gears_core::Error {
+        match e {
+            Error::Core(e) => e,
+            other => gears_core::Error::Host(other.to_string()),
+        }
+    }
+}
+
+impl From<gears_core::Error> for Error {
+    fn from(e: gears_core::Error) -> Error {
+        Error::Core(e)
+    }
+}
 
 impl From<Error> for String {
     fn from(e: Error) -> String {
@@ -245,6 +297,7 @@ mod tests {
             (HookOneResult, "Command hook must return exactly one result"),
             (ClusterOnly("RG.HELLO"), "ERR RG.HELLO is only used between the shards of a cluster, and this server is not in one"),
             (InternalCommand("RG.INNERHOOK"), "ERR RG.INNERHOOK is internal to the gears module and can not be called directly"),
+            (NoPermission(s("RG.PYDUMPREQS")), "NOPERM this user has no permissions to run the 'rg.pydumpreqs' command"),
         ]
     }
 
@@ -297,7 +350,10 @@ mod tests {
             | NotBusy
             | HookOneResult
             | ClusterOnly(_)
-            | InternalCommand(_) => true,
+            | InternalCommand(_)
+            | NoPermission(_) => true,
+            // The module's own, tested in `own_failures_show_their_words`.
+            BadMessage | Shard(_) | Load(_) | Key(_) | TimeEvent(_) | Python(_) | Core(_) => true,
         }
     }
 
@@ -305,10 +361,37 @@ mod tests {
     fn every_variant_shows_the_text_of_1_2() {
         let all = texts();
         // One case per variant (NoSuchCommand has one per hooking kind).
-        assert_eq!(all.len(), 46);
+        assert_eq!(all.len(), 47);
         for (e, text) in all {
             assert!(covered(&e));
             assert_eq!(e.to_string(), text, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn own_failures_show_their_words() {
+        use Error::*;
+        let cases = [
+            (BadMessage, "bad message"),
+            (Shard("shard abc: gone".into()), "shard abc: gone"),
+            (
+                Load("unknown format version 9".into()),
+                "unknown format version 9",
+            ),
+            (Key("WRONGTYPE".into()), "WRONGTYPE"),
+            (TimeEvent("key already exists".into()), "key already exists"),
+            (
+                Python(gears_python::Error::Python("NameError: x".into())),
+                "NameError: x",
+            ),
+            (
+                Core(gears_core::Error::NotSendable),
+                "this record type can not be sent to another shard",
+            ),
+        ];
+        for (e, text) in cases {
+            assert!(covered(&e));
+            assert_eq!(e.to_string(), text);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! [`ModuleHost`]: what the Python runtime gets from Redis.
 
+use crate::errors::Error;
 use crate::keys::KeysReader;
 use crate::redis;
 use crate::registry;
@@ -52,7 +53,7 @@ impl RedisHost for ModuleHost {
         args: &ReaderArgs,
         scope: &ScriptScope,
     ) -> Result<(), gears_python::Error> {
-        registry::check(self.0, args, scope).map_err(gears_python::Error::Host)
+        registry::check(self.0, args, scope).map_err(|e| gears_python::Error::Host(e.to_string()))
     }
 
     fn lock(&self) {
@@ -71,7 +72,7 @@ impl RedisHost for ModuleHost {
         payload: Vec<u8>,
     ) -> Result<(), gears_python::Error> {
         timeevents::create(self.0, who, key, period_ms, payload, true)
-            .map_err(gears_python::Error::Host)
+            .map_err(|e| gears_python::Error::Host(e.to_string()))
     }
 
     fn apply_registration(
@@ -80,7 +81,7 @@ impl RedisHost for ModuleHost {
         scope: &ScriptScope,
     ) -> Result<(), gears_python::Error> {
         let pending = PendingRegistration::plain(reg);
-        redis::with_lock(|_| -> Result<(), String> {
+        redis::with_lock(|_| -> Result<(), Error> {
             registry::check(self.0, &pending.reg.args, scope)?;
             // The session keeps the requirements it has.
             let requirements = self
@@ -103,7 +104,7 @@ impl RedisHost for ModuleHost {
             );
             Ok(())
         })
-        .map_err(gears_python::Error::Host)
+        .map_err(|e| gears_python::Error::Host(e.to_string()))
     }
 
     fn yield_to_clients(&self) -> bool {

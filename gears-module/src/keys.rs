@@ -2,6 +2,7 @@
 //! record of one key for an event. Keys are read in the database of the
 //! execution, and only those its user may read.
 
+use crate::errors::Error;
 use crate::redis::{self, bulk_list, read_filter, with_lock, LockedCtx, ScanCursor};
 use gears_core::glob::Glob;
 use gears_core::record::{KeyEntry, KeyType, KeyValue};
@@ -69,7 +70,7 @@ fn key_record_now(ctx: LockedCtx, key: &[u8], event: &str, read_value: bool) -> 
 /// A key's record, or the error of reading its value.
 fn key_entry(
     key: Vec<u8>,
-    value: Option<Result<KeyValue, String>>,
+    value: Option<Result<KeyValue, Error>>,
     event: Option<String>,
 ) -> Record {
     match value.transpose() {
@@ -82,9 +83,9 @@ fn key_entry(
 }
 
 /// The value of one key read by a command, or its error.
-fn value_of(reply: Reply, ty: KeyType) -> Result<KeyValue, String> {
+fn value_of(reply: Reply, ty: KeyType) -> Result<KeyValue, Error> {
     match (ty, reply) {
-        (_, Reply::Error(e)) => Err(e),
+        (_, Reply::Error(e)) => Err(Error::Key(e)),
         (KeyType::String, Reply::Bulk(b)) => Ok(KeyValue::String(b)),
         // Gone between the scan and the read.
         (_, Reply::Null) => Ok(KeyValue::Missing),
@@ -98,16 +99,16 @@ fn value_of(reply: Reply, ty: KeyType) -> Result<KeyValue, String> {
             }
             Ok(KeyValue::Hash(pairs))
         }
-        (_, other) => Err(format!("unexpected reply {other:?}")),
+        (_, other) => Err(Error::Key(format!("unexpected reply {other:?}"))),
     }
 }
 
 /// Reads the values of `keys` (name, type) with the lock held. Strings are
 /// read with one MGET, except in cluster mode, where one command can not
 /// span slots.
-fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<Result<KeyValue, String>> {
+fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<Result<KeyValue, Error>> {
     let read = c"vE";
-    let mut values: Vec<Option<Result<KeyValue, String>>> = vec![None; keys.len()];
+    let mut values: Vec<Option<Result<KeyValue, Error>>> = vec![None; keys.len()];
     let strings: Vec<usize> = (0..keys.len())
         .filter(|&i| keys[i].1 == KeyType::String)
         .collect();
@@ -149,7 +150,7 @@ fn read_values(ctx: LockedCtx, keys: Vec<(Vec<u8>, KeyType)>) -> Vec<Result<KeyV
         .collect()
 }
 
-type Found = Vec<(Vec<u8>, Option<Result<KeyValue, String>>)>;
+type Found = Vec<(Vec<u8>, Option<Result<KeyValue, Error>>)>;
 
 impl Reader for KeysReader {
     fn prefetch(&self) -> bool {

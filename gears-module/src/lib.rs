@@ -48,7 +48,7 @@ fn on_worker_panic(message: &str) {
 }
 
 /// Builds the module state and starts Python; the error is logged.
-fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
+fn start(ctx: &Context, args: &[RedisString]) -> Result<(), errors::Error> {
     redis::init(
         ctx,
         redis::Callbacks {
@@ -64,10 +64,11 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             aof_rewrite: durability::aof_rewrite,
             time_event: timeevents::loaded,
         },
-    )?;
+    )
+    .map_err(errors::Error::Load)?;
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
     let config = gears_config::GearsConfig::from_args(&args)
-        .map_err(|e| format!("could not load the module: {e}"))?;
+        .map_err(|e| errors::Error::Load(format!("could not load the module: {e}")))?;
     let s = config.settings().clone();
     let engine = gears_core::Engine::new(
         s.executionthreads as usize,
@@ -76,22 +77,24 @@ fn start(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         Arc::new(gears_python::PyRunner),
         on_worker_panic,
     )
-    .map_err(|e| format!("could not start the worker threads: {e}"))?;
-    let timer =
-        timer::Timer::start().map_err(|e| format!("could not start the timer thread: {e}"))?;
+    .map_err(|e| errors::Error::Load(format!("could not start the worker threads: {e}")))?;
+    let timer = timer::Timer::start()
+        .map_err(|e| errors::Error::Load(format!("could not start the timer thread: {e}")))?;
     let _ = engine.over_limit.set(Box::new(redis::queue_over_limit));
-    let g = state::install(state::Gears::new(config, Arc::new(engine), timer))?;
+    let g = state::install(state::Gears::new(config, Arc::new(engine), timer))
+        .map_err(|e| errors::Error::Load(e.into()))?;
     gears_python::initialize(
         Arc::new(host::ModuleHost(g)),
         g.engine.clone(),
         s.overridepythonallocators.on().then(redis::allocator),
     )
-    .map_err(|e| format!("could not start Python: {e}"))?;
+    .map_err(|e| errors::Error::Load(format!("could not start Python: {e}")))?;
     redis::subscribe(ctx);
     cluster::watch(g);
     if redis::with_lock(|ctx| ctx.cluster_enabled()) {
-        let net = net::Net::start(g)
-            .map_err(|e| format!("could not start the networking thread: {e}"))?;
+        let net = net::Net::start(g).map_err(|e| {
+            errors::Error::Load(format!("could not start the networking thread: {e}"))
+        })?;
         g.set_net(net);
     }
     redis::log(
@@ -108,7 +111,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     match start(ctx, args) {
         Ok(()) => Status::Ok,
         Err(e) => {
-            redis::log("warning", &e);
+            redis::log("warning", &e.to_string());
             Status::Err
         }
     }

@@ -2,13 +2,14 @@
 //! boundary, until the run's worker takes them. They may come before the
 //! run even started here (messages of different shards are not ordered).
 
+use crate::errors::Error;
 use gears_core::sync::{wait_timeout_unpoisoned, LockExt};
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// One shard's records for a boundary, encoded, or why it has none.
-pub type Outcome = Result<Vec<u8>, String>;
+pub type Outcome = Result<Vec<u8>, Error>;
 
 /// How long what nobody takes is kept (a run that ended without waiting).
 const KEEP: Duration = Duration::from_secs(600);
@@ -83,7 +84,7 @@ impl Mailbox {
         index: usize,
         from: &[String],
         idle: Duration,
-    ) -> Result<Vec<(String, Outcome)>, String> {
+    ) -> Result<Vec<(String, Outcome)>, Error> {
         let key = (id.to_owned(), index);
         let mut deadline = Instant::now() + idle;
         let mut seen = 0;
@@ -111,7 +112,11 @@ impl Mailbox {
             if missing.is_empty() {
                 let mut out = b.got.remove(&key).unwrap_or_default();
                 if let Some(failed) = b.failed.get(id) {
-                    out.extend(failed.iter().map(|(f, e)| (f.clone(), Err(e.clone()))));
+                    out.extend(
+                        failed
+                            .iter()
+                            .map(|(f, e)| (f.clone(), Err(Error::Shard(e.clone())))),
+                    );
                 }
                 return Ok(out);
             }
@@ -119,11 +124,11 @@ impl Mailbox {
             if now >= deadline {
                 let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
                 b.got.remove(&key);
-                return Err(format!(
+                return Err(Error::Shard(format!(
                     "shards did not answer within ExecutionMaxIdleTime ({} ms): {}",
                     idle.as_millis(),
                     names.join(", ")
-                ));
+                )));
             }
             b = wait_timeout_unpoisoned(&self.arrived, b, deadline - now);
         }
@@ -158,7 +163,8 @@ mod tests {
         assert!(got.iter().any(|(f, o)| f == "b" && o.is_err()));
         let e = m
             .wait("x", 1, &from, Duration::from_millis(30))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a, b"), "{e}");
     }
 }

@@ -12,6 +12,7 @@
 //! restarted (a new run id) gets none of the messages pending when that is
 //! noticed: they were meant for its previous life.
 
+use crate::errors::Error;
 use crate::redis as rd;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
@@ -153,27 +154,27 @@ pub fn cluster_user() -> Option<String> {
     credentials().0
 }
 
-fn connect(g: &dyn Directory, id: &str) -> Result<(redis::Connection, String), String> {
+fn connect(g: &dyn Directory, id: &str) -> Result<(redis::Connection, String), Error> {
     let (host, port) = g
         .address(id)
-        .ok_or_else(|| format!("no shard {id} in the topology"))?;
-    let client =
-        redis::Client::open(format!("redis://{host}:{port}/")).map_err(|e| e.to_string())?;
+        .ok_or_else(|| Error::Shard(format!("no shard {id} in the topology")))?;
+    let client = redis::Client::open(format!("redis://{host}:{port}/"))
+        .map_err(|e| Error::Shard(e.to_string()))?;
     let mut conn = client
         .get_connection_with_timeout(IO_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Shard(e.to_string()))?;
     conn.set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|_| conn.set_write_timeout(Some(IO_TIMEOUT)))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Shard(e.to_string()))?;
     match credentials() {
         (Some(user), Some(pass)) => redis::cmd("AUTH").arg(user).arg(pass).exec(&mut conn),
         (None, Some(pass)) => redis::cmd("AUTH").arg(pass).exec(&mut conn),
         _ => Ok(()),
     }
-    .map_err(|e| format!("AUTH: {e}"))?;
+    .map_err(|e| Error::Shard(format!("AUTH: {e}")))?;
     let run_id: String = redis::cmd("RG.HELLO")
         .query(&mut conn)
-        .map_err(|e| format!("RG.HELLO: {e}"))?;
+        .map_err(|e| Error::Shard(format!("RG.HELLO: {e}")))?;
     Ok((conn, run_id))
 }
 

@@ -19,13 +19,13 @@ fn stays(reg: &Registration, scope: &ScriptScope) -> bool {
 }
 
 /// The checks 1.2 makes when `register()` is called.
-pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), String> {
+pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), Error> {
     let regs = &g.engine.registrations;
     match args {
         ReaderArgs::Trigger { name, .. }
             if regs.trigger(name).is_some_and(|r| stays(&r, scope)) =>
         {
-            return Err(Error::TriggerTaken.into());
+            return Err(Error::TriggerTaken);
         }
         ReaderArgs::Hook {
             command, keyprefix, ..
@@ -34,9 +34,9 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), St
             if let Some(newest) = regs.hooks(command).first() {
                 if newest.mode != Mode::Sync {
                     return Err(if newest.session == scope.session {
-                        Error::OverrideNonSyncSameSession.into()
+                        Error::OverrideNonSyncSameSession
                     } else {
-                        Error::OverrideNonSync.into()
+                        Error::OverrideNonSync
                     });
                 }
             }
@@ -188,7 +188,7 @@ pub fn holds(g: &Gears, blob: &[u8]) -> bool {
 
 /// Applies a saved registration (RDB, AOF, replication) under its own id,
 /// replacing one with the same id. A master starts consuming its streams.
-pub fn restore(g: &'static Gears, saved: Saved, on_registered: bool) -> Result<(), String> {
+pub fn restore(g: &'static Gears, saved: Saved, on_registered: bool) -> Result<(), Error> {
     restore_all(g, vec![saved], on_registered)
         .pop()
         .map_or(Ok(()), |(_, outcome)| outcome)
@@ -201,7 +201,7 @@ pub fn restore_all(
     g: &'static Gears,
     saved: Vec<Saved>,
     on_registered: bool,
-) -> Vec<(String, Result<(), String>)> {
+) -> Vec<(String, Result<(), Error>)> {
     let mut outcomes = Vec::with_capacity(saved.len());
     let mut ready = Vec::with_capacity(saved.len());
     for one in saved {
@@ -220,7 +220,7 @@ pub fn restore_all(
 
 /// Restores the callbacks of a saved registration (what can fail: they may
 /// not unpickle here), without applying it.
-pub fn prepare(saved: Saved) -> Result<Prepared, String> {
+pub fn prepare(saved: Saved) -> Result<Prepared, Error> {
     let session_desc = saved.session_desc.clone();
     let session_requirements = saved.session_requirements.clone();
     let pending = gears_python::restore(saved)?;

@@ -12,10 +12,10 @@ use gears_python::requirements::{Requirement, Requirements, FORMAT_VERSION};
 /// Installs `names` with pip (network: call without the Redis lock), then
 /// records them. A failure is logged with pip's output; the error is 1.2's
 /// text.
-pub fn install(g: &Gears, names: &[String], error_text: Error) -> Result<(), String> {
+pub fn install(g: &Gears, names: &[String], error_text: Error) -> Result<(), Error> {
     let reqs = g.requirements().map_err(|e| {
         redis::log("warning", &format!("REQUIREMENTS: {e}"));
-        error_text.to_string()
+        error_text.clone()
     })?;
     reqs.install(names).map_err(|e| {
         redis::log(
@@ -25,7 +25,7 @@ pub fn install(g: &Gears, names: &[String], error_text: Error) -> Result<(), Str
                 e.requirement, e.detail
             ),
         );
-        error_text.to_string()
+        error_text
     })?;
     redis::with_lock(|_| changed(reqs, names));
     Ok(())
@@ -62,10 +62,10 @@ pub fn replicate(reqs: &Requirements, names: &[String]) {
 
 /// Installs the requirements of the RDB being loaded, offline, before the
 /// registrations that may import them.
-pub fn load(g: &Gears, bytes: &[u8]) -> Result<(), String> {
+pub fn load(g: &Gears, bytes: &[u8]) -> Result<(), Error> {
     let reqs = g.requirements()?;
     reqs.import(bytes, true)
-        .map_err(|e| format!("could not install the saved requirements: {e}"))?;
+        .map_err(|e| Error::Load(format!("could not install the saved requirements: {e}")))?;
     save(reqs);
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! plain functions (command handlers, notifications, the command filter)
 //! that carry no user data; only those entry points call [`get`].
 
+use crate::errors::Error;
 use crate::mailbox::Mailbox;
 use crate::net::{Directory, Net};
 use crate::prepared::AwaitingDecision;
@@ -57,7 +58,7 @@ pub struct Gears {
     /// RG.PYKILL asked to stop the Python code running on the main thread.
     pub kill_requested: AtomicBool,
     /// The REQUIREMENTS environment, made on first use.
-    requirements: OnceCell<Result<Requirements, String>>,
+    requirements: OnceCell<Result<Requirements, Error>>,
     /// Messages to other shards (cluster mode only).
     net: OnceCell<Net>,
     /// The last message id seen from each (sender, run id).
@@ -130,7 +131,7 @@ impl Gears {
     /// The requirements of this server. The first call creates the
     /// environment under `PythonInstallationDir` and puts it on `sys.path`
     /// (takes the GIL: never call it holding the GIL).
-    pub fn requirements(&self) -> Result<&Requirements, String> {
+    pub fn requirements(&self) -> Result<&Requirements, Error> {
         self.requirements
             .get_or_init(|| {
                 let s = self.config().settings().clone();

@@ -1,6 +1,7 @@
 //! Time events (`registerTimeEvent`): a callback that runs every period on
 //! the worker pool, for as long as its key exists, on a master only.
 
+use crate::errors::Error;
 use crate::redis::{self, TimeEvent};
 use crate::state::Gears;
 use gears_core::Identity;
@@ -20,7 +21,7 @@ struct Job {
 
 /// What the timer of `ev` needs (its callback restored), sharing its
 /// cancellation with the key's value.
-fn job_of(ev: &TimeEvent) -> Result<Arc<Job>, String> {
+fn job_of(ev: &TimeEvent) -> Result<Arc<Job>, Error> {
     Ok(Arc::new(Job {
         busy: AtomicBool::new(false),
         period: Duration::from_millis(ev.period_ms),
@@ -62,22 +63,24 @@ pub fn create(
     period_ms: u64,
     payload: Vec<u8>,
     propagate: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let ev = TimeEvent::new(period_ms, who.user.clone(), payload.clone());
     // The timer holds what it needs; the key holds the value.
     let job = job_of(&ev)?;
     redis::with_lock(|ctx| {
         ctx.select_db(who.db);
         if propagate && !redis::is_master() {
-            return Err("time events can only be created on a master".to_string());
-        }
-        if !redis::write_filter(ctx, who)(key) {
-            return Err(format!(
-                "NOPERM this user can not write the key '{}'",
-                String::from_utf8_lossy(key)
+            return Err(Error::TimeEvent(
+                "time events can only be created on a master".to_string(),
             ));
         }
-        redis::set_time_event(ctx, key, ev)?;
+        if !redis::write_filter(ctx, who)(key) {
+            return Err(Error::TimeEvent(format!(
+                "NOPERM this user can not write the key '{}'",
+                String::from_utf8_lossy(key)
+            )));
+        }
+        redis::set_time_event(ctx, key, ev).map_err(Error::TimeEvent)?;
         if propagate {
             let period = period_ms.to_string();
             let owner = who.user.clone().unwrap_or_default();

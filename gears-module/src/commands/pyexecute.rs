@@ -252,7 +252,7 @@ fn pyexecute_impl(
     let blocked = Blocked::new(ctx);
     spawn("gears-pip", move || {
         let done = requirements::install(g, &missing, Error::RequirementsFailed)
-            .map_err(Reply::Error)
+            .map_err(|e| Reply::Error(e.to_string()))
             .and_then(|()| redis::with_lock(|_| run_script(g, &opts, &script, identity)));
         match done {
             Ok(Done::Reply(r)) | Err(r) => blocked.reply(&r),

@@ -55,7 +55,7 @@ pub fn ask_execution(
     Some(move || {
         let answers = match g.mailbox().wait(&token, 0, &shards, ASK_TIMEOUT) {
             Ok(a) => a,
-            Err(e) => return vec![gears_core::Reply::Error(e)],
+            Err(e) => return vec![gears_core::Reply::Error(e.to_string())],
         };
         g.mailbox().forget(&token);
         answers
@@ -66,7 +66,7 @@ pub fn ask_execution(
                     gears_core::Reply::decode(&mut bytes.as_slice())
                         .unwrap_or_else(|e| gears_core::Reply::Error(e.to_string())),
                 ),
-                Err(e) => Some(gears_core::Reply::Error(e)),
+                Err(e) => Some(gears_core::Reply::Error(e.to_string())),
             })
             .collect()
     })

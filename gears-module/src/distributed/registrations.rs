@@ -5,6 +5,7 @@
 //! UNREGISTER), pauses (PAUSE), and everything sent to a shard that joins.
 
 use super::*;
+use crate::errors::Error;
 
 /// Sends every registration of this shard to a shard that joined the
 /// cluster (the shard with the lowest id among the old ones does it).
@@ -104,7 +105,7 @@ pub fn register_everywhere(
                 .into_iter()
                 .filter_map(|(shard, a)| a.err().map(|e| format!("ERR shard-{shard}: {e}")))
                 .collect(),
-            Err(e) => vec![e],
+            Err(e) => vec![e.to_string()],
         };
         let decision = if errors.is_empty() { COMMIT } else { CANCEL };
         if let Some(net) = g.net() {
@@ -122,7 +123,7 @@ pub fn register_everywhere(
                     .into_iter()
                     .filter_map(|(shard, a)| a.err().map(|e| format!("shard {shard}: {e}")))
                     .collect(),
-                Err(e) => vec![e],
+                Err(e) => vec![e.to_string()],
             };
             if !unapplied.is_empty() {
                 redis::log(
@@ -154,7 +155,7 @@ pub fn share_unregister(g: &Gears, id: &str, abort_pending: bool) {
 /// this shard's replicas and AOF like any other.
 pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
     let outcome = gears_core::persist::decode_registration(payload)
-        .map_err(String::from)
+        .map_err(Error::from)
         .and_then(|saved| crate::registry::restore(g, saved, true));
     match outcome {
         Ok(()) => redis::replicate(c"RG.INNERREGISTER", &[payload]),
@@ -171,7 +172,7 @@ pub fn received_registration(g: &'static Gears, sender: &str, payload: &[u8]) {
 pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     /// (answer token, the session replaced, the saved registrations).
     type Batch = (String, Option<String>, Vec<Vec<u8>>);
-    let parsed = (|| -> Result<Batch, String> {
+    let parsed = (|| -> Result<Batch, Error> {
         let token = text(&mut payload)?;
         let replaced = text(&mut payload)?;
         let has_replaced = take(&mut payload)? == [1];
@@ -195,7 +196,7 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         .iter()
         .map(|b| {
             gears_core::persist::decode_registration(b)
-                .map_err(String::from)
+                .map_err(Error::from)
                 .and_then(crate::registry::prepare)
         })
         .collect::<Result<Vec<_>, _>>();
@@ -233,14 +234,14 @@ pub(super) fn answer_registrations(
     sender: &str,
     receiver: &str,
     token: &[u8],
-    answer: Result<(), String>,
+    answer: Result<(), Error>,
 ) {
     let Some(net) = g.net() else { return };
     let mut m = Encoder::default();
     m.bytes(token);
     match &answer {
         Ok(()) => m.bytes(b""),
-        Err(e) => m.bytes(e.as_bytes()),
+        Err(e) => m.bytes(e.to_string().as_bytes()),
     }
     m.bytes(&[answer.is_ok() as u8]);
     net.send(sender, receiver, m.0);
@@ -278,7 +279,9 @@ pub(super) fn expire_prepared(g: &'static Gears, key: String) {
 pub fn received_commit(g: &'static Gears, sender: &str, token: &[u8]) {
     let key = format!("{sender}/{}", String::from_utf8_lossy(token));
     let Some(waiting) = g.awaiting_decision().remove(&key) else {
-        let missing = Err("nothing was prepared here (expired?)".to_string());
+        let missing = Err(Error::Shard(
+            "nothing was prepared here (expired?)".to_string(),
+        ));
         answer_registrations(g, sender, COMMITTED, token, missing);
         return;
     };
@@ -316,7 +319,7 @@ pub fn received_committed(g: &'static Gears, sender: &str, payload: &[u8]) {
 /// An answer about registrations, to the mailbox of their token: `step` 0
 /// for the prepare, 1 for the commit.
 pub(super) fn deliver_answer(g: &Gears, sender: &str, mut payload: &[u8], step: usize) {
-    let parsed = (|| -> Result<(String, String, bool), String> {
+    let parsed = (|| -> Result<(String, String, bool), Error> {
         Ok((
             text(&mut payload)?,
             text(&mut payload)?,
@@ -324,7 +327,11 @@ pub(super) fn deliver_answer(g: &Gears, sender: &str, mut payload: &[u8], step: 
         ))
     })();
     if let Ok((token, error, ok)) = parsed {
-        let outcome = if ok { Ok(Vec::new()) } else { Err(error) };
+        let outcome = if ok {
+            Ok(Vec::new())
+        } else {
+            Err(Error::Shard(error))
+        };
         g.mailbox().deliver(&token, step, sender, outcome);
     }
 }
@@ -358,10 +365,10 @@ pub fn share_pause(g: &Gears, id: &str, pause: bool, db: i64) {
 
 /// Another shard paused or unpaused a stream registration.
 pub fn received_pause(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, bool, i64), String> {
+    let parsed = (|| -> Result<(String, bool, i64), Error> {
         let id = text(&mut payload)?;
         let pause = text(&mut payload)? == "pause";
-        let db = text(&mut payload)?.parse().map_err(|_| "bad message")?;
+        let db = text(&mut payload)?.parse().map_err(|_| Error::BadMessage)?;
         Ok((id, pause, db))
     })();
     match parsed {

@@ -5,6 +5,7 @@
 //! thread, for what this shard is owed.
 
 use super::*;
+use crate::errors::Error;
 
 /// How a run crosses shards: this shard's part of it.
 pub(super) struct Spanning {
@@ -35,7 +36,7 @@ impl Spanning {
         }
     }
 
-    fn send(&self, to: &str, index: usize, kind: &str, outcome: Result<Vec<u8>, String>) {
+    fn send(&self, to: &str, index: usize, kind: &str, outcome: Result<Vec<u8>, Error>) {
         let Some(net) = self.g.net() else { return };
         let mut m = Encoder::default();
         m.bytes(self.id.as_bytes());
@@ -47,7 +48,7 @@ impl Spanning {
             }
             Err(e) => {
                 m.bytes(b"error");
-                m.bytes(e.as_bytes());
+                m.bytes(e.to_string().as_bytes());
             }
         }
         net.send(to, kind, m.0);
@@ -55,12 +56,12 @@ impl Spanning {
 
     /// Waits until every shard of `from` sent its records for boundary
     /// `index`; their errors become error records.
-    fn gather(&self, index: usize, from: &[String]) -> Result<Vec<gears_core::Record>, String> {
+    fn gather(&self, index: usize, from: &[String]) -> Result<Vec<gears_core::Record>, Error> {
         let mut got = self.g.mailbox().wait(&self.id, index, from, self.idle)?;
         let mut records = Vec::new();
         for (shard, outcome) in got.drain(..) {
             match outcome
-                .and_then(|b| gears_python::convert::decode_records(&b).map_err(String::from))
+                .and_then(|b| gears_python::convert::decode_records(&b).map_err(Error::from))
             {
                 Ok(more) => records.extend(more),
                 Err(e) => records.push(gears_core::Record::Error(format!("shard {shard}: {e}"))),
@@ -125,7 +126,7 @@ impl Crossing for Spanning {
                         &to,
                         index,
                         REPARTITIONED,
-                        gears_python::convert::encode_records(&list).map_err(String::from),
+                        gears_python::convert::encode_records(&list).map_err(Error::from),
                     );
                 }
                 mine.extend(self.gather(index, &others)?);
@@ -143,7 +144,7 @@ impl Crossing for Spanning {
                     &initiator,
                     index,
                     COLLECTED,
-                    gears_python::convert::encode_records(&records).map_err(String::from),
+                    gears_python::convert::encode_records(&records).map_err(Error::from),
                 );
                 Ok(None)
             }
@@ -152,11 +153,13 @@ impl Crossing for Spanning {
 }
 
 /// Starts `run` here and on every other shard (it has a shipped builder).
-pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
-    let net = g.net().ok_or("no connection to the other shards")?;
+pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), Error> {
+    let net = g
+        .net()
+        .ok_or_else(|| Error::Shard("no connection to the other shards".into()))?;
     let shipped = run
         .shipped()
-        .ok_or("the run was not prepared for the cluster")?;
+        .ok_or_else(|| Error::Shard("the run was not prepared for the cluster".into()))?;
     let exec = run.execution.clone();
     let me = g.topology().my_id.clone().unwrap_or_default();
     let mut shards = others(g);
@@ -177,17 +180,17 @@ pub fn start(g: &'static Gears, run: PendingRun) -> Result<(), String> {
     }
     shards.push(me.clone());
     let spanning = Spanning::new(g, &exec.id, &me, shards);
-    gears_python::submit_spanning(run, Box::new(spanning)).map_err(String::from)
+    gears_python::submit_spanning(run, Box::new(spanning)).map_err(Error::from)
 }
 
 /// Another shard started a run: run its part here (main thread, from
 /// RG.INNERMSGCOMMAND).
 pub fn received_run(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, Identity, Vec<String>, Vec<u8>), String> {
+    let parsed = (|| -> Result<(String, Identity, Vec<String>, Vec<u8>), Error> {
         let id = text(&mut payload)?;
         let user = text(&mut payload)?;
         let has_user = take(&mut payload)? == [1];
-        let db: i64 = text(&mut payload)?.parse().map_err(|_| "bad message")?;
+        let db: i64 = text(&mut payload)?.parse().map_err(|_| Error::BadMessage)?;
         let mut list = take(&mut payload)?;
         let mut shards = Vec::new();
         while !list.is_empty() {
@@ -235,15 +238,15 @@ pub fn received_failure(g: &'static Gears, sender: &str, mut payload: &[u8]) {
 
 /// A shard sent records of a run to this one.
 pub fn received_records(g: &'static Gears, sender: &str, mut payload: &[u8]) {
-    let parsed = (|| -> Result<(String, usize, crate::mailbox::Outcome), String> {
+    let parsed = (|| -> Result<(String, usize, crate::mailbox::Outcome), Error> {
         let id = text(&mut payload)?;
-        let index: usize = text(&mut payload)?.parse().map_err(|_| "bad message")?;
+        let index: usize = text(&mut payload)?.parse().map_err(|_| Error::BadMessage)?;
         let kind = text(&mut payload)?;
         let body = take(&mut payload)?;
         let outcome = if kind == "ok" {
             Ok(body.to_vec())
         } else {
-            Err(String::from_utf8_lossy(body).into_owned())
+            Err(Error::Shard(String::from_utf8_lossy(body).into_owned()))
         };
         Ok((id, index, outcome))
     })();

@@ -31,7 +31,7 @@ pub struct Callbacks {
     /// locks).
     pub aux_counters: fn() -> Vec<u8>,
     /// Reads what the aux save wrote; an error fails the load.
-    pub aux_load: fn(Aux<'_>) -> Result<(), String>,
+    pub aux_load: fn(Aux<'_>) -> Result<(), crate::errors::Error>,
     /// A load (RDB, AOF, full sync) starts (`true`) or ended (`false`).
     pub loading: fn(bool),
     /// The server became a master (`true`) or a replica (`false`).

@@ -306,7 +306,7 @@ pub(super) extern "C" fn aux_load(
     };
     match std::panic::catch_unwind(|| (layer.callbacks.aux_load)(aux)) {
         Ok(Ok(())) => raw::REDISMODULE_OK as c_int,
-        Ok(Err(e)) => fail(&e),
+        Ok(Err(e)) => fail(&e.to_string()),
         Err(_) => fail("loading them panicked"),
     }
 }

@@ -4,6 +4,7 @@
 //! after success, retries and pauses, drained in a loop.
 
 use super::*;
+use crate::errors::Error;
 
 /// The ids of one batch, and whether they were pending entries.
 #[derive(Default)]
@@ -101,10 +102,10 @@ impl Stream {
         &self,
         pending_first: bool,
         batch: usize,
-    ) -> Result<(Vec<Record>, BatchInfo), String> {
+    ) -> Result<(Vec<Record>, BatchInfo), Error> {
         if pending_first {
             let (records, ids) = match self.read(b"0", batch) {
-                Reply::Error(e) => return Err(e),
+                Reply::Error(e) => return Err(Error::Key(e)),
                 r => entries(r, &self.key),
             };
             if !records.is_empty() {
@@ -116,7 +117,7 @@ impl Stream {
             }
         }
         match self.read(b">", batch) {
-            Reply::Error(e) => Err(e),
+            Reply::Error(e) => Err(Error::Key(e)),
             r => {
                 let (records, ids) = entries(r, &self.key);
                 Ok((
@@ -302,7 +303,7 @@ pub(super) fn drain(g: &'static Gears, s: Stream, mut known: bool) {
                     *info.lock_unpoisoned() = read;
                     records
                 }
-                Err(e) => vec![Record::Error(e)],
+                Err(e) => vec![Record::Error(e.to_string())],
             };
             reader.ready = Some(records);
         }
