@@ -100,13 +100,9 @@ pub fn register_everywhere(
     let idle =
         Duration::from_millis(g.config().settings().pythoninstallreqmaxidletime.max(1) as u64);
     Ok(Box::new(move || {
-        let errors = match g.mailbox().wait(&token, 0, &shards, idle) {
-            Ok(answers) => answers
-                .into_iter()
-                .filter_map(|(shard, a)| a.err().map(|e| format!("ERR shard-{shard}: {e}")))
-                .collect(),
-            Err(e) => vec![e.to_string()],
-        };
+        let errors = shard_errors(g.mailbox().wait(&token, 0, &shards, idle), |shard, e| {
+            format!("ERR shard-{shard}: {e}")
+        });
         let decision = if errors.is_empty() { COMMIT } else { CANCEL };
         if let Some(net) = g.net() {
             for shard in &shards {
@@ -118,13 +114,9 @@ pub fn register_everywhere(
             // OK once every shard has applied them (or was waited for as
             // long as for its first answer): a client reading any shard
             // after OK finds the registrations there.
-            let unapplied = match g.mailbox().wait(&token, 1, &shards, idle) {
-                Ok(answers) => answers
-                    .into_iter()
-                    .filter_map(|(shard, a)| a.err().map(|e| format!("shard {shard}: {e}")))
-                    .collect(),
-                Err(e) => vec![e.to_string()],
-            };
+            let unapplied = shard_errors(g.mailbox().wait(&token, 1, &shards, idle), |shard, e| {
+                format!("shard {shard}: {e}")
+            });
             if !unapplied.is_empty() {
                 redis::log(
                     "warning",
@@ -225,6 +217,21 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
         }
     };
     answer_registrations(g, sender, REGISTERED, token.as_bytes(), answer);
+}
+
+/// The errors among the shards' answers, each worded by `word` (shard,
+/// error), or the wait's own error when the answers did not all come.
+fn shard_errors(
+    answers: Result<Vec<(String, crate::mailbox::Outcome)>, Error>,
+    word: impl Fn(&str, &Error) -> String,
+) -> Vec<String> {
+    match answers {
+        Ok(answers) => answers
+            .iter()
+            .filter_map(|(shard, a)| a.as_ref().err().map(|e| word(shard, e)))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    }
 }
 
 /// Answers `sender` about the registrations of `token` (`receiver`: after
