@@ -15,7 +15,9 @@
 use crate::errors::Error;
 use crate::redis as rd;
 use crossbeam_channel::{Receiver, Sender};
+use gears_core::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the transport needs to know of the cluster.
@@ -26,6 +28,8 @@ pub trait Directory: Send + Sync + 'static {
     fn address(&self, id: &str) -> Option<(String, u16)>;
     /// `SendMsgRetries` (0: forever).
     fn retries(&self) -> u64;
+    /// The ids of every shard of the topology (this one included).
+    fn shards(&self) -> Vec<String>;
 }
 
 /// How long a connection attempt, and a reply, may take.
@@ -57,23 +61,32 @@ struct Outgoing {
     payload: Vec<u8>,
 }
 
-/// The sending side: queues messages for the networking thread.
+/// The run ids of the shards this node greeted (RG.HELLO), by shard id.
+type Greeted = Arc<Mutex<HashMap<String, String>>>;
+
+/// The sending side: queues messages for the networking thread, and knows
+/// the run id of every shard it greeted.
 pub struct Net {
     tx: Sender<Outgoing>,
+    greeted: Greeted,
 }
 
 impl Net {
     /// Starts the networking thread.
     pub fn start(g: &'static dyn Directory) -> std::io::Result<Net> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let greeted = Greeted::default();
+        let known = greeted.clone();
         std::thread::Builder::new()
             .name("gears-net".into())
             .spawn(move || {
                 // A panic loses the connections, not the thread: it starts
                 // over (peers are greeted again, unacknowledged messages
                 // were kept by nobody: logged).
-                while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(g, &rx)))
-                    .is_err()
+                while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(g, &rx, &known)
+                }))
+                .is_err()
                 {
                     crate::redis::log(
                         "warning",
@@ -82,7 +95,14 @@ impl Net {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             })?;
-        Ok(Net { tx })
+        Ok(Net { tx, greeted })
+    }
+
+    /// The run id shard `id` gave when this node last greeted it (1.2's
+    /// `runid` in RG.INFOCLUSTER: tools wait for every shard's before
+    /// sending work).
+    pub fn run_id_of(&self, id: &str) -> Option<String> {
+        self.greeted.lock_unpoisoned().get(id).cloned()
     }
 
     /// Sends `payload` to `receiver` on the shard `to` (a node id).
@@ -101,7 +121,7 @@ struct Me {
     run_id: String,
 }
 
-fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>) {
+fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>, greeted: &Greeted) {
     let mut peers: HashMap<String, Peer> = HashMap::new();
     let mut me: Option<Me> = None;
     loop {
@@ -120,9 +140,6 @@ fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>) {
                 tries: 0,
             });
         }
-        if peers.values().all(|p| p.pending.is_empty()) {
-            continue;
-        }
         if me.is_none() {
             let Some(id) = g.my_id() else {
                 // The topology is not read yet: try again next time.
@@ -134,10 +151,20 @@ fn run(g: &'static dyn Directory, rx: &Receiver<Outgoing>) {
             });
         }
         let Some(me) = me.as_ref() else { continue };
+        // Every shard is greeted once it is in the topology, messages or
+        // not, so that its run id is known (and a connection ready).
+        for id in g.shards() {
+            if id != me.id {
+                let peer = peers.entry(id.clone()).or_default();
+                if peer.conn.is_none() {
+                    connect_peer(g, &id, peer, greeted);
+                }
+            }
+        }
         let retries = g.retries();
         for (id, peer) in peers.iter_mut() {
             if !peer.pending.is_empty() {
-                flush(g, me, id, peer, retries);
+                flush(g, me, id, peer, retries, greeted);
             }
         }
     }
@@ -178,39 +205,52 @@ fn connect(g: &dyn Directory, id: &str) -> Result<(redis::Connection, String), E
     Ok((conn, run_id))
 }
 
-/// Sends what `peer` has pending, in order, connecting first if needed.
-fn flush(g: &dyn Directory, me: &Me, id: &str, peer: &mut Peer, retries: u64) {
-    if peer.conn.is_none() {
-        if peer.retry_at.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        match connect(g, id) {
-            Ok((conn, run_id)) => {
-                if peer.run_id.as_ref().is_some_and(|old| *old != run_id) {
-                    // A new life: what was meant for the old one (the runs it
-                    // took part in, long given up by now) is stale, as in
-                    // 1.2.
-                    if !peer.pending.is_empty() {
-                        rd::log(
-                            "notice",
-                            &format!(
-                                "shard {id} restarted: {} messages to it dropped",
-                                peer.pending.len()
-                            ),
-                        );
-                    }
-                    peer.pending.clear();
+/// Connects to `peer` (shard `id`) unless a recent attempt failed, and
+/// greets it: its run id is recorded. False when it is not connected.
+fn connect_peer(g: &dyn Directory, id: &str, peer: &mut Peer, greeted: &Greeted) -> bool {
+    if peer.conn.is_some() {
+        return true;
+    }
+    if peer.retry_at.is_some_and(|t| Instant::now() < t) {
+        return false;
+    }
+    match connect(g, id) {
+        Ok((conn, run_id)) => {
+            if peer.run_id.as_ref().is_some_and(|old| *old != run_id) {
+                // A new life: what was meant for the old one (the runs it
+                // took part in, long given up by now) is stale, as in
+                // 1.2.
+                if !peer.pending.is_empty() {
+                    rd::log(
+                        "notice",
+                        &format!(
+                            "shard {id} restarted: {} messages to it dropped",
+                            peer.pending.len()
+                        ),
+                    );
                 }
-                peer.run_id = Some(run_id);
-                peer.conn = Some(conn);
-                peer.retry_at = None;
+                peer.pending.clear();
             }
-            Err(e) => {
-                rd::log("verbose", &format!("could not reach shard {id}: {e}"));
-                peer.retry_at = Some(Instant::now() + RECONNECT_AFTER);
-                return;
-            }
+            greeted
+                .lock_unpoisoned()
+                .insert(id.to_owned(), run_id.clone());
+            peer.run_id = Some(run_id);
+            peer.conn = Some(conn);
+            peer.retry_at = None;
+            true
         }
+        Err(e) => {
+            rd::log("verbose", &format!("could not reach shard {id}: {e}"));
+            peer.retry_at = Some(Instant::now() + RECONNECT_AFTER);
+            false
+        }
+    }
+}
+
+/// Sends what `peer` has pending, in order, connecting first if needed.
+fn flush(g: &dyn Directory, me: &Me, id: &str, peer: &mut Peer, retries: u64, greeted: &Greeted) {
+    if !connect_peer(g, id, peer, greeted) {
+        return;
     }
     let Some(conn) = peer.conn.as_mut() else {
         return;

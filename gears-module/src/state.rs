@@ -98,6 +98,14 @@ impl Directory for Gears {
     fn retries(&self) -> u64 {
         self.config().settings().sendmsgretries.max(0) as u64
     }
+
+    fn shards(&self) -> Vec<String> {
+        self.topology()
+            .shards
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
+    }
 }
 
 impl Gears {

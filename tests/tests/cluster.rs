@@ -51,6 +51,50 @@ fn every_node_knows_the_topology_and_its_hashtag() {
     }
 }
 
+/// Every node's RG.INFOCLUSTER shows every shard's run id soon after the
+/// cluster forms (CLUSTER ADDSLOTS + MEET, then RG.REFRESHCLUSTER), with no
+/// run: 1.2's tooling polls exactly that before sending work.
+#[test]
+fn every_node_learns_every_shards_run_id_without_a_run() {
+    let cluster = Cluster::start(3, &[]);
+    let run_ids: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut c = n.client();
+            assert_eq!(c.cmd(&["RG.REFRESHCLUSTER"]), Value::Status("OK".into()));
+            c.cmd(&["RG.INFOCLUSTER"]).array()[3].text()
+        })
+        .collect();
+    let ids = cluster.ids();
+    for node in &cluster.nodes {
+        let mut c = node.client();
+        let seen = |c: &mut gears_tests::Client| -> Vec<(String, Value)> {
+            c.cmd(&["RG.INFOCLUSTER"]).array()[4]
+                .array()
+                .iter()
+                .map(|s| (s.array()[1].text(), s.array()[9].clone()))
+                .collect()
+        };
+        let complete = node.wait_for(10, || {
+            seen(&mut c)
+                .iter()
+                .all(|(_, run_id)| matches!(run_id, Value::Bulk(_)))
+        });
+        assert!(complete, "port {}: {:?}", node.port, seen(&mut c));
+        // Each shard's entry is that shard's own run id.
+        for (id, run_id) in seen(&mut c) {
+            let j = ids.iter().position(|i| *i == id).expect("a known shard");
+            assert_eq!(
+                run_id.text(),
+                run_ids[j],
+                "shard {id} seen from {}",
+                node.port
+            );
+        }
+    }
+}
+
 /// A slot that moves is seen without RG.REFRESHCLUSTER.
 #[test]
 fn a_moved_slot_is_noticed_by_itself() {

@@ -82,10 +82,12 @@ pub fn info_cluster(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                     Reply::bulk("unixSocket"),
                     Reply::bulk("None"),
                     Reply::bulk("runid"),
-                    if s.id == my_id {
-                        Reply::bulk(redis::run_id().as_bytes())
-                    } else {
-                        Reply::Null
+                    match (s.id == my_id, g.net()) {
+                        (true, _) => Reply::bulk(redis::run_id().as_bytes()),
+                        (false, Some(net)) => net
+                            .run_id_of(&s.id)
+                            .map_or(Reply::Null, |r| Reply::bulk(r.as_bytes())),
+                        (false, None) => Reply::Null,
                     },
                     Reply::bulk("minHslot"),
                     Reply::Int(min as i64),
