@@ -33,8 +33,9 @@ pub struct Engine {
     pub over_limit: std::sync::OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
     /// `ProfileExecutions`: time every step, profile every Python callback.
     pub profile: AtomicBool,
-    /// This node's id: forty zeros off-cluster.
-    pub node_id: String,
+    /// This node's cluster id once known (`set_node_id`); forty zeros
+    /// until then and off-cluster.
+    node_id: std::sync::OnceLock<String>,
     /// The host language that runs the plans' callbacks.
     pub(crate) runner: Arc<dyn PlanRunner>,
 }
@@ -64,7 +65,7 @@ impl Engine {
             queued_events: AtomicUsize::new(0),
             drop_when_full: AtomicBool::new(false),
             over_limit: std::sync::OnceLock::new(),
-            node_id: crate::id::LOCAL_NODE_ID.to_owned(),
+            node_id: std::sync::OnceLock::new(),
             runner,
         })
     }
@@ -126,12 +127,25 @@ impl Engine {
         self.queued.load(Ordering::SeqCst) + self.queued_events.load(Ordering::SeqCst)
     }
 
+    /// The prefix of the ids this node gives (1.2: `<CLUSTER MYID>-N`).
+    pub fn node_id(&self) -> &str {
+        self.node_id
+            .get()
+            .map_or(crate::id::LOCAL_NODE_ID, String::as_str)
+    }
+
+    /// Names this node in a cluster: ids given from now on carry `id`. A
+    /// node's cluster id never changes, so only the first call counts.
+    pub fn set_node_id(&self, id: &str) {
+        let _ = self.node_id.set(id.to_owned());
+    }
+
     pub fn next_execution_id(&self) -> String {
-        self.execution_ids.next(&self.node_id)
+        self.execution_ids.next(self.node_id())
     }
 
     pub fn next_registration_id(&self) -> String {
-        self.registration_ids.next(&self.node_id)
+        self.registration_ids.next(self.node_id())
     }
 }
 

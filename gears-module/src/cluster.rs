@@ -93,6 +93,8 @@ pub fn refresh(g: &Gears) -> Result<(), Error> {
             Reply::Status(s) => s,
             other => return Err(Error::Shard(format!("CLUSTER MYID: {other:?}"))),
         };
+        // Ids given from now on carry this node's id, as 1.2's do.
+        g.engine.set_node_id(&id);
         let shards = redis::call_with(&[b"CLUSTER".to_vec(), b"SHARDS".to_vec()], c"v");
         Topology {
             my_id: Some(id),

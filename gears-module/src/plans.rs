@@ -43,7 +43,7 @@ pub fn execution_entry(g: &Gears, e: &Execution) -> Reply {
         .topology()
         .my_id
         .clone()
-        .unwrap_or_else(|| g.engine.node_id.clone());
+        .unwrap_or_else(|| g.engine.node_id().to_owned());
     Reply::map([
         ("shard_id", Reply::bulk(shard.as_bytes())),
         ("execution_plan", plan),

@@ -95,6 +95,41 @@ fn every_node_learns_every_shards_run_id_without_a_run() {
     }
 }
 
+/// In a cluster, ids carry the id of the shard that gave them (1.2:
+/// `<CLUSTER MYID>-N`), so ids from different shards never collide.
+#[test]
+fn execution_and_registration_ids_carry_the_shard_id() {
+    let cluster = Cluster::start(2, &[]);
+    let ids = cluster.ids();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut c = node.client();
+        let id = c
+            .cmd(&["RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING"])
+            .text();
+        assert!(
+            id.starts_with(&format!("{}-", ids[i])),
+            "{id} on shard {}",
+            ids[i]
+        );
+        assert_eq!(c.cmd(&["RG.GETRESULTSBLOCKING", &id]).array().len(), 2);
+    }
+    // A registration made on the second node carries its id everywhere.
+    let mut c = cluster.nodes[1].client();
+    assert_eq!(
+        c.py("GB('CommandReader').register(trigger='ids')"),
+        Value::Status("OK".into())
+    );
+    for node in &cluster.nodes {
+        let regs = node.client().registrations();
+        assert_eq!(regs.len(), 1);
+        assert!(
+            regs[0].id.starts_with(&format!("{}-", ids[1])),
+            "{}",
+            regs[0].id
+        );
+    }
+}
+
 /// A slot that moves is seen without RG.REFRESHCLUSTER.
 #[test]
 fn a_moved_slot_is_noticed_by_itself() {

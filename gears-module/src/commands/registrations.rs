@@ -284,7 +284,7 @@ fn pause_or_unpause(
     let Some(reg) = g.engine.registrations.get(&id) else {
         return Err(err(Error::NoRegistrationOnShard {
             id: id.to_string(),
-            shard: g.engine.node_id.to_string(),
+            shard: g.engine.node_id().to_owned(),
         }));
     };
     if !matches!(reg.args, ReaderArgs::Stream { .. }) {
