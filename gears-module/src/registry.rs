@@ -18,19 +18,37 @@ fn stays(reg: &Registration, scope: &ScriptScope) -> bool {
     reg.session != scope.session && scope.replacing.as_deref() != Some(&reg.session)
 }
 
+/// The checks of a registration's hooked commands against this server
+/// (they exist, may be hooked, have no movable keys when hooked by prefix):
+/// every shard of a cluster makes them before it may take a registration,
+/// as a command renamed away on one shard must fail it everywhere.
+pub fn check_commands(args: &ReaderArgs) -> Result<(), Error> {
+    match args {
+        ReaderArgs::Hook {
+            command, keyprefix, ..
+        } => check_hookable(command, keyprefix.is_some(), Hooking::Override),
+        ReaderArgs::Keys {
+            commands: Some(commands),
+            prefix,
+            ..
+        } => commands
+            .iter()
+            .try_for_each(|c| check_hookable(c, prefix.as_slice() != b"*", Hooking::Hook)),
+        _ => Ok(()),
+    }
+}
+
 /// The checks 1.2 makes when `register()` is called.
 pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), Error> {
     let regs = &g.engine.registrations;
+    check_commands(args)?;
     match args {
         ReaderArgs::Trigger { name, .. }
             if regs.trigger(name).is_some_and(|r| stays(&r, scope)) =>
         {
             return Err(Error::TriggerTaken);
         }
-        ReaderArgs::Hook {
-            command, keyprefix, ..
-        } => {
-            check_hookable(command, keyprefix.is_some(), Hooking::Override)?;
+        ReaderArgs::Hook { command, .. } => {
             if let Some(newest) = regs.hooks(command).first() {
                 if newest.mode != Mode::Sync {
                     return Err(if newest.session == scope.session {
@@ -39,15 +57,6 @@ pub fn check(g: &Gears, args: &ReaderArgs, scope: &ScriptScope) -> Result<(), Er
                         Error::OverrideNonSync
                     });
                 }
-            }
-        }
-        ReaderArgs::Keys {
-            commands: Some(commands),
-            prefix,
-            ..
-        } => {
-            for c in commands {
-                check_hookable(c, prefix.as_slice() != b"*", Hooking::Hook)?;
             }
         }
         _ => {}

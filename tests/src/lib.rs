@@ -606,11 +606,21 @@ impl Cluster {
     /// Starts `n` masters and waits until every one sees the cluster whole
     /// (`cluster_state:ok`, `n` known nodes).
     pub fn start(n: usize, module_args: &[&str]) -> Cluster {
+        Cluster::start_with(n, |_| Vec::new(), module_args)
+    }
+
+    /// [`Cluster::start`], node `i` started with the extra server arguments
+    /// `server_args(i)` (a command renamed on one shard, say).
+    pub fn start_with(
+        n: usize,
+        server_args: impl Fn(usize) -> Vec<&'static str>,
+        module_args: &[&str],
+    ) -> Cluster {
         assert!(n >= 1);
         let mut nodes = Vec::new();
         let mut bus_ports = Vec::new();
-        for _ in 0..n {
-            let (node, bus) = Cluster::node(module_args);
+        for i in 0..n {
+            let (node, bus) = Cluster::node(&server_args(i), module_args);
             nodes.push(node);
             bus_ports.push(bus);
         }
@@ -658,7 +668,7 @@ impl Cluster {
     /// Starts one more master with the same module arguments and makes it
     /// meet the cluster (it serves no slot yet).
     pub fn add_node(&mut self, module_args: &[&str]) -> &Server {
-        let (node, bus) = Cluster::node(module_args);
+        let (node, bus) = Cluster::node(&[], module_args);
         self.nodes[0].client().cmd(&[
             "CLUSTER",
             "MEET",
@@ -679,22 +689,21 @@ impl Cluster {
     }
 
     /// A cluster-enabled server on its own ports (client and bus).
-    fn node(module_args: &[&str]) -> (Server, u16) {
+    fn node(server_args: &[&str], module_args: &[&str]) -> (Server, u16) {
         let bus = free_port();
         let bus_arg = bus.to_string();
-        let node = Server::start_with(
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "3000",
-                "--cluster-port",
-                &bus_arg,
-            ],
-            module_args,
-        );
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "3000",
+            "--cluster-port",
+            &bus_arg,
+        ];
+        args.extend_from_slice(server_args);
+        let node = Server::start_with(&args, module_args);
         (node, bus)
     }
 

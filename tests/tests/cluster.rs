@@ -726,6 +726,50 @@ fn registration_errors_come_back_per_shard() {
     assert_eq!(other.registrations().len(), 1);
 }
 
+/// A registration one shard can not take (its hooked command is renamed
+/// away there) is applied nowhere and answered with that shard's error.
+#[test]
+fn a_hook_one_shard_can_not_take_is_applied_nowhere() {
+    let cluster = Cluster::start_with(
+        2,
+        |i| {
+            if i == 1 {
+                vec!["--rename-command", "hset", ""]
+            } else {
+                vec![]
+            }
+        },
+        &[],
+    );
+    let ids = cluster.ids();
+    let mut c = cluster.nodes[0].client();
+    let r = c.py(
+        "GB('CommandReader').map(lambda x: call_next(*x[1:])).register(hook='hset', mode='sync')",
+    );
+    let errors = r.array();
+    assert_eq!(errors.len(), 1, "{r:?}");
+    assert_eq!(
+        errors[0].error(),
+        format!(
+            "ERR shard-{}: Can not override an unexisting command",
+            ids[1]
+        )
+    );
+    for node in &cluster.nodes {
+        assert!(
+            node.client().registrations().is_empty(),
+            "port {}",
+            node.port
+        );
+    }
+    // The hook is not in place on the first shard either.
+    let key = (0..)
+        .map(|i| format!("h{i}"))
+        .find(|k| cluster.node_of(k).port == cluster.nodes[0].port)
+        .expect("a key of the first shard");
+    assert_eq!(c.cmd(&["HSET", &key, "f", "v"]).int(), 1);
+}
+
 /// Coroutine steps before the first boundary of a run that spans the
 /// shards wait like anywhere else.
 #[test]

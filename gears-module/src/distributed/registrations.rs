@@ -187,9 +187,9 @@ pub fn received_prepare(g: &'static Gears, sender: &str, mut payload: &[u8]) {
     let outcome = blobs
         .iter()
         .map(|b| {
-            gears_core::persist::decode_registration(b)
-                .map_err(Error::from)
-                .and_then(crate::registry::prepare)
+            let saved = gears_core::persist::decode_registration(b)?;
+            crate::registry::check_commands(&saved.args)?;
+            crate::registry::prepare(saved)
         })
         .collect::<Result<Vec<_>, _>>();
     let answer = match outcome {
