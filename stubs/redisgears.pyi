@@ -9,13 +9,13 @@
 # Most names are the same objects a script sees as globals (see gears.pyi).
 # The prelude adds the 1.2 aliases clients import (executeCommand,
 # getMyHashTag, config_get, atomicCtx, gearsFutureCtx, callNext,
-# overrideReply). A few names (run,
+# overrideReply, flatError). A few names (run,
 # register, shard_id, atomic_enter, atomic_exit, gate_enter, gate_leave,
 # current_acting) are the runtime's own plumbing, used by the prelude and
 # not meant for scripts.
 
 import asyncio
-from typing import Any, Callable, Coroutine, Literal, Mapping
+from typing import Any, Callable, Coroutine, Literal, Mapping, NoReturn
 
 import gears as _gears
 
@@ -54,6 +54,10 @@ def override_reply(value: Any) -> None:
     A text starting with '-' becomes an error reply, '+' a status reply."""
 
 overrideReply = override_reply
+
+def flatError(msg: str) -> NoReturn:
+    """Raise GearsFlatError(msg): the error shows as `msg`, without a
+    traceback (1.2's name for `flat_error`)."""
 
 # Shard information, configuration and logging.
 

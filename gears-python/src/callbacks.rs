@@ -72,7 +72,8 @@ impl PyStep {
         args: impl IntoPyObject<'py, Target = pyo3::types::PyTuple>,
     ) -> StepResult<Bound<'py, PyAny>> {
         let func = self.func.bind(py);
-        crate::profiling::around(py, func, || func.call1(args)).map_err(|e| host_error(py, &e))
+        aio::without_async(|| crate::profiling::around(py, func, || func.call1(args)))
+            .map_err(|e| host_error(py, &e))
     }
 
     /// Calls a callback whose record may wait (see [`crate::aio`]).

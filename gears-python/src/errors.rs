@@ -99,6 +99,7 @@ pub const FUTURE_CONTINUED_TWICE: &str = "Can not continue with the same future 
 pub const FUTURE_NOT_RETURNED_YET: &str =
     "Can not handle future untill it returned from the callback";
 pub const AWAIT_IN_ATOMIC: &str = "await is not allow inside atomic block";
+pub const STEP_NO_ASYNC: &str = "Step does not support async";
 pub const COROUTINE_ON_EXTRACTOR: &str = "coroutine are not allow on extractor";
 pub const COROUTINE_ON_REDUCE: &str = "coroutine are not allow on reduce";
 pub const NOT_A_COROUTINE: &str = "runCoroutine expects a coroutine";

@@ -119,6 +119,7 @@ redisgears.config_get = configGet
 redisgears.atomicCtx = atomic
 redisgears.gearsFutureCtx = gearsFuture
 redisgears.callNext = call_next
+redisgears.flatError = flat_error
 redisgears.overrideReply = override_reply
 getGearsSession = _not_yet('getGearsSession')
 setGearsSession = _not_yet('setGearsSession')
@@ -273,6 +274,10 @@ class GearsBuilder(object):
         self.accumulate(lambda a, r: seqOp(a if a else _copy.deepcopy(zero), r))
         self.collect()
         return self.accumulate(lambda a, r: combOp(a if a else _copy.deepcopy(zero), r))
+
+    def __localAggregateby__(self, extractor, zero, aggregator):
+        # 1.2's name, which some scripts call directly.
+        return self._localAggregateby(extractor, zero, aggregator)
 
     def _localAggregateby(self, extractor, zero, aggregator):
         return self.localgroupby(

@@ -766,3 +766,28 @@ fn a_coroutine_answering_cyclic_or_deep_data_makes_an_error_record() {
     assert_has(&r.errors()[0], "reply nesting too deep");
     assert_eq!(c.cmd(&["PING"]), Value::Status("PONG".into()));
 }
+
+/// A `gearsFuture()` in a step that can not answer later (repartition's
+/// extractor, a groupby extractor, a reducer) is 1.2's "Step does not
+/// support async", not the error of a future made outside any step.
+#[test]
+fn a_future_in_a_step_without_async_is_refused_with_1_2s_text() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    for script in [
+        "GB('ShardsIDReader').repartition(lambda x: gearsFuture()).run()",
+        "GB('ShardsIDReader').groupby(lambda x: gearsFuture(), lambda k, a, r: 1).run()",
+        "GB('ShardsIDReader').batchgroupby(lambda x: 'k', lambda k, rs: gearsFuture()).run()",
+    ] {
+        let r = c.py(script);
+        let errors = r.errors();
+        assert_eq!(errors.len(), 1, "{script}: {r:?}");
+        assert_has(&errors[0], "Step does not support async");
+    }
+    // Outside any step the text stays 1.2's other one.
+    let r = c.cmd(&["RG.PYEXECUTE", "gearsFuture()"]);
+    assert_has(
+        &r.error(),
+        "Future object can only be created inside certain execution steps",
+    );
+}

@@ -271,3 +271,21 @@ fn ping_is_served_while_a_long_pipeline_runs() {
     let r = c.cmd(&["RG.GETRESULTSBLOCKING", &id]);
     assert_eq!(r.results().len(), 10);
 }
+
+/// Names 1.2 scripts use directly: the builder's `__localAggregateby__`
+/// and `redisgears.flatError`.
+#[test]
+fn builder_and_module_names_of_1_2_exist() {
+    let s = Server::start(&[]);
+    let mut c = s.client();
+    let r = c.py(
+        "GB('PythonReader').__localAggregateby__(lambda x: str(x % 2), 0, lambda k, a, x: a + x).map(lambda r: '%s=%s' % (r['key'], r['value'])).run(lambda: iter(range(6)))",
+    );
+    let mut got = r.results();
+    got.sort();
+    assert_eq!(got, ["0=6", "1=9"]);
+    let r = c.py(
+        "import redisgears\nGB('ShardsIDReader').foreach(lambda x: redisgears.flatError('PAUSE flat')).run()",
+    );
+    assert_eq!(r.errors(), ["PAUSE flat"]);
+}

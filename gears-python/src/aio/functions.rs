@@ -27,6 +27,9 @@ pub(super) fn gears_future(py: Python<'_>) -> PyResult<Py<GearsFuture>> {
         let Some(frame) = fr.as_mut() else {
             return Err(GearsError::new_err(e::FUTURE_OUTSIDE_STEP));
         };
+        if !frame.supports_async {
+            return Err(GearsError::new_err(e::STEP_NO_ASYNC));
+        }
         if !frame.may_wait {
             return Err(GearsError::new_err(e::ASYNC_NOT_ALLOWED));
         }

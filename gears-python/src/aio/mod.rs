@@ -396,9 +396,11 @@ impl GearsFuture {
     }
 }
 
-/// The step call in progress on this thread: whether its record may wait,
-/// and the gearsFuture it created.
+/// The step call in progress on this thread: whether its step can answer
+/// later at all, whether its record may wait, and the gearsFuture it
+/// created.
 struct Frame {
+    supports_async: bool,
     may_wait: bool,
     created: Option<Py<GearsFuture>>,
 }
@@ -414,6 +416,7 @@ thread_local! {
 fn in_frame<R>(may_wait: bool, f: impl FnOnce() -> R) -> (R, Option<Py<GearsFuture>>) {
     let prev = FRAME.with(|fr| {
         fr.replace(Some(Frame {
+            supports_async: true,
             may_wait,
             created: None,
         }))
@@ -423,6 +426,21 @@ fn in_frame<R>(may_wait: bool, f: impl FnOnce() -> R) -> (R, Option<Py<GearsFutu
     let mine = FRAME.with(|fr| fr.borrow_mut().take());
     drop(restore);
     (out, mine.and_then(|m| m.created))
+}
+
+/// Calls `f` as a step that can not answer later (extractors, reducers,
+/// repartition): a `gearsFuture()` in it is 1.2's "Step does not support
+/// async".
+pub(crate) fn without_async<R>(f: impl FnOnce() -> R) -> R {
+    let prev = FRAME.with(|fr| {
+        fr.replace(Some(Frame {
+            supports_async: false,
+            may_wait: false,
+            created: None,
+        }))
+    });
+    let _restore = on_drop(move || FRAME.with(|fr| *fr.borrow_mut() = prev));
+    f()
 }
 
 /// Calls a step callback that may answer later: it may return a coroutine
