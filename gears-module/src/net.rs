@@ -48,8 +48,6 @@ struct Message {
 #[derive(Default)]
 struct Peer {
     conn: Option<redis::Connection>,
-    /// The run id its last RG.HELLO answered.
-    run_id: Option<String>,
     next_id: u64,
     pending: VecDeque<Message>,
     retry_at: Option<Instant>,
@@ -61,7 +59,9 @@ struct Outgoing {
     payload: Vec<u8>,
 }
 
-/// The run ids of the shards this node greeted (RG.HELLO), by shard id.
+/// The run id each shard's last RG.HELLO answered, by shard id: the one
+/// record of it, read by RG.INFOCLUSTER and by the networking thread (a
+/// changed run id is a restarted shard).
 type Greeted = Arc<Mutex<HashMap<String, String>>>;
 
 /// The sending side: queues messages for the networking thread, and knows
@@ -216,7 +216,10 @@ fn connect_peer(g: &dyn Directory, id: &str, peer: &mut Peer, greeted: &Greeted)
     }
     match connect(g, id) {
         Ok((conn, run_id)) => {
-            if peer.run_id.as_ref().is_some_and(|old| *old != run_id) {
+            let old = greeted
+                .lock_unpoisoned()
+                .insert(id.to_owned(), run_id.clone());
+            if old.is_some_and(|old| old != run_id) {
                 // A new life: what was meant for the old one (the runs it
                 // took part in, long given up by now) is stale, as in
                 // 1.2.
@@ -231,10 +234,6 @@ fn connect_peer(g: &dyn Directory, id: &str, peer: &mut Peer, greeted: &Greeted)
                 }
                 peer.pending.clear();
             }
-            greeted
-                .lock_unpoisoned()
-                .insert(id.to_owned(), run_id.clone());
-            peer.run_id = Some(run_id);
             peer.conn = Some(conn);
             peer.retry_at = None;
             true

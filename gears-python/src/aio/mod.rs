@@ -26,7 +26,7 @@ use crate::runtime::{runtime, EventLoop};
 use crate::traceback::host_error;
 use gears_core::pending::{Answer, Later, Resolver};
 use gears_core::plan::StepResult;
-use gears_core::scope::on_drop;
+use gears_core::scope::{on_drop, with_local};
 use gears_core::sync::LockExt;
 use gears_core::Record;
 use pyo3::exceptions::PyStopIteration;
@@ -414,33 +414,28 @@ thread_local! {
 /// Calls `f` as a step that may (or may not) wait; returns what it returned
 /// and the future it created.
 fn in_frame<R>(may_wait: bool, f: impl FnOnce() -> R) -> (R, Option<Py<GearsFuture>>) {
-    let prev = FRAME.with(|fr| {
-        fr.replace(Some(Frame {
-            supports_async: true,
-            may_wait,
-            created: None,
-        }))
-    });
-    let restore = on_drop(move || FRAME.with(|fr| *fr.borrow_mut() = prev));
-    let out = f();
-    let mine = FRAME.with(|fr| fr.borrow_mut().take());
-    drop(restore);
-    (out, mine.and_then(|m| m.created))
+    let frame = Frame {
+        supports_async: true,
+        may_wait,
+        created: None,
+    };
+    with_local(&FRAME, Some(frame), || {
+        let out = f();
+        let mine = FRAME.with(|fr| fr.borrow_mut().take());
+        (out, mine.and_then(|m| m.created))
+    })
 }
 
 /// Calls `f` as a step that can not answer later (extractors, reducers,
 /// repartition): a `gearsFuture()` in it is 1.2's "Step does not support
 /// async".
 pub(crate) fn without_async<R>(f: impl FnOnce() -> R) -> R {
-    let prev = FRAME.with(|fr| {
-        fr.replace(Some(Frame {
-            supports_async: false,
-            may_wait: false,
-            created: None,
-        }))
-    });
-    let _restore = on_drop(move || FRAME.with(|fr| *fr.borrow_mut() = prev));
-    f()
+    let frame = Frame {
+        supports_async: false,
+        may_wait: false,
+        created: None,
+    };
+    with_local(&FRAME, Some(frame), f)
 }
 
 /// Calls a step callback that may answer later: it may return a coroutine
